@@ -1,0 +1,1 @@
+//! The data-parallel engine (issue 4 fills this in).

@@ -1,0 +1,1 @@
+//! Safe layer over neuron-sys (issue 3 fills this in).

@@ -1,0 +1,1 @@
+//! End-to-end tests of the whole stack against the mock libnrt live in `tests/tests/`.
