@@ -14,11 +14,14 @@
 //! `neuron-rt`. The ABI facts it relies on (struct sizes, field offsets, enum sizes) are
 //! pinned by compile-time assertions in [`abi`].
 
+#![warn(missing_docs)]
+
 pub mod abi;
 #[allow(
     non_camel_case_types,
     non_upper_case_globals,
     non_snake_case,
+    unsafe_op_in_unsafe_fn,
     missing_docs,
     unreachable_pub,
     clippy::missing_safety_doc,
