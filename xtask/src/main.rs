@@ -1,6 +1,26 @@
 //! `cargo xtask`: the project's development tasks (see `cargo xtask --help`).
+//!
+//! A plain binary crate run through the alias in `.cargo/config.toml`
+//! (`xtask = "run --package xtask --"`). One module per task:
+//!
+//! | Command | Module | What it does |
+//! |---|---|---|
+//! | `mock-build [--release]` | [`mock_build`] | builds the mock libnrt; prints its path last |
+//! | `mock-neff --out F ...` | [`mock_neff`] | writes a mock NEFF |
+//! | `mock-test` | [`mock_test`] | every test and example against the mock (the test command) |
+//! | `demo` | [`demo`] | the quickstart example on a demo NEFF, against the mock |
+//! | `bindgen [--check]` | [`bindgen`] | regenerates or checks `neuron-sys/src/bindings.rs` |
+//! | `ci` | [`ci`] | what `.ci/run` does, locally |
+//!
+//! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
 
 mod bindgen;
+mod ci;
+mod demo;
+mod mock_build;
+mod mock_neff;
+mod mock_test;
+mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +28,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", about = "Development tasks for the neuron-dp workspace")]
+#[command(
+    name = "cargo xtask",
+    about = "Development tasks for the neuron-dp workspace"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -16,12 +39,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build the mock libnrt (crate nrt-mock) and print the absolute path of libnrt_mock.so
+    /// as the last line of stdout.
+    MockBuild {
+        /// Build with the release profile.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Write a mock NEFF file that the mock libnrt can load.
+    MockNeff(mock_neff::MockNeffArgs),
+    /// Build the mock, then run every test, doctest and example of the workspace against it
+    /// (and check the C header when it exists). This is the project's test command.
+    MockTest,
+    /// Build the mock, write a demo NEFF to target/demo/ and run the neuron-rt quickstart
+    /// example on it.
+    Demo,
     /// Regenerate neuron-sys/src/bindings.rs from neuron-sys/include/nrt_abi.h.
     Bindgen {
-        /// Fail if the committed bindings differ from what the header generates.
+        /// Fail if the committed bindings differ from what the header generates (skipped,
+        /// with a message, when libclang is not installed).
         #[arg(long)]
         check: bool,
     },
+    /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
+    Ci,
 }
 
 /// The workspace root (the parent of this crate's directory).
@@ -36,7 +77,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = workspace_root();
     let result = match cli.command {
+        Command::MockBuild { release } => mock_build::run(&root, release),
+        Command::MockNeff(args) => mock_neff::run(&args),
+        Command::MockTest => mock_test::run(&root),
+        Command::Demo => demo::run(&root),
         Command::Bindgen { check } => bindgen::run(&root, check),
+        Command::Ci => ci::run(&root),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -44,5 +90,17 @@ fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

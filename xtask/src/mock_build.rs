@@ -1,0 +1,56 @@
+//! `cargo xtask mock-build [--release]`: builds the mock libnrt (crate `nrt-mock`) and prints
+//! the absolute path of `libnrt_mock.so` as the last line of stdout.
+//!
+//! That line is a contract (DESIGN §7): scripts do
+//! `export NRT_DYLIB_PATH=$(cargo xtask mock-build | tail -n1)`. Everything else (cargo's
+//! progress, ours) goes to stderr. The target directory comes from `cargo metadata`, so
+//! `CARGO_TARGET_DIR` and `build.target-dir` are honoured.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use crate::util::{self, TaskResult};
+
+/// The mock's package name.
+pub(crate) const PACKAGE: &str = "nrt-mock";
+/// The file name of the mock's shared library.
+pub(crate) const LIBRARY_FILE: &str = "libnrt_mock.so";
+
+/// Builds the mock and returns the absolute path of its shared library (without printing it).
+pub(crate) fn build(root: &Path, release: bool) -> TaskResult<PathBuf> {
+    let metadata = util::metadata(root)?;
+    let target_dir = util::target_dir(&metadata)?;
+    let mut command = util::cargo_command(root);
+    command.args(["build", "--package", PACKAGE]);
+    if release {
+        command.arg("--release");
+    }
+    // Keep our stdout for the path alone: whatever cargo or a build script prints goes to
+    // stderr.
+    command.stdout(Stdio::from(std::io::stderr()));
+    util::run(&mut command)?;
+
+    let profile_dir = if release { "release" } else { "debug" };
+    let library = target_dir.join(profile_dir).join(LIBRARY_FILE);
+    if !library.is_file() {
+        return Err(format!(
+            "`cargo build --package {PACKAGE}` succeeded but {} does not exist: \
+             {PACKAGE} must be a `cdylib` whose library is named `nrt_mock` (and a \
+             `--target` triple in the cargo configuration moves the output elsewhere)",
+            library.display()
+        ));
+    }
+    std::path::absolute(&library)
+        .map_err(|error| format!("cannot make {} absolute: {error}", library.display()))
+}
+
+/// The task: build, then print the path as the last line of stdout.
+pub(crate) fn run(root: &Path, release: bool) -> TaskResult {
+    let library = build(root, release)?;
+    eprintln!(
+        "built the mock libnrt; use it with NRT_DYLIB_PATH={}",
+        library.display()
+    );
+    println!("{}", library.display());
+    Ok(())
+}
