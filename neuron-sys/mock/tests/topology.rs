@@ -1,0 +1,228 @@
+//! Topology, visible-core remapping and cross-process core ownership, through the C ABI.
+//! Every test runs in a child process with its own environment and lock directory.
+
+mod common;
+
+use common::*;
+use neuron_sys::bindings::*;
+use nrt_mock::neff::{DType, MockModel, Op};
+
+/// Physical core that ran logical core `vnc` (via the core_id op).
+fn phys_of(vnc: i32) -> i32 {
+    let spec = MockModel::new("cid", Op::CoreId)
+        .input("x", DType::UInt8, &[2, 3])
+        .output("id", DType::Int32, &[2, 1]);
+    let b = bind(&spec, vnc);
+    assert_eq!(execute(b.model, b.ins, b.outs), NRT_SUCCESS);
+    let ids = bytes_i32(&read(b.outputs[0], 0, 8).unwrap());
+    assert_eq!(ids[0], ids[1]);
+    ids[0]
+}
+
+#[test]
+fn default_topology_counts_before_and_after_init() {
+    if !in_child("default_topology_counts_before_and_after_init", &[]) {
+        return;
+    }
+    assert_eq!(total(), Ok(24));
+    assert_eq!(visible(), Ok(24));
+    init_ok();
+    assert_eq!((total(), visible()), (Ok(24), Ok(24)));
+    assert_eq!(phys_of(23), 23);
+    close();
+}
+
+#[test]
+fn total_cores_env() {
+    if !in_child("total_cores_env", &[("NRT_MOCK_TOTAL_CORES", "4")]) {
+        return;
+    }
+    assert_eq!((total(), visible()), (Ok(4), Ok(4)));
+    let mut n = 0;
+    // SAFETY: `n` is a writable u32.
+    assert_eq!(unsafe { f!(nrt_get_total_vnc_count)(&mut n) }, NRT_SUCCESS);
+    assert_eq!(n, 4);
+    init_ok();
+    assert_eq!(load_bytes(&[0; 8], 4), Err(NRT_INVALID));
+    close();
+}
+
+#[test]
+fn visible_single_index() {
+    if !in_child("visible_single_index", &[("NEURON_RT_VISIBLE_CORES", "5")]) {
+        return;
+    }
+    assert_eq!(visible(), Ok(1));
+    init_ok();
+    assert_eq!((total(), visible()), (Ok(24), Ok(1)));
+    assert_eq!(phys_of(0), 5);
+    close();
+}
+
+#[test]
+fn visible_range() {
+    if !in_child("visible_range", &[("NEURON_RT_VISIBLE_CORES", "0-11")]) {
+        return;
+    }
+    assert_eq!(visible(), Ok(12));
+    init_ok();
+    assert_eq!(visible(), Ok(12));
+    assert_eq!(phys_of(11), 11);
+    close();
+}
+
+#[test]
+fn visible_range_and_index() {
+    if !in_child("visible_range_and_index", &[("NEURON_RT_VISIBLE_CORES", "3-5,6")]) {
+        return;
+    }
+    init_ok();
+    assert_eq!(visible(), Ok(4));
+    assert_eq!(phys_of(0), 3);
+    assert_eq!(phys_of(3), 6);
+    close();
+}
+
+#[test]
+fn visible_list() {
+    if !in_child("visible_list", &[("NEURON_RT_VISIBLE_CORES", "1,3")]) {
+        return;
+    }
+    init_ok();
+    assert_eq!(visible(), Ok(2));
+    assert_eq!(phys_of(0), 1);
+    assert_eq!(phys_of(1), 3);
+    close();
+}
+
+#[test]
+fn num_cores_takes_first_free() {
+    if !in_child("num_cores_takes_first_free", &[("NEURON_RT_NUM_CORES", "3")]) {
+        return;
+    }
+    assert_eq!(visible(), Ok(3));
+    init_ok();
+    assert_eq!(visible(), Ok(3));
+    assert_eq!(phys_of(2), 2);
+    close();
+}
+
+#[test]
+fn core_id_reports_physical_core_under_visible_12_23() {
+    if !in_child(
+        "core_id_reports_physical_core_under_visible_12_23",
+        &[("NEURON_RT_VISIBLE_CORES", "12-23")],
+    ) {
+        return;
+    }
+    init_ok();
+    for l in 0..12 {
+        assert_eq!(phys_of(l), 12 + l);
+    }
+    close();
+}
+
+/// Probe: nrt_init under the inherited environment must return `PROBE_EXPECT`.
+#[test]
+fn init_probe() {
+    if !is_child("init_probe") {
+        return;
+    }
+    let want: u32 = std::env::var("PROBE_EXPECT").unwrap().parse().unwrap();
+    assert_eq!(init(), want);
+    close();
+}
+
+fn probe(env: &[(&str, &str)]) -> std::process::Output {
+    child_output("init_probe", env)
+}
+
+#[test]
+fn malformed_visible_cores_fail_init_naming_the_value() {
+    for bad in ["3-1", "a", "0-99", "", "1,,2", "1,1", "2,0-3"] {
+        let out = probe(&[("NEURON_RT_VISIBLE_CORES", bad), ("PROBE_EXPECT", "2")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{bad:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("nrt-mock: nrt_init: NEURON_RT_VISIBLE_CORES={bad:?}")),
+            "{bad:?}: {stderr}"
+        );
+    }
+    for (var, bad) in [("NEURON_RT_NUM_CORES", "25"), ("NEURON_RT_NUM_CORES", "x"), ("NRT_MOCK_TOTAL_CORES", "0")] {
+        let out = probe(&[(var, bad), ("PROBE_EXPECT", "2")]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{var}={bad}: {stderr}");
+        assert!(stderr.contains(var), "{stderr}");
+    }
+}
+
+#[test]
+fn disjoint_processes_both_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    if !in_child("disjoint_processes_both_start", &[("NEURON_RT_VISIBLE_CORES", "0-11"), ("LOCKS", d)]) {
+        return;
+    }
+    let d = std::env::var("LOCKS").unwrap();
+    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &d) };
+    init_ok();
+    let out = probe(&[
+        ("NEURON_RT_VISIBLE_CORES", "12-23"),
+        ("NRT_MOCK_LOCK_DIR", &d),
+        ("PROBE_EXPECT", "0"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    close();
+}
+
+#[test]
+fn overlapping_process_fails_naming_busy_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    if !in_child(
+        "overlapping_process_fails_naming_busy_cores",
+        &[("NEURON_RT_VISIBLE_CORES", "0-11"), ("LOCKS", d)],
+    ) {
+        return;
+    }
+    let d = std::env::var("LOCKS").unwrap();
+    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &d) };
+    init_ok();
+    let out = probe(&[
+        ("NEURON_RT_VISIBLE_CORES", "11-12"),
+        ("NRT_MOCK_LOCK_DIR", &d),
+        ("PROBE_EXPECT", &NRT_RESOURCE.to_string()),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("NeuronCore(s) not available - Requested:nc11-nc12"), "{stderr}");
+    assert!(stderr.contains("busy: nc11-nc11"), "{stderr}");
+    // NUM_CORES counts only free cores: 12 are left.
+    let out = probe(&[("NEURON_RT_NUM_CORES", "13"), ("NRT_MOCK_LOCK_DIR", &d), ("PROBE_EXPECT", "4")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = probe(&[("NEURON_RT_NUM_CORES", "12"), ("NRT_MOCK_LOCK_DIR", &d), ("PROBE_EXPECT", "0")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // nrt_close releases the cores.
+    close();
+    let out = probe(&[("NEURON_RT_VISIBLE_CORES", "11-12"), ("NRT_MOCK_LOCK_DIR", &d), ("PROBE_EXPECT", "0")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn reinit_after_close_rereads_environment() {
+    if !in_child("reinit_after_close_rereads_environment", &[("NEURON_RT_VISIBLE_CORES", "0-1")]) {
+        return;
+    }
+    init_ok();
+    assert_eq!(init(), NRT_FAILURE, "double init");
+    assert_eq!(visible(), Ok(2));
+    close();
+    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("NEURON_RT_VISIBLE_CORES", "7") };
+    assert_eq!(visible(), Ok(1));
+    init_ok();
+    assert_eq!(phys_of(0), 7);
+    close();
+}
