@@ -175,21 +175,25 @@ impl Geometry {
     }
 
     /// `prod(shape[..dim])`: how many separate slabs a row range is spread over.
+    #[cfg(test)]
     pub(crate) fn outer(&self) -> usize {
         self.outer
     }
 
     /// `shape[dim]`: rows on the split dim.
+    #[cfg(test)]
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
     /// `prod(shape[dim + 1..]) * elem`: bytes of one row within one slab.
+    #[cfg(test)]
     pub(crate) fn inner_bytes(&self) -> usize {
         self.inner_bytes
     }
 
     /// Bytes of the whole tensor.
+    #[cfg(test)]
     pub(crate) fn total_bytes(&self) -> usize {
         self.total_bytes
     }

@@ -1,1 +1,63 @@
-//! The data-parallel engine (issue 4 fills this in).
+//! Data-parallel inference over AWS NeuronCores: `torch_neuronx.DataParallel`, done right.
+//!
+//! A [`DataParallel`] engine loads one compiled model (a NEFF) on several NeuronCores, cuts
+//! each input batch into chunks along `dim`, runs the chunks concurrently on persistent
+//! per-core worker threads, and gathers the outputs, in row order, straight into the caller's
+//! buffers. With dynamic batching (the default for `dim == 0`) any batch size runs as pieces
+//! of the compiled batch, the last one zero-padded and its outputs trimmed.
+//!
+//! The path of one batch, a module per step:
+//!
+//! | step | module | |
+//! |---|---|---|
+//! | validate | `validate` | inputs against the model's tensors; errors before any device call |
+//! | plan | `plan` | pure chunk math: chunks → cores, pieces, pad rows |
+//! | dispatch | `engine` | one job per piece onto its core's channel |
+//! | worker | `worker` | caller rows → device tensors, execute, device → caller rows |
+//! | complete | `call` | wait for every job; report the lowest failing chunk |
+//!
+//! Nothing is staged in intermediate host buffers: rows move between the caller's memory and
+//! device tensors in as few contiguous runs as the layout allows (`layout`).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use dataparallel::{Config, DataParallel, Input};
+//! use neuron_rt::{Neff, Runtime};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = Runtime::init()?;
+//! let neff = Neff::from_path("model.neff".as_ref())?;
+//! let engine = DataParallel::new(&runtime, &neff, Config::default())?;
+//! let x = vec![0.5f32; 10 * 8];
+//! let outputs = engine.forward(&[Input::f32(&[10, 8], &x)])?;
+//! println!("{:?}", outputs[0].shape);
+//! # Ok(()) }
+//! ```
+//!
+//! `DataParallel` is `Send + Sync`; every method takes `&self`.
+//!
+//! ```
+//! fn assert_send_sync<T: Send + Sync>() {}
+//! assert_send_sync::<dataparallel::DataParallel>();
+//! ```
+
+#![warn(missing_docs)]
+
+mod call;
+mod config;
+mod engine;
+mod error;
+mod layout;
+mod plan;
+mod spec;
+mod validate;
+mod view;
+mod worker;
+
+pub use config::{Config, DeviceSpec};
+pub use engine::{ChunkPlan, CoreReport, DataParallel};
+pub use error::{Error, Result};
+pub use plan::PlanError;
+pub use spec::{IoSpec, ModelSpec};
+pub use view::{Input, Output, OutputTensor};

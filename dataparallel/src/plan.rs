@@ -51,6 +51,7 @@ pub(crate) struct Chunk {
 
 impl Chunk {
     /// One past the last row of the chunk (`start + rows`, never more than `n`).
+    #[cfg(test)]
     pub(crate) fn end(&self) -> usize {
         // start + rows <= n for every chunk a Split hands out, so this cannot overflow.
         self.start + self.rows
@@ -79,21 +80,6 @@ impl Split {
             split_size,
             chunks,
         })
-    }
-
-    /// Rows on the split dim.
-    pub(crate) fn rows(&self) -> usize {
-        self.n
-    }
-
-    /// Number of cores the chunks are spread over.
-    pub(crate) fn cores(&self) -> usize {
-        self.k.get()
-    }
-
-    /// The user's chunk size, if one was set.
-    pub(crate) fn split_size(&self) -> Option<NonZeroUsize> {
-        self.split_size
     }
 
     /// Number of chunks: `min(n, k)` by default, `ceil(n / split_size)` otherwise.
@@ -228,6 +214,7 @@ pub(crate) struct Piece {
 
 impl Piece {
     /// Whether the piece carries pad rows (whose outputs are trimmed away).
+    #[cfg(test)]
     pub(crate) fn padded(&self) -> bool {
         self.pad != 0
     }
@@ -296,13 +283,15 @@ impl FusedIterator for Pieces {}
 
 /// Checks `n` rows against the dynamic-batching-off rule for the default split over `k`
 /// cores: `n == k * b`. Shorthand for `Split::new(n, k, None)?.check_exact(b)`.
+#[cfg(test)]
 pub(crate) fn check_exact(n: usize, k: usize, b: NonZeroUsize) -> Result<(), PlanError> {
     Split::new(n, k, None)?.check_exact(b)
 }
 
 /// Why a batch cannot be planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PlanError {
+#[non_exhaustive]
+pub enum PlanError {
     /// The engine has no cores to run on.
     NoCores,
     /// Dynamic batching is off and `n != k * b` (default split).

@@ -1,0 +1,141 @@
+//! The only state a caller shares with the workers: one [`Call`] per forward, living on the
+//! caller's stack, and the [`Job`]s that point into it. The caller blocks until every job of
+//! the call has completed, so the borrowed views outlive every use by a worker.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::thread::{self, Thread};
+
+use crate::error::Error;
+use crate::plan::Piece;
+use crate::spec::ModelSpec;
+use crate::validate::Matching;
+use crate::view::{Input, Output};
+
+/// Everything a worker needs to run pieces of one forward.
+pub(crate) struct Call<'a> {
+    pub(crate) spec: &'a ModelSpec,
+    pub(crate) inputs: &'a [Input<'a>],
+    pub(crate) input_matching: Matching,
+    pub(crate) outputs: &'a [Output<'a>],
+    pub(crate) output_matching: Matching,
+    pub(crate) dim: usize,
+    pub(crate) dynamic: bool,
+    pub(crate) batch: NonZeroUsize,
+    pub(crate) attach: bool,
+    pub(crate) completion: Completion,
+}
+
+/// One piece of one chunk, sent to the chunk's core.
+#[derive(Clone, Copy)]
+pub(crate) struct Job {
+    call: *const Call<'static>,
+    /// The chunk's index in the call.
+    pub(crate) chunk: usize,
+    /// The chunk's first row on the split dim.
+    pub(crate) chunk_start: usize,
+    /// The piece of the chunk this job runs.
+    pub(crate) piece: Piece,
+}
+
+// SAFETY: a `Job` points at a `Call` that is `Sync` (shared views over caller memory that
+// workers only read, or write in disjoint ranges) and that outlives the job: `dispatch`
+// waits, even while unwinding, until every job it sent has called `Completion::finish`.
+unsafe impl Send for Job {}
+
+impl Job {
+    pub(crate) fn new(call: &Call<'_>, chunk: usize, chunk_start: usize, piece: Piece) -> Job {
+        Job {
+            call: std::ptr::from_ref(call).cast(),
+            chunk,
+            chunk_start,
+            piece,
+        }
+    }
+
+    /// The call this job belongs to.
+    ///
+    /// # Safety
+    ///
+    /// Only before this job's `Completion::finish`; the reference must not be used after.
+    pub(crate) unsafe fn call(&self) -> &Call<'static> {
+        // SAFETY: the caller of `Job::new` keeps the call alive until `finish` has run for
+        // this job (see `dispatch`), and the caller of this function stops using it then.
+        unsafe { &*self.call }
+    }
+}
+
+/// A failed piece: which chunk, on which core slot, and why.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) chunk: usize,
+    pub(crate) error: Error,
+}
+
+/// Per-call completion: a countdown of outstanding jobs, the caller to wake, and the failure
+/// with the lowest chunk index. Needs no allocation.
+pub(crate) struct Completion {
+    remaining: AtomicUsize,
+    waiter: Thread,
+    failure: Mutex<Option<Failure>>,
+}
+
+impl Completion {
+    pub(crate) fn new() -> Completion {
+        Completion {
+            remaining: AtomicUsize::new(0),
+            waiter: thread::current(),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Counts `jobs` more outstanding jobs (before they are sent).
+    pub(crate) fn expect(&self, jobs: usize) {
+        self.remaining.fetch_add(jobs, Ordering::Relaxed);
+    }
+
+    /// Records a failure, keeping the lowest chunk.
+    pub(crate) fn fail(&self, failure: Failure) {
+        let mut slot = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_none_or(|f| failure.chunk < f.chunk) {
+            *slot = Some(failure);
+        }
+    }
+
+    /// Marks one job finished. After this returns the completion may be gone: callers must
+    /// not touch the job's call again.
+    pub(crate) fn finish(&self) {
+        // Clone the handle first: once `remaining` reaches zero the caller may return and
+        // free this completion.
+        let waiter = self.waiter.clone();
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            waiter.unpark();
+        }
+    }
+
+    /// Blocks until every expected job has finished.
+    pub(crate) fn wait(&self) {
+        while self.remaining.load(Ordering::Acquire) != 0 {
+            thread::park();
+        }
+    }
+
+    /// The recorded failure, after `wait`.
+    pub(crate) fn take_failure(&self) -> Option<Failure> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Waits for the call's jobs when dropped, so an unwinding caller never frees a `Call` that
+/// workers still use.
+pub(crate) struct WaitOnDrop<'c>(pub(crate) &'c Completion);
+
+impl Drop for WaitOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.wait();
+    }
+}

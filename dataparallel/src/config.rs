@@ -1,0 +1,153 @@
+//! Engine configuration: the knobs of `torch_neuronx.DataParallel`, plus CPU pinning and the
+//! attach mode.
+
+use std::num::NonZeroUsize;
+
+use neuron_rt::DeviceIds;
+
+/// How to build a [`DataParallel`](crate::DataParallel) engine.
+///
+/// ```
+/// use dataparallel::Config;
+/// let config = Config::default().dim(0).split_size(4).workers_per_core(2);
+/// assert_eq!(config.dim_value(), 0);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub(crate) device_ids: Option<DeviceSpec>,
+    pub(crate) dim: usize,
+    pub(crate) dynamic_batching: bool,
+    pub(crate) split_size: Option<usize>,
+    pub(crate) workers: Workers,
+    pub(crate) pin_cpus: bool,
+    pub(crate) attach: bool,
+}
+
+/// How many worker threads to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workers {
+    /// In total, spread round-robin over the cores.
+    Total(usize),
+    /// Per core.
+    PerCore(usize),
+}
+
+/// Which cores to use, as the caller gave them; validated against the runtime at build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// Already parsed ids.
+    Ids(DeviceIds),
+    /// A list such as `"nc:0,nc:3"` or `"0,3"`.
+    List(String),
+    /// Plain integers (negative ones are rejected at build).
+    Indices(Vec<i64>),
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            device_ids: None,
+            dim: 0,
+            dynamic_batching: true,
+            split_size: None,
+            workers: Workers::PerCore(2),
+            pin_cpus: false,
+            attach: false,
+        }
+    }
+}
+
+impl Config {
+    /// The cores to replicate the model on (default: every core the process owns).
+    #[must_use]
+    pub fn device_ids(mut self, ids: DeviceIds) -> Config {
+        self.device_ids = Some(DeviceSpec::Ids(ids));
+        self
+    }
+
+    /// The cores as a list string: `"nc:0,nc:1"` or `"0,1"`.
+    #[must_use]
+    pub fn device_list(mut self, list: impl Into<String>) -> Config {
+        self.device_ids = Some(DeviceSpec::List(list.into()));
+        self
+    }
+
+    /// The cores as integers.
+    #[must_use]
+    pub fn device_indices(mut self, indices: impl Into<Vec<i64>>) -> Config {
+        self.device_ids = Some(DeviceSpec::Indices(indices.into()));
+        self
+    }
+
+    /// The dimension to scatter inputs and gather outputs along (default 0).
+    #[must_use]
+    pub fn dim(mut self, dim: usize) -> Config {
+        self.dim = dim;
+        self
+    }
+
+    /// Dynamic batching (default on): run any batch size as pieces of the compiled batch.
+    /// Only possible with `dim == 0`; with another dim it is switched off at build (logged).
+    #[must_use]
+    pub fn dynamic_batching(mut self, on: bool) -> Config {
+        self.dynamic_batching = on;
+        self
+    }
+
+    /// Rows per chunk (default: split the batch evenly over the cores). Chunks are assigned
+    /// to cores round-robin. 0 is rejected at build.
+    #[must_use]
+    pub fn split_size(mut self, rows: usize) -> Config {
+        self.split_size = Some(rows);
+        self
+    }
+
+    /// Worker threads in total (default: 2 per core, so one piece's transfers overlap the
+    /// other's execution). With fewer workers than cores, a worker serves several cores.
+    #[must_use]
+    pub fn num_workers(mut self, workers: usize) -> Config {
+        self.workers = Workers::Total(workers);
+        self
+    }
+
+    /// Worker threads per core (default 2).
+    #[must_use]
+    pub fn workers_per_core(mut self, per_core: usize) -> Config {
+        self.workers = Workers::PerCore(per_core);
+        self
+    }
+
+    /// Pin worker threads to CPUs (default off), spread over the CPUs this process may use.
+    #[must_use]
+    pub fn pin_cpus(mut self, on: bool) -> Config {
+        self.pin_cpus = on;
+        self
+    }
+
+    /// Attach mode (default off): unpadded `dim == 0` pieces run directly on the caller's
+    /// memory (`nrt_tensor_attach_buffer`) instead of being copied to device tensors. Saves
+    /// the copies at the cost of creating tensor handles per piece.
+    #[must_use]
+    pub fn attach(mut self, on: bool) -> Config {
+        self.attach = on;
+        self
+    }
+
+    /// The configured dim.
+    pub fn dim_value(&self) -> usize {
+        self.dim
+    }
+
+    /// Resolves the worker count for `cores` cores.
+    pub(crate) fn resolved_workers(&self, cores: usize) -> usize {
+        match self.workers {
+            Workers::Total(n) => n,
+            Workers::PerCore(per_core) => cores.saturating_mul(per_core),
+        }
+    }
+
+    /// The split size, as given.
+    pub(crate) fn split_size_value(&self) -> Option<NonZeroUsize> {
+        self.split_size.and_then(NonZeroUsize::new)
+    }
+}

@@ -1,0 +1,540 @@
+//! The engine: replicas on the chosen cores, persistent workers, and the path of one batch
+//! (validate → plan → dispatch → complete) for callers on any number of threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, bounded};
+use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
+
+use crate::call::{Call, Completion, Job, WaitOnDrop};
+use crate::config::{Config, DeviceSpec};
+use crate::error::{Error, Result};
+use crate::plan::{self, Piece, Split};
+use crate::spec::{IoSpec, ModelSpec};
+use crate::validate::{self, InputPlan};
+use crate::view::{Input, Output, OutputTensor};
+use crate::worker::{self, CoreStats, Replica, WorkerSetup};
+
+/// Jobs each core's channel holds before `forward` waits for a worker to take one.
+const QUEUE_DEPTH: usize = 1024;
+
+/// A model replicated on several NeuronCores, running each batch data-parallel.
+///
+/// Build it with [`DataParallel::new`]; call [`forward`](Self::forward) or
+/// [`forward_into`](Self::forward_into) from any number of threads (`&self`). Dropping the
+/// engine stops and joins its workers, then unloads the replicas.
+pub struct DataParallel {
+    runtime: Runtime,
+    spec: ModelSpec,
+    devices: DeviceIds,
+    replicas: Vec<Arc<Replica>>,
+    senders: Vec<Sender<Job>>,
+    workers: Vec<JoinHandle<()>>,
+    dim: usize,
+    dynamic: AtomicBool,
+    split_size: Option<std::num::NonZeroUsize>,
+    attach: bool,
+}
+
+impl std::fmt::Debug for DataParallel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataParallel")
+            .field("devices", &self.devices)
+            .field("workers", &self.workers.len())
+            .field("dim", &self.dim)
+            .field("dynamic_batching", &self.dynamic_batching())
+            .field("split_size", &self.split_size)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-core counters, from [`DataParallel::core_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreReport {
+    /// The logical core.
+    pub core: DeviceId,
+    /// The physical core, when known.
+    pub physical_core: Option<u32>,
+    /// Executions started on the core.
+    pub executions: u64,
+    /// Nanoseconds workers spent running pieces on the core (transfers and execution).
+    pub busy_ns: u64,
+    /// Pieces that failed on the core.
+    pub failures: u64,
+}
+
+/// How one forward of `n` rows is split, from [`DataParallel::plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkPlan {
+    /// Chunk index.
+    pub chunk: usize,
+    /// First row on the split dim.
+    pub start: usize,
+    /// Rows in the chunk.
+    pub rows: usize,
+    /// The logical core.
+    pub core: DeviceId,
+    /// The physical core, when known.
+    pub physical_core: Option<u32>,
+    /// Executions (pieces of the compiled batch).
+    pub pieces: usize,
+    /// Zero rows added to fill the last piece.
+    pub pad_rows: usize,
+}
+
+impl DataParallel {
+    /// Loads `neff` on the configured cores and starts the workers.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Runtime`] for invalid device ids (each form is rejected with a message
+    ///   naming the entry) or when loading or allocating fails;
+    /// - [`Error::Config`] for a zero `split_size` or worker count, or a `dim` the model's
+    ///   inputs do not have.
+    pub fn new(runtime: &Runtime, neff: &Neff, config: Config) -> Result<DataParallel> {
+        let devices = resolve_devices(runtime, config.device_ids.as_ref())?;
+        if config.split_size == Some(0) {
+            return Err(Error::Config(
+                "split_size must be at least 1 (or unset to split evenly over the cores)"
+                    .to_owned(),
+            ));
+        }
+        let cores = devices.len();
+        let num_workers = config.resolved_workers(cores);
+        if num_workers == 0 {
+            return Err(Error::Config(
+                "num_workers must be at least 1 (default: 2 per core)".to_owned(),
+            ));
+        }
+        let mut dynamic = config.dynamic_batching;
+        if dynamic && config.dim != 0 {
+            log::info!(
+                "dynamic batching is switched off because dim is {} (it needs dim 0)",
+                config.dim
+            );
+            dynamic = false;
+        }
+
+        let mut replicas = Vec::with_capacity(cores);
+        for &core in devices.iter() {
+            let model = Model::load(runtime, neff, core)?;
+            replicas.push(Arc::new(Replica {
+                model,
+                stats: CoreStats::default(),
+            }));
+        }
+        let first = &replicas[0].model;
+        let spec = ModelSpec {
+            inputs: first
+                .inputs()
+                .iter()
+                .map(IoSpec::from_info)
+                .collect::<Result<_>>()?,
+            outputs: first
+                .outputs()
+                .iter()
+                .map(IoSpec::from_info)
+                .collect::<Result<_>>()?,
+        };
+        if spec.inputs.is_empty() || spec.outputs.is_empty() {
+            return Err(Error::Config(format!(
+                "the model has {} inputs and {} outputs; data parallelism needs at least one of each",
+                spec.inputs.len(),
+                spec.outputs.len()
+            )));
+        }
+        if spec.inputs.iter().all(|i| i.shape.len() <= config.dim) {
+            return Err(Error::Config(format!(
+                "dim {} is out of range: the model's inputs have rank {}",
+                config.dim,
+                spec.inputs.iter().map(|i| i.shape.len()).max().unwrap_or(0)
+            )));
+        }
+
+        let (senders, receivers): (Vec<_>, Vec<_>) =
+            (0..cores).map(|_| bounded::<Job>(QUEUE_DEPTH)).unzip();
+        let cpus = if config.pin_cpus {
+            allowed_cpus()
+        } else {
+            Vec::new()
+        };
+        let mut engine = DataParallel {
+            runtime: runtime.clone(),
+            spec,
+            devices,
+            replicas,
+            senders,
+            workers: Vec::with_capacity(num_workers),
+            dim: config.dim,
+            dynamic: AtomicBool::new(dynamic),
+            split_size: config.split_size_value(),
+            attach: config.attach,
+        };
+        let (ready_tx, ready_rx) = bounded(num_workers);
+        for w in 0..num_workers {
+            // With at least one worker per core, worker w serves core w % k; with fewer,
+            // worker w serves every core c with c % num_workers == w.
+            let serves: Vec<usize> = if num_workers >= cores {
+                vec![w % cores]
+            } else {
+                (w..cores).step_by(num_workers).collect()
+            };
+            let setup = WorkerSetup {
+                serves: serves
+                    .iter()
+                    .map(|&c| (Arc::clone(&engine.replicas[c]), receivers[c].clone()))
+                    .collect(),
+                cpu: (!cpus.is_empty()).then(|| cpus[w % cpus.len()]),
+            };
+            let ready = ready_tx.clone();
+            let name = format!(
+                "neuron-dp-w{w}-nc{}",
+                engine.devices.as_slice()[serves[0]].index()
+            );
+            let handle = std::thread::Builder::new()
+                .name(name)
+                .spawn(move || worker::run(setup, ready))
+                .map_err(|e| Error::Config(format!("cannot start a worker thread: {e}")))?;
+            engine.workers.push(handle);
+        }
+        drop(ready_tx);
+        drop(receivers);
+        for _ in 0..num_workers {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(error),
+                Err(_) => return Err(Error::Config("a worker thread exited at start".to_owned())),
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Switches dynamic batching off (as `torch_neuronx`'s `disable_dynamic_batching()`):
+    /// from now on every batch must be exactly cores × compiled batch rows.
+    pub fn disable_dynamic_batching(&self) {
+        self.dynamic.store(false, Ordering::Release);
+    }
+
+    /// Whether dynamic batching is on.
+    pub fn dynamic_batching(&self) -> bool {
+        self.dynamic.load(Ordering::Acquire)
+    }
+
+    /// The cores the model is replicated on.
+    pub fn devices(&self) -> &DeviceIds {
+        &self.devices
+    }
+
+    /// The physical core behind each replica, in device order.
+    pub fn physical_cores(&self) -> impl Iterator<Item = Option<u32>> + '_ {
+        self.replicas.iter().map(|r| r.model.physical_core())
+    }
+
+    /// The model's inputs and outputs.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The runtime the engine runs on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The split dim.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Number of worker threads.
+    pub fn num_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Per-core counters since the engine was built.
+    pub fn core_stats(&self) -> Vec<CoreReport> {
+        self.replicas
+            .iter()
+            .map(|r| CoreReport {
+                core: r.model.core(),
+                physical_core: r.model.physical_core(),
+                executions: r.stats.executions.load(Ordering::Relaxed),
+                busy_ns: r.stats.busy_ns.load(Ordering::Relaxed),
+                failures: r.stats.failures.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    fn split(&self, rows: usize) -> Result<Split> {
+        Ok(Split::new(rows, self.devices.len(), self.split_size)?)
+    }
+
+    fn check_inputs(&self, inputs: &[Input<'_>]) -> Result<(InputPlan, Split, bool)> {
+        let dynamic = self.dynamic_batching();
+        let plan = validate::inputs(&self.spec, inputs, self.dim, dynamic)?;
+        let split = self.split(plan.rows)?;
+        if !dynamic {
+            split.check_exact(plan.batch)?;
+        }
+        if split.underused() {
+            log::warn!(
+                "{} chunks on {} cores leaves cores idle; use a batch that divides evenly over the \
+                 cores",
+                split.num_chunks(),
+                self.devices.len()
+            );
+        }
+        Ok((plan, split, dynamic))
+    }
+
+    /// How a batch of `rows` rows would be split: chunks, cores, pieces and pad rows.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Plan`] when the batch cannot be split (dynamic batching off and the rows are
+    /// not cores × compiled batch).
+    pub fn plan(&self, rows: usize) -> Result<Vec<ChunkPlan>> {
+        let dynamic = self.dynamic_batching();
+        let batch = self
+            .spec
+            .inputs
+            .iter()
+            .find_map(|i| i.shape.get(self.dim).copied())
+            .and_then(std::num::NonZeroUsize::new)
+            .ok_or_else(|| Error::Config("the model has no batch on the split dim".to_owned()))?;
+        let split = self.split(rows)?;
+        if !dynamic {
+            split.check_exact(batch)?;
+        }
+        Ok(split
+            .iter()
+            .map(|chunk| {
+                let (pieces, pad_rows) = if dynamic {
+                    (
+                        plan::piece_count(chunk.rows, batch),
+                        plan::pad_rows(chunk.rows, batch),
+                    )
+                } else {
+                    (1, 0)
+                };
+                let replica = &self.replicas[chunk.slot];
+                ChunkPlan {
+                    chunk: chunk.index,
+                    start: chunk.start,
+                    rows: chunk.rows,
+                    core: replica.model.core(),
+                    physical_core: replica.model.physical_core(),
+                    pieces,
+                    pad_rows,
+                }
+            })
+            .collect())
+    }
+
+    /// The shapes [`forward`](Self::forward) would return for these inputs.
+    ///
+    /// # Errors
+    ///
+    /// As [`forward_into`](Self::forward_into) for invalid inputs.
+    pub fn output_shapes(&self, inputs: &[Input<'_>]) -> Result<Vec<Vec<usize>>> {
+        let (plan, split, dynamic) = self.check_inputs(inputs)?;
+        Ok(self
+            .spec
+            .outputs
+            .iter()
+            .map(|o| {
+                let mut shape = o.shape.clone();
+                shape[self.dim] =
+                    validate::output_rows(o, self.dim, dynamic, plan.rows, split.num_chunks());
+                shape
+            })
+            .collect())
+    }
+
+    /// Runs a batch and returns newly allocated outputs, in the model's output order.
+    ///
+    /// # Errors
+    ///
+    /// As [`forward_into`](Self::forward_into).
+    pub fn forward(&self, inputs: &[Input<'_>]) -> Result<Vec<OutputTensor>> {
+        let shapes = self.output_shapes(inputs)?;
+        let mut buffers: Vec<Vec<u8>> = self
+            .spec
+            .outputs
+            .iter()
+            .zip(&shapes)
+            .map(|(o, shape)| vec![0u8; shape.iter().product::<usize>() * o.elem_size])
+            .collect();
+        {
+            let mut views: Vec<Output<'_>> = self
+                .spec
+                .outputs
+                .iter()
+                .zip(&shapes)
+                .zip(buffers.iter_mut())
+                .map(|((o, shape), buffer)| {
+                    let dtype = o.dtype.unwrap_or(neuron_rt::DType::UInt8);
+                    Output::new(dtype, shape, buffer)
+                })
+                .collect();
+            if self.spec.outputs.iter().any(|o| o.dtype.is_none()) {
+                return Err(Error::Config(
+                    "the model reports an output of unknown dtype; use forward_into with your \
+                     own buffers"
+                        .to_owned(),
+                ));
+            }
+            self.forward_into(inputs, &mut views)?;
+        }
+        Ok(self
+            .spec
+            .outputs
+            .iter()
+            .zip(shapes)
+            .zip(buffers)
+            .map(|((o, shape), data)| OutputTensor {
+                name: o.name.clone(),
+                dtype: o.dtype.unwrap_or(neuron_rt::DType::UInt8),
+                shape,
+                data,
+            })
+            .collect())
+    }
+
+    /// Runs a batch, writing the gathered outputs into the caller's buffers. Makes no heap
+    /// allocation in the steady state (unless attach mode is on).
+    ///
+    /// Inputs are matched to the model's inputs by name when named, else by position; so are
+    /// outputs. Every chunk runs to completion; if any failed, the failure of the lowest chunk
+    /// is returned, naming its logical and physical core and the libnrt status. The engine
+    /// keeps serving after any error.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Input`], [`Error::Output`], [`Error::DynamicBatchingIneligible`] and
+    /// [`Error::Plan`] before any device call; [`Error::Chunk`] when a core fails.
+    pub fn forward_into(&self, inputs: &[Input<'_>], outputs: &mut [Output<'_>]) -> Result<()> {
+        let (plan, split, dynamic) = self.check_inputs(inputs)?;
+        let output_matching = validate::outputs(&self.spec, outputs, self.dim, |o| {
+            validate::output_rows(o, self.dim, dynamic, plan.rows, split.num_chunks())
+        })?;
+        if split.num_chunks() == 0 {
+            return Ok(());
+        }
+        let call = Call {
+            spec: &self.spec,
+            inputs,
+            input_matching: plan.matching,
+            outputs,
+            output_matching,
+            dim: self.dim,
+            dynamic,
+            batch: plan.batch,
+            attach: self.attach,
+            completion: Completion::new(),
+        };
+        self.dispatch(&call, &split);
+        match call.completion.take_failure() {
+            Some(failure) => Err(failure.error),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends every piece of every chunk to its core and waits for all of them.
+    fn dispatch(&self, call: &Call<'_>, split: &Split) {
+        let single = |rows| Piece {
+            start: 0,
+            rows,
+            pad: 0,
+        };
+        let jobs: usize = if call.dynamic {
+            split
+                .iter()
+                .map(|c| plan::piece_count(c.rows, call.batch))
+                .sum()
+        } else {
+            split.num_chunks()
+        };
+        call.completion.expect(jobs);
+        // From here on the call must outlive every job sent: wait even if we unwind.
+        let _wait = WaitOnDrop(&call.completion);
+        let mut sent = 0;
+        'chunks: for chunk in split.iter() {
+            let send = |piece| {
+                let job = Job::new(call, chunk.index, chunk.start, piece);
+                self.senders[chunk.slot].send(job).is_ok()
+            };
+            let delivered = if call.dynamic {
+                plan::pieces(chunk.rows, call.batch).all(|piece| {
+                    let ok = send(piece);
+                    sent += usize::from(ok);
+                    ok
+                })
+            } else {
+                let ok = send(single(chunk.rows));
+                sent += usize::from(ok);
+                ok
+            };
+            if !delivered {
+                break 'chunks;
+            }
+        }
+        // Jobs that could not be sent (workers gone) are finished here so the wait ends.
+        for _ in sent..jobs {
+            call.completion.fail(crate::call::Failure {
+                chunk: usize::MAX,
+                error: Error::ShuttingDown,
+            });
+            call.completion.finish();
+        }
+    }
+}
+
+impl Drop for DataParallel {
+    fn drop(&mut self) {
+        // Closing the channels ends the workers' loops; join them before the replicas (and
+        // the runtime handle) go.
+        self.senders.clear();
+        for handle in self.workers.drain(..) {
+            if handle.join().is_err() {
+                log::error!("a neuron-dp worker panicked outside a job");
+            }
+        }
+    }
+}
+
+fn resolve_devices(runtime: &Runtime, spec: Option<&DeviceSpec>) -> Result<DeviceIds> {
+    let visible = runtime.visible_cores();
+    let ids = match spec {
+        None => DeviceIds::all(visible).map_err(neuron_rt::Error::from)?,
+        Some(DeviceSpec::Ids(ids)) => ids.clone(),
+        Some(DeviceSpec::List(list)) => {
+            DeviceIds::parse_list(list).map_err(neuron_rt::Error::from)?
+        }
+        Some(DeviceSpec::Indices(indices)) => {
+            DeviceIds::from_indices(indices).map_err(neuron_rt::Error::from)?
+        }
+    };
+    Ok(ids.validate(visible).map_err(neuron_rt::Error::from)?)
+}
+
+/// The CPUs this process may run on, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data; all-zero bytes are the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is this thread; `set` is a valid, writable `cpu_set_t` of that size.
+    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        log::warn!(
+            "cannot read the CPU affinity ({}); workers are not pinned",
+            std::io::Error::last_os_error()
+        );
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize)
+        // SAFETY: `CPU_ISSET` reads one bit of `set`, below CPU_SETSIZE.
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect()
+}

@@ -1,0 +1,312 @@
+//! Worker threads: each owns pre-allocated input and output tensor sets on the core(s) it
+//! serves, takes pieces from those cores' channels, and for each piece writes the caller's
+//! rows into device tensors (zeroing pad rows), executes, and reads the outputs straight into
+//! the caller's output rows.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Select};
+use neuron_rt::{DeviceId, Model, Tensor, TensorSet};
+
+use crate::call::{Call, Failure, Job};
+use crate::error::Error;
+use crate::layout::{Geometry, LayoutError};
+use crate::validate::find;
+
+/// One replica: the model loaded on a core, and that core's counters.
+#[derive(Debug)]
+pub(crate) struct Replica {
+    pub(crate) model: Model,
+    pub(crate) stats: CoreStats,
+}
+
+/// Counters per core, updated by its workers.
+#[derive(Debug, Default)]
+pub(crate) struct CoreStats {
+    pub(crate) executions: AtomicU64,
+    pub(crate) busy_ns: AtomicU64,
+    pub(crate) failures: AtomicU64,
+}
+
+/// A worker's tensor sets on one core.
+struct Station {
+    replica: Arc<Replica>,
+    inputs: TensorSet<'static>,
+    outputs: TensorSet<'static>,
+}
+
+impl Station {
+    fn new(replica: Arc<Replica>) -> Result<Station, neuron_rt::Error> {
+        let inputs = replica.model.allocate_inputs()?;
+        let outputs = replica.model.allocate_outputs()?;
+        Ok(Station {
+            replica,
+            inputs,
+            outputs,
+        })
+    }
+
+    fn core(&self) -> DeviceId {
+        self.replica.model.core()
+    }
+}
+
+/// What a worker needs at start: the replicas (with their receivers) it serves, and a CPU.
+pub(crate) struct WorkerSetup {
+    pub(crate) serves: Vec<(Arc<Replica>, Receiver<Job>)>,
+    pub(crate) cpu: Option<usize>,
+}
+
+/// The body of a worker thread. Reports start-up success or failure through `ready`, then
+/// serves jobs until every channel it listens on is closed.
+pub(crate) fn run(setup: WorkerSetup, ready: crossbeam_channel::Sender<Result<(), Error>>) {
+    if let Some(cpu) = setup.cpu {
+        pin_to_cpu(cpu);
+    }
+    let stations: Result<Vec<Station>, neuron_rt::Error> = setup
+        .serves
+        .iter()
+        .map(|(replica, _)| Station::new(Arc::clone(replica)))
+        .collect();
+    let mut stations = match stations {
+        Ok(stations) => stations,
+        Err(error) => {
+            let _ = ready.send(Err(Error::Runtime(error)));
+            return;
+        }
+    };
+    let receivers: Vec<&Receiver<Job>> = setup.serves.iter().map(|(_, rx)| rx).collect();
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    drop(ready);
+
+    if let [receiver] = receivers.as_slice() {
+        while let Ok(job) = receiver.recv() {
+            serve(&mut stations[0], job);
+        }
+        return;
+    }
+    let mut select = Select::new();
+    for receiver in &receivers {
+        select.recv(receiver);
+    }
+    let mut open = receivers.len();
+    while open > 0 {
+        let operation = select.select();
+        let index = operation.index();
+        match operation.recv(receivers[index]) {
+            Ok(job) => serve(&mut stations[index], job),
+            Err(_) => {
+                select.remove(index);
+                open -= 1;
+            }
+        }
+    }
+}
+
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero bytes are the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu < libc::CPU_SETSIZE as usize {
+        // SAFETY: `CPU_SET` writes one bit inside `set`; `cpu` is below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: pid 0 is the calling thread; `set` is a valid `cpu_set_t` of the given size.
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    if rc != 0 {
+        log::warn!(
+            "could not pin worker to CPU {cpu}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Runs one job and signals its completion, whatever happens.
+fn serve(station: &mut Station, job: Job) {
+    // SAFETY: the call outlives this job until `finish` below, after which it is not used.
+    let call = unsafe { job.call() };
+    let started = Instant::now();
+    let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, &job)));
+    let stats = &station.replica.stats;
+    stats.busy_ns.fetch_add(
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    let error = match result {
+        Ok(Ok(())) => None,
+        Ok(Err(source)) => Some(Error::Chunk {
+            chunk: job.chunk,
+            core: station.core(),
+            physical_core: station.replica.model.physical_core(),
+            source,
+        }),
+        Err(panic) => Some(Error::WorkerPanicked {
+            chunk: job.chunk,
+            core: station.core(),
+            message: panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "unknown panic".to_owned()),
+        }),
+    };
+    if let Some(error) = error {
+        stats.failures.fetch_add(1, Ordering::Relaxed);
+        call.completion.fail(Failure {
+            chunk: job.chunk,
+            error,
+        });
+    }
+    call.completion.finish();
+}
+
+fn layout_error(error: LayoutError) -> neuron_rt::Error {
+    neuron_rt::Error::InvalidArgument {
+        op: "scatter/gather",
+        message: error.to_string(),
+    }
+}
+
+/// Scatter one piece's rows into the device tensors, execute, gather the outputs.
+fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), neuron_rt::Error> {
+    let piece = job.piece;
+    let b = call.batch.get();
+    let src_row = job.chunk_start + piece.start;
+    if call.attach && call.dynamic && call.dim == 0 && piece.pad == 0 && piece.rows == b {
+        return run_attached(station, call, src_row);
+    }
+
+    for (index, spec) in call.spec.inputs.iter().enumerate() {
+        let view = find(call.inputs, call.input_matching, index, &spec.name, |v| {
+            v.name
+        })
+        .ok_or_else(|| missing("input", &spec.name))?;
+        let tensor = station
+            .inputs
+            .tensor_mut(index)
+            .ok_or_else(|| missing("device input", &spec.name))?;
+        if view.broadcast {
+            tensor.write(0, view.data)?;
+            continue;
+        }
+        let geometry = Geometry::new(view.shape, call.dim, spec.elem_size).map_err(layout_error)?;
+        for run in geometry
+            .runs(src_row, piece.rows, b, 0)
+            .map_err(layout_error)?
+        {
+            tensor.write(run.dst, &view.data[run.src..run.src + run.len])?;
+        }
+        if piece.pad > 0 {
+            for span in geometry
+                .pad_runs(b, piece.rows, piece.pad)
+                .map_err(layout_error)?
+            {
+                tensor.memset(span.offset, 0, span.len)?;
+            }
+        }
+    }
+
+    execute(&station.replica, &station.inputs, &mut station.outputs)?;
+
+    for (index, spec) in call.spec.outputs.iter().enumerate() {
+        let view = find(call.outputs, call.output_matching, index, &spec.name, |v| {
+            v.name
+        })
+        .ok_or_else(|| missing("output", &spec.name))?;
+        let tensor = station
+            .outputs
+            .tensor(index)
+            .ok_or_else(|| missing("device output", &spec.name))?;
+        let geometry = Geometry::new(view.shape, call.dim, spec.elem_size).map_err(layout_error)?;
+        let compiled_rows = spec.shape.get(call.dim).copied().unwrap_or(0);
+        // With dynamic batching output rows follow input rows (pad rows are dropped);
+        // otherwise each chunk contributes one whole compiled output along `dim`.
+        let (out_row, out_rows) = if call.dynamic {
+            (src_row, piece.rows)
+        } else {
+            (job.chunk * compiled_rows, compiled_rows)
+        };
+        for run in geometry
+            .runs(out_row, out_rows, compiled_rows, 0)
+            .map_err(layout_error)?
+        {
+            // SAFETY: validation fixed the view's shape, so the run lies inside it; runs of
+            // different jobs cover disjoint rows of the output, and the caller does not touch
+            // the buffer until every job has finished.
+            let out = unsafe { view.bytes_mut(run.src, run.len) };
+            tensor.read(run.dst, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn execute(
+    replica: &Replica,
+    inputs: &TensorSet<'_>,
+    outputs: &mut TensorSet<'_>,
+) -> Result<(), neuron_rt::Error> {
+    replica.stats.executions.fetch_add(1, Ordering::Relaxed);
+    replica.model.execute(inputs, outputs)
+}
+
+/// Attach mode: an unpadded `dim == 0` piece runs directly on the caller's memory.
+fn run_attached(
+    station: &Station,
+    call: &Call<'_>,
+    src_row: usize,
+) -> Result<(), neuron_rt::Error> {
+    let runtime = station.replica.model.runtime();
+    let b = call.batch.get();
+    let mut attached_inputs = Vec::with_capacity(call.spec.inputs.len());
+    for (index, spec) in call.spec.inputs.iter().enumerate() {
+        let view = find(call.inputs, call.input_matching, index, &spec.name, |v| {
+            v.name
+        })
+        .ok_or_else(|| missing("input", &spec.name))?;
+        let bytes = if view.broadcast {
+            view.data
+        } else {
+            let geometry = Geometry::new(view.shape, 0, spec.elem_size).map_err(layout_error)?;
+            let range = geometry
+                .contiguous(src_row, b)
+                .ok_or_else(|| missing("contiguous rows of input", &spec.name))?;
+            &view.data[range]
+        };
+        attached_inputs.push(Tensor::attach(runtime, bytes, &spec.name)?);
+    }
+    let mut attached_outputs = Vec::with_capacity(call.spec.outputs.len());
+    for (index, spec) in call.spec.outputs.iter().enumerate() {
+        let view = find(call.outputs, call.output_matching, index, &spec.name, |v| {
+            v.name
+        })
+        .ok_or_else(|| missing("output", &spec.name))?;
+        let geometry = Geometry::new(view.shape, 0, spec.elem_size).map_err(layout_error)?;
+        let range = geometry
+            .contiguous(src_row, b)
+            .ok_or_else(|| missing("contiguous rows of output", &spec.name))?;
+        // SAFETY: as in `run_piece`: in bounds by validation, disjoint from every other
+        // job's rows, and untouched by the caller until the call completes.
+        let out = unsafe { view.bytes_mut(range.start, range.len()) };
+        attached_outputs.push(Tensor::attach_mut(runtime, out, &spec.name)?);
+    }
+    let mut inputs = TensorSet::new(runtime)?;
+    for (spec, tensor) in call.spec.inputs.iter().zip(&attached_inputs) {
+        inputs.add(&spec.name, tensor)?;
+    }
+    let mut outputs = TensorSet::new(runtime)?;
+    for (spec, tensor) in call.spec.outputs.iter().zip(attached_outputs.iter_mut()) {
+        outputs.add_mut(&spec.name, tensor)?;
+    }
+    execute(&station.replica, &inputs, &mut outputs)
+}
+
+fn missing(what: &str, name: &str) -> neuron_rt::Error {
+    neuron_rt::Error::InvalidArgument {
+        op: "scatter/gather",
+        message: format!("{what} `{name}` not found (validated earlier: this is a bug)"),
+    }
+}
