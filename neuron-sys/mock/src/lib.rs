@@ -31,6 +31,7 @@ pub mod control;
 pub mod counters;
 pub mod exports;
 pub mod neff;
+pub mod testing;
 
 mod exec;
 mod faults;
