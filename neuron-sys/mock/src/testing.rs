@@ -47,7 +47,9 @@ pub fn library_path() -> PathBuf {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("the test executable's path");
-    let deps = exe.parent().expect("the test executable has a parent directory");
+    let deps = exe
+        .parent()
+        .expect("the test executable has a parent directory");
     for dir in [deps.parent().unwrap_or(deps), deps] {
         let path = dir.join("libnrt_mock.so");
         if path.exists() {

@@ -73,7 +73,10 @@ fn visible_range() {
 
 #[test]
 fn visible_range_and_index() {
-    if !in_child("visible_range_and_index", &[("NEURON_RT_VISIBLE_CORES", "3-5,6")]) {
+    if !in_child(
+        "visible_range_and_index",
+        &[("NEURON_RT_VISIBLE_CORES", "3-5,6")],
+    ) {
         return;
     }
     init_ok();
@@ -97,7 +100,10 @@ fn visible_list() {
 
 #[test]
 fn num_cores_takes_first_free() {
-    if !in_child("num_cores_takes_first_free", &[("NEURON_RT_NUM_CORES", "3")]) {
+    if !in_child(
+        "num_cores_takes_first_free",
+        &[("NEURON_RT_NUM_CORES", "3")],
+    ) {
         return;
     }
     assert_eq!(visible(), Ok(3));
@@ -144,11 +150,17 @@ fn malformed_visible_cores_fail_init_naming_the_value() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{bad:?}: {stderr}");
         assert!(
-            stderr.contains(&format!("nrt-mock: nrt_init: NEURON_RT_VISIBLE_CORES={bad:?}")),
+            stderr.contains(&format!(
+                "nrt-mock: nrt_init: NEURON_RT_VISIBLE_CORES={bad:?}"
+            )),
             "{bad:?}: {stderr}"
         );
     }
-    for (var, bad) in [("NEURON_RT_NUM_CORES", "25"), ("NEURON_RT_NUM_CORES", "x"), ("NRT_MOCK_TOTAL_CORES", "0")] {
+    for (var, bad) in [
+        ("NEURON_RT_NUM_CORES", "25"),
+        ("NEURON_RT_NUM_CORES", "x"),
+        ("NRT_MOCK_TOTAL_CORES", "0"),
+    ] {
         let out = probe(&[(var, bad), ("PROBE_EXPECT", "2")]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{var}={bad}: {stderr}");
@@ -160,7 +172,10 @@ fn malformed_visible_cores_fail_init_naming_the_value() {
 fn disjoint_processes_both_start() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
-    if !in_child("disjoint_processes_both_start", &[("NEURON_RT_VISIBLE_CORES", "0-11"), ("LOCKS", d)]) {
+    if !in_child(
+        "disjoint_processes_both_start",
+        &[("NEURON_RT_VISIBLE_CORES", "0-11"), ("LOCKS", d)],
+    ) {
         return;
     }
     let d = std::env::var("LOCKS").unwrap();
@@ -172,7 +187,11 @@ fn disjoint_processes_both_start() {
         ("NRT_MOCK_LOCK_DIR", &d),
         ("PROBE_EXPECT", "0"),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     close();
 }
 
@@ -197,22 +216,52 @@ fn overlapping_process_fails_naming_busy_cores() {
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("NeuronCore(s) not available - Requested:nc11-nc12"), "{stderr}");
+    assert!(
+        stderr.contains("NeuronCore(s) not available - Requested:nc11-nc12"),
+        "{stderr}"
+    );
     assert!(stderr.contains("busy: nc11-nc11"), "{stderr}");
     // NUM_CORES counts only free cores: 12 are left.
-    let out = probe(&[("NEURON_RT_NUM_CORES", "13"), ("NRT_MOCK_LOCK_DIR", &d), ("PROBE_EXPECT", "4")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let out = probe(&[("NEURON_RT_NUM_CORES", "12"), ("NRT_MOCK_LOCK_DIR", &d), ("PROBE_EXPECT", "0")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = probe(&[
+        ("NEURON_RT_NUM_CORES", "13"),
+        ("NRT_MOCK_LOCK_DIR", &d),
+        ("PROBE_EXPECT", "4"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = probe(&[
+        ("NEURON_RT_NUM_CORES", "12"),
+        ("NRT_MOCK_LOCK_DIR", &d),
+        ("PROBE_EXPECT", "0"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // nrt_close releases the cores.
     close();
-    let out = probe(&[("NEURON_RT_VISIBLE_CORES", "11-12"), ("NRT_MOCK_LOCK_DIR", &d), ("PROBE_EXPECT", "0")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = probe(&[
+        ("NEURON_RT_VISIBLE_CORES", "11-12"),
+        ("NRT_MOCK_LOCK_DIR", &d),
+        ("PROBE_EXPECT", "0"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn reinit_after_close_rereads_environment() {
-    if !in_child("reinit_after_close_rereads_environment", &[("NEURON_RT_VISIBLE_CORES", "0-1")]) {
+    if !in_child(
+        "reinit_after_close_rereads_environment",
+        &[("NEURON_RT_VISIBLE_CORES", "0-1")],
+    ) {
         return;
     }
     init_ok();

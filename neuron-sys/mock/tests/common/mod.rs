@@ -47,7 +47,10 @@ pub fn lib_path() -> PathBuf {
             return p;
         }
     }
-    panic!("libnrt_mock.so not found next to {}; set NRT_DYLIB_PATH", exe.display());
+    panic!(
+        "libnrt_mock.so not found next to {}; set NRT_DYLIB_PATH",
+        exe.display()
+    );
 }
 
 /// Output of a child running test `name` with `env` (not checked).
@@ -216,7 +219,14 @@ pub fn model_vnc(m: H) -> u32 {
     let mut info = nrt_model_info_t { vnc: u32::MAX };
     let mut n = 0usize;
     // SAFETY: `info` is writable for its size, `n` for a usize.
-    let s = unsafe { f!(nrt_get_model_info)(m as *const nrt_model_t, &mut info, size_of_val(&info), &mut n) };
+    let s = unsafe {
+        f!(nrt_get_model_info)(
+            m as *const nrt_model_t,
+            &mut info,
+            size_of_val(&info),
+            &mut n,
+        )
+    };
     assert_eq!((s, n), (NRT_SUCCESS, 4));
     info.vnc
 }
@@ -241,13 +251,21 @@ pub fn free(t: H) {
 
 pub fn write(t: H, offset: usize, data: &[u8]) -> NRT_STATUS {
     // SAFETY: `data` is readable for its length.
-    unsafe { f!(nrt_tensor_write)(t as *mut nrt_tensor_t, data.as_ptr().cast(), offset, data.len()) }
+    unsafe {
+        f!(nrt_tensor_write)(
+            t as *mut nrt_tensor_t,
+            data.as_ptr().cast(),
+            offset,
+            data.len(),
+        )
+    }
 }
 
 pub fn read(t: H, offset: usize, n: usize) -> Result<Vec<u8>, NRT_STATUS> {
     let mut v = vec![0u8; n];
     // SAFETY: `v` is writable for n bytes.
-    let s = unsafe { f!(nrt_tensor_read)(t as *const nrt_tensor_t, v.as_mut_ptr().cast(), offset, n) };
+    let s =
+        unsafe { f!(nrt_tensor_read)(t as *const nrt_tensor_t, v.as_mut_ptr().cast(), offset, n) };
     if s == NRT_SUCCESS { Ok(v) } else { Err(s) }
 }
 
@@ -273,14 +291,17 @@ pub fn destroy_set(s: H) {
 pub fn add(set: H, name: &str, t: H) -> NRT_STATUS {
     let name = CString::new(name).unwrap();
     // SAFETY: `name` is a valid C string.
-    unsafe { f!(nrt_add_tensor_to_tensor_set)(set as *mut c_void, name.as_ptr(), t as *mut nrt_tensor_t) }
+    unsafe {
+        f!(nrt_add_tensor_to_tensor_set)(set as *mut c_void, name.as_ptr(), t as *mut nrt_tensor_t)
+    }
 }
 
 pub fn get(set: H, name: &str) -> Result<H, NRT_STATUS> {
     let name = CString::new(name).unwrap();
     let mut t = 0x5a5a as *mut nrt_tensor_t;
     // SAFETY: `name` is a valid C string and `t` writable.
-    let s = unsafe { f!(nrt_get_tensor_from_tensor_set)(set as *mut c_void, name.as_ptr(), &mut t) };
+    let s =
+        unsafe { f!(nrt_get_tensor_from_tensor_set)(set as *mut c_void, name.as_ptr(), &mut t) };
     if s == NRT_SUCCESS {
         Ok(t as H)
     } else {
@@ -291,7 +312,13 @@ pub fn get(set: H, name: &str) -> Result<H, NRT_STATUS> {
 
 pub fn execute(m: H, ins: H, outs: H) -> NRT_STATUS {
     // SAFETY: the mock looks handles up instead of dereferencing them.
-    unsafe { f!(nrt_execute)(m as *mut nrt_model_t, ins as *const c_void, outs as *mut c_void) }
+    unsafe {
+        f!(nrt_execute)(
+            m as *mut nrt_model_t,
+            ins as *const c_void,
+            outs as *mut c_void,
+        )
+    }
 }
 
 pub fn counters() -> Counters {
@@ -329,7 +356,13 @@ pub fn bind(spec: &MockModel, vnc: i32) -> Bound {
     };
     let inputs = mk(ins, &spec.inputs);
     let outputs = mk(outs, &spec.outputs);
-    Bound { model, ins, outs, inputs, outputs }
+    Bound {
+        model,
+        ins,
+        outs,
+        inputs,
+        outputs,
+    }
 }
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -337,11 +370,15 @@ pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 pub fn bytes_f32(b: &[u8]) -> Vec<f32> {
-    b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()
+    b.chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn bytes_i32(b: &[u8]) -> Vec<i32> {
-    b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap())).collect()
+    b.chunks_exact(4)
+        .map(|c| i32::from_le_bytes(c.try_into().unwrap()))
+        .collect()
 }
 
 pub fn c(s: &str) -> CString {
