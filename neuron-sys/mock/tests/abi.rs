@@ -47,8 +47,8 @@ fn version_status_strings_and_dtype_encoding() {
     assert!(detail.starts_with("nrt-mock"), "{detail}");
     // A short size fills only that many bytes.
     let mut short = [0xEEu8; 24];
-    // SAFETY: `short` is writable for 16 bytes, the size passed.
     assert_eq!(
+        // SAFETY: `short` is writable for 16 bytes, the size passed.
         unsafe { f!(nrt_get_version)(short.as_mut_ptr().cast(), 16) },
         NRT_SUCCESS
     );
@@ -346,20 +346,20 @@ fn load_placement_model_info_and_tensor_sets() {
     assert_eq!(load_bytes(&neff, 3), Err(NRT_LOAD_NOT_ENOUGH_NC));
     assert_eq!(load_bytes(&neff, -2), Err(NRT_LOAD_NOT_ENOUGH_NC));
     let mut m = null_mut();
-    // SAFETY: `neff` is readable and `m` writable.
     assert_eq!(
+        // SAFETY: `neff` is readable and `m` writable.
         unsafe { f!(nrt_load)(neff.as_ptr().cast(), neff.len(), 0, 2, &mut m) },
         NRT_INVALID
     );
-    // SAFETY: as above.
     assert_eq!(
+        // SAFETY: as above.
         unsafe { f!(nrt_load)(neff.as_ptr().cast(), neff.len(), 2, 1, &mut m) },
         NRT_SUCCESS
     );
     assert_eq!(model_vnc(m as H), 2);
     let mut count = 0;
-    // SAFETY: `count` is writable.
     assert_eq!(
+        // SAFETY: `count` is writable.
         unsafe { f!(nrt_get_model_instance_count)(m, &mut count) },
         NRT_SUCCESS
     );
@@ -367,8 +367,8 @@ fn load_placement_model_info_and_tensor_sets() {
     // Size handshake: a zero-sized struct gets nothing.
     let mut info = nrt_model_info_t { vnc: 77 };
     let mut n = 99usize;
-    // SAFETY: `info` and `n` are writable.
     assert_eq!(
+        // SAFETY: `info` and `n` are writable.
         unsafe { f!(nrt_get_model_info)(m, &mut info, 0, &mut n) },
         NRT_SUCCESS
     );
@@ -527,8 +527,8 @@ fn memory_budget_per_core() {
     let v = alloc(NRT_TENSOR_PLACEMENT_VIRTUAL, -1, 5000).unwrap(); // host memory is not charged
     // A slice keeps the storage (and its charge) alive.
     let mut sl = null_mut();
-    // SAFETY: `sl` is writable.
     assert_eq!(
+        // SAFETY: `sl` is writable.
         unsafe { f!(nrt_tensor_allocate_slice)(a as *const _, 0, 10, null(), &mut sl) },
         NRT_SUCCESS
     );
@@ -559,8 +559,8 @@ fn empty_attach_slice_va_memset_copy() {
     init_ok();
     // allocate_empty: no storage.
     let mut e = null_mut();
-    // SAFETY: `e` is writable; the name is a valid C string.
     assert_eq!(
+        // SAFETY: `e` is writable; the name is a valid C string.
         unsafe { f!(nrt_tensor_allocate_empty)(c"empty".as_ptr(), &mut e) },
         NRT_SUCCESS
     );
@@ -572,14 +572,14 @@ fn empty_attach_slice_va_memset_copy() {
     assert!(unsafe { f!(nrt_tensor_get_va)(e as *const _) }.is_null());
     // attach: the caller's buffer becomes the storage; the VA is the buffer.
     let mut buf = vec![0u8; 32];
-    // SAFETY: `buf` outlives its use by the tensor (freed below first).
     assert_eq!(
+        // SAFETY: `buf` outlives its use by the tensor (freed below first).
         unsafe { f!(nrt_tensor_attach_buffer)(e as *mut _, buf.as_mut_ptr().cast(), 32) },
         NRT_SUCCESS
     );
     assert_eq!(size(e), 32);
-    // SAFETY: as above.
     assert_eq!(
+        // SAFETY: as above.
         unsafe { f!(nrt_tensor_get_va)(e as *const _) },
         buf.as_mut_ptr().cast::<c_void>()
     );
@@ -611,8 +611,8 @@ fn empty_attach_slice_va_memset_copy() {
     );
     // slice aliases the source.
     let mut sl = null_mut();
-    // SAFETY: as above.
     assert_eq!(
+        // SAFETY: as above.
         unsafe { f!(nrt_tensor_allocate_slice)(d as *const _, 8, 16, c"s".as_ptr(), &mut sl) },
         NRT_SUCCESS
     );
@@ -651,16 +651,16 @@ fn empty_attach_slice_va_memset_copy() {
     }
     assert_eq!(read(d, 0, 4).unwrap(), vec![9, 9, 8, 7]);
     let other = device(1, 100);
-    // SAFETY: as above.
     assert_eq!(
+        // SAFETY: as above.
         unsafe { f!(nrt_tensor_copy)(d as *const _, 0, other as *mut _, 0, 4) },
         NRT_INVALID
     );
     // attach on a device tensor: placement becomes VIRTUAL, usable with a model on any core.
     let b = bind(&affine(2, 2), 1);
     let mut host = vec![0u8; 16];
-    // SAFETY: `host` outlives the tensor's use.
     assert_eq!(
+        // SAFETY: `host` outlives the tensor's use.
         unsafe { f!(nrt_tensor_attach_buffer)(d as *mut _, host.as_mut_ptr().cast(), 16) },
         NRT_SUCCESS
     );
@@ -783,8 +783,8 @@ fn tensor_info_array_raw_layout() {
         .output("sum", DType::Float32, &[3, 4]);
     let m = load(&spec, 0);
     let mut info = null_mut();
-    // SAFETY: `info` is writable.
     assert_eq!(
+        // SAFETY: `info` is writable.
         unsafe { f!(nrt_get_model_tensor_info)(m as *mut _, &mut info) },
         NRT_SUCCESS
     );
@@ -880,8 +880,8 @@ fn garbage_handles_are_rejected() {
     let b = bind(&affine(1, 1), 0);
     assert_eq!(execute(b.model, junk, b.outs), NRT_INVALID_HANDLE);
     assert_eq!(add(b.ins, "x", junk), NRT_INVALID_HANDLE);
-    // SAFETY: the mock looks pointers up in its registry before freeing.
     assert_eq!(
+        // SAFETY: the mock looks pointers up in its registry before freeing.
         unsafe { f!(nrt_free_model_tensor_info)(junk as *mut _) },
         NRT_INVALID_HANDLE
     );

@@ -100,10 +100,10 @@ macro_rules! api_struct {
         pub struct Api { $(pub $field: $ty,)* pub mock: Mock }
         fn load_api() -> Api {
             let path = lib_path();
-            // SAFETY: the mock's initialisers have no preconditions; the library is leaked, so
-            // the function pointers stay valid for the process.
-            let lib: &'static libloading::Library =
-                Box::leak(Box::new(unsafe { libloading::Library::new(&path) }.expect("open mock")));
+            // SAFETY: the mock's initialisers have no preconditions; the library is leaked
+            // below, so the function pointers stay valid for the process.
+            let lib = unsafe { libloading::Library::new(&path) }.expect("open mock");
+            let lib: &'static libloading::Library = Box::leak(Box::new(lib));
             Api {
                 $($field: {
                     let name = concat!(stringify!($field), "\0");
@@ -263,8 +263,8 @@ pub fn write(t: H, offset: usize, data: &[u8]) -> NRT_STATUS {
 
 pub fn read(t: H, offset: usize, n: usize) -> Result<Vec<u8>, NRT_STATUS> {
     let mut v = vec![0u8; n];
-    // SAFETY: `v` is writable for n bytes.
     let s =
+        // SAFETY: `v` is writable for n bytes.
         unsafe { f!(nrt_tensor_read)(t as *const nrt_tensor_t, v.as_mut_ptr().cast(), offset, n) };
     if s == NRT_SUCCESS { Ok(v) } else { Err(s) }
 }
@@ -299,8 +299,8 @@ pub fn add(set: H, name: &str, t: H) -> NRT_STATUS {
 pub fn get(set: H, name: &str) -> Result<H, NRT_STATUS> {
     let name = CString::new(name).unwrap();
     let mut t = 0x5a5a as *mut nrt_tensor_t;
-    // SAFETY: `name` is a valid C string and `t` writable.
     let s =
+        // SAFETY: `name` is a valid C string and `t` writable.
         unsafe { f!(nrt_get_tensor_from_tensor_set)(set as *mut c_void, name.as_ptr(), &mut t) };
     if s == NRT_SUCCESS {
         Ok(t as H)
