@@ -3,15 +3,14 @@
 //! environment (libnrt allows one runtime per process, and the runtime reads its environment
 //! at `nrt_init`).
 //!
-//! Child scheme: `in_child("name", env)` re-executes the current test binary as
+//! Child scheme (`nrt_mock::testing`): `in_child("name", env)` re-executes the current test binary as
 //! `<exe> name --exact --nocapture --test-threads=1` with `NRT_MOCK_TEST_CHILD=name`, a clean
 //! mock environment, a private `NRT_MOCK_LOCK_DIR` and `env`; in the parent it waits, asserts
 //! the child passed and returns `false`; in the child it returns `true` so the body runs.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::ffi::{CString, c_char, c_void};
 use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use neuron_sys::bindings::*;
@@ -19,79 +18,12 @@ use nrt_mock::control::Mock;
 use nrt_mock::counters::Counters;
 use nrt_mock::neff::MockModel;
 
-/// Marker telling a re-executed test binary which test body to run.
-pub const CHILD: &str = "NRT_MOCK_TEST_CHILD";
+pub use nrt_mock::testing::{CHILD, child_output, in_child, is_child};
 
-/// The environment a child starts without (then gets what the test sets).
-const CLEARED: &[&str] = &[
-    "NEURON_RT_VISIBLE_CORES",
-    "NEURON_RT_NUM_CORES",
-    "NEURON_RT_EXEC_TIMEOUT",
-    "NRT_MOCK_TOTAL_CORES",
-    "NRT_MOCK_CORE_MEMORY",
-    "NRT_MOCK_FAULTS",
-    "NRT_MOCK_LOCK_DIR",
-];
-
-/// The mock library: `$NRT_DYLIB_PATH`, else `target/<profile>/libnrt_mock.so` derived from
-/// this test executable (`target/<profile>/deps/<test>-<hash>`).
+/// The mock library (`nrt_mock::testing::library_path`): `$NRT_DYLIB_PATH`, else
+/// `target/<profile>/libnrt_mock.so` derived from this test executable.
 pub fn lib_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("NRT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("exe has a parent");
-    for dir in [deps.parent().unwrap_or(deps), deps] {
-        let p = dir.join("libnrt_mock.so");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!(
-        "libnrt_mock.so not found next to {}; set NRT_DYLIB_PATH",
-        exe.display()
-    );
-}
-
-/// Output of a child running test `name` with `env` (not checked).
-pub fn child_output(name: &str, env: &[(&str, &str)]) -> Output {
-    let lock_dir = tempfile::tempdir().expect("tempdir");
-    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"]);
-    for v in CLEARED {
-        cmd.env_remove(v);
-    }
-    cmd.env("NRT_DYLIB_PATH", lib_path())
-        .env("NRT_MOCK_LOCK_DIR", lock_dir.path())
-        .env(CHILD, name);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("spawn child test");
-    drop(lock_dir);
-    out
-}
-
-/// True in the child that must run `name`'s body; in the parent, runs that child, asserts it
-/// passed (and actually ran the test), and returns false.
-pub fn in_child(name: &str, env: &[(&str, &str)]) -> bool {
-    if std::env::var(CHILD).as_deref() == Ok(name) {
-        return true;
-    }
-    let out = child_output(name, env);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "child {name} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        out.status
-    );
-    false
-}
-
-/// True when this process is a child for `name` (bodies that only run as probes).
-pub fn is_child(name: &str) -> bool {
-    std::env::var(CHILD).as_deref() == Ok(name)
+    nrt_mock::testing::library_path()
 }
 
 macro_rules! api_struct {
