@@ -3,9 +3,10 @@
 //! the call has completed, so the borrowed views outlive every use by a worker.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::plan::Piece;
@@ -25,6 +26,46 @@ pub(crate) struct Call<'a> {
     pub(crate) batch: NonZeroUsize,
     pub(crate) attach: bool,
     pub(crate) completion: Completion,
+    /// Per-chunk timing, when the caller asked for a report.
+    pub(crate) timings: Option<&'a [ChunkTiming]>,
+}
+
+/// When a chunk's first piece started and its last piece ended, in nanoseconds since
+/// `epoch`.
+#[derive(Debug)]
+pub(crate) struct ChunkTiming {
+    epoch: Instant,
+    first_start: AtomicU64,
+    last_end: AtomicU64,
+}
+
+impl ChunkTiming {
+    pub(crate) fn new(epoch: Instant) -> ChunkTiming {
+        ChunkTiming {
+            epoch,
+            first_start: AtomicU64::new(u64::MAX),
+            last_end: AtomicU64::new(0),
+        }
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Records one piece that ran from `start` to `end`.
+    pub(crate) fn record(&self, start: Instant, end: Instant) {
+        self.first_start
+            .fetch_min(self.nanos_since_epoch(start), Ordering::Relaxed);
+        self.last_end
+            .fetch_max(self.nanos_since_epoch(end), Ordering::Relaxed);
+    }
+
+    /// Nanoseconds from the chunk's first piece starting to its last piece ending.
+    pub(crate) fn elapsed_ns(&self) -> u64 {
+        self.last_end
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.first_start.load(Ordering::Relaxed))
+    }
 }
 
 /// One piece of one chunk, sent to the chunk's core.

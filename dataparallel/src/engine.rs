@@ -4,11 +4,12 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Sender, bounded};
 use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
 
-use crate::call::{Call, Completion, Job, WaitOnDrop};
+use crate::call::{Call, ChunkTiming, Completion, Job, WaitOnDrop};
 use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
 use crate::plan::{self, Piece, Split};
@@ -64,6 +65,17 @@ pub struct CoreReport {
     pub busy_ns: u64,
     /// Pieces that failed on the core.
     pub failures: u64,
+}
+
+/// What one forward did, from [`DataParallel::forward_into_report`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardReport {
+    /// Rows on the split dim.
+    pub rows: usize,
+    /// Each chunk with the time from its first piece starting to its last piece ending.
+    pub chunks: Vec<(ChunkPlan, Duration)>,
+    /// Wall time of the whole call, validation included.
+    pub wall: Duration,
 }
 
 /// How one forward of `n` rows is split, from [`DataParallel::plan`].
@@ -416,6 +428,42 @@ impl DataParallel {
     /// [`Error::Input`], [`Error::Output`], [`Error::DynamicBatchingIneligible`] and
     /// [`Error::Plan`] before any device call; [`Error::Chunk`] when a core fails.
     pub fn forward_into(&self, inputs: &[Input<'_>], outputs: &mut [Output<'_>]) -> Result<()> {
+        self.run(inputs, outputs, None)
+    }
+
+    /// [`forward_into`](Self::forward_into), also reporting each chunk's core, rows, pieces,
+    /// pad rows and time (allocates the report).
+    ///
+    /// # Errors
+    ///
+    /// As [`forward_into`](Self::forward_into).
+    pub fn forward_into_report(
+        &self,
+        inputs: &[Input<'_>],
+        outputs: &mut [Output<'_>],
+    ) -> Result<ForwardReport> {
+        let started = Instant::now();
+        let rows = validate::inputs(&self.spec, inputs, self.dim, self.dynamic_batching())?.rows;
+        let plans = self.plan(rows)?;
+        let timings: Vec<ChunkTiming> = plans.iter().map(|_| ChunkTiming::new(started)).collect();
+        self.run(inputs, outputs, Some(&timings))?;
+        Ok(ForwardReport {
+            rows,
+            chunks: plans
+                .into_iter()
+                .zip(&timings)
+                .map(|(plan, timing)| (plan, Duration::from_nanos(timing.elapsed_ns())))
+                .collect(),
+            wall: started.elapsed(),
+        })
+    }
+
+    fn run(
+        &self,
+        inputs: &[Input<'_>],
+        outputs: &mut [Output<'_>],
+        timings: Option<&[ChunkTiming]>,
+    ) -> Result<()> {
         let (plan, split, dynamic) = self.check_inputs(inputs)?;
         let output_matching = validate::outputs(&self.spec, outputs, self.dim, |o| {
             validate::output_rows(o, self.dim, dynamic, plan.rows, split.num_chunks())
@@ -434,6 +482,7 @@ impl DataParallel {
             batch: plan.batch,
             attach: self.attach,
             completion: Completion::new(),
+            timings,
         };
         self.dispatch(&call, &split);
         match call.completion.take_failure() {

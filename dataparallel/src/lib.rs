@@ -56,7 +56,7 @@ mod view;
 mod worker;
 
 pub use config::{Config, DeviceSpec};
-pub use engine::{ChunkPlan, CoreReport, DataParallel};
+pub use engine::{ChunkPlan, CoreReport, DataParallel, ForwardReport};
 pub use error::{Error, Result};
 pub use plan::PlanError;
 pub use spec::{IoSpec, ModelSpec};

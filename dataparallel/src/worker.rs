@@ -131,9 +131,13 @@ fn serve(station: &mut Station, job: Job) {
     let call = unsafe { job.call() };
     let started = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, &job)));
+    let ended = Instant::now();
+    if let Some(timing) = call.timings.and_then(|t| t.get(job.chunk)) {
+        timing.record(started, ended);
+    }
     let stats = &station.replica.stats;
     stats.busy_ns.fetch_add(
-        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        u64::try_from((ended - started).as_nanos()).unwrap_or(u64::MAX),
         Ordering::Relaxed,
     );
     let error = match result {
