@@ -21,6 +21,7 @@ pub struct Config {
     pub(crate) workers: Workers,
     pub(crate) pin_cpus: bool,
     pub(crate) attach: bool,
+    pub(crate) quarantine_after: u32,
 }
 
 /// How many worker threads to start.
@@ -53,6 +54,7 @@ impl Default for Config {
             workers: Workers::PerCore(2),
             pin_cpus: false,
             attach: false,
+            quarantine_after: crate::health::DEFAULT_QUARANTINE_AFTER,
         }
     }
 }
@@ -130,6 +132,14 @@ impl Config {
     #[must_use]
     pub fn attach(mut self, on: bool) -> Config {
         self.attach = on;
+        self
+    }
+
+    /// Quarantine a core after this many hardware-class failures in a row (default 3; 0
+    /// never quarantines). Its chunks then go to the remaining cores.
+    #[must_use]
+    pub fn quarantine_after(mut self, failures: u32) -> Config {
+        self.quarantine_after = failures;
         self
     }
 

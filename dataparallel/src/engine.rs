@@ -12,11 +12,12 @@ use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
 use crate::call::{Call, ChunkTiming, Completion, Job, WaitOnDrop};
 use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
+use crate::health::{CoreHealth, CoreState};
 use crate::plan::{self, Piece, Split};
 use crate::spec::{IoSpec, ModelSpec};
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
-use crate::worker::{self, CoreStats, Replica, WorkerSetup};
+use crate::worker::{self, Replica, WorkerSetup};
 
 /// Jobs each core's channel holds before `forward` waits for a worker to take one.
 const QUEUE_DEPTH: usize = 1024;
@@ -133,12 +134,9 @@ impl DataParallel {
         let mut replicas = Vec::with_capacity(cores);
         for &core in devices.iter() {
             let model = Model::load(runtime, neff, core)?;
-            replicas.push(Arc::new(Replica {
-                model,
-                stats: CoreStats::default(),
-            }));
+            replicas.push(Arc::new(Replica::new(model, config.quarantine_after)));
         }
-        let first = &replicas[0].model;
+        let first = replicas[0].model();
         let spec = ModelSpec {
             inputs: first
                 .inputs()
@@ -242,7 +240,7 @@ impl DataParallel {
 
     /// The physical core behind each replica, in device order.
     pub fn physical_cores(&self) -> impl Iterator<Item = Option<u32>> + '_ {
-        self.replicas.iter().map(|r| r.model.physical_core())
+        self.replicas.iter().map(|r| r.physical_core)
     }
 
     /// The model's inputs and outputs.
@@ -270,8 +268,8 @@ impl DataParallel {
         self.replicas
             .iter()
             .map(|r| CoreReport {
-                core: r.model.core(),
-                physical_core: r.model.physical_core(),
+                core: r.core,
+                physical_core: r.physical_core,
                 executions: r.stats.executions.load(Ordering::Relaxed),
                 busy_ns: r.stats.busy_ns.load(Ordering::Relaxed),
                 failures: r.stats.failures.load(Ordering::Relaxed),
@@ -279,8 +277,79 @@ impl DataParallel {
             .collect()
     }
 
+    /// Cores in service (not quarantined).
+    fn healthy_cores(&self) -> usize {
+        self.replicas
+            .iter()
+            .filter(|r| !r.health.is_quarantined())
+            .count()
+    }
+
+    /// The replica that chunk slot `slot` runs on: the `slot`th core in service (falls back
+    /// to the slot itself if health changed since the split was made).
+    fn replica_for_slot(&self, slot: usize) -> usize {
+        self.replicas
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.health.is_quarantined())
+            .nth(slot)
+            .map_or(slot % self.replicas.len(), |(index, _)| index)
+    }
+
     fn split(&self, rows: usize) -> Result<Split> {
-        Ok(Split::new(rows, self.devices.len(), self.split_size)?)
+        let healthy = self.healthy_cores();
+        if healthy == 0 {
+            return Err(Error::AllCoresQuarantined {
+                cores: self.replicas.len(),
+            });
+        }
+        Ok(Split::new(rows, healthy, self.split_size)?)
+    }
+
+    /// Each core's health: state, consecutive failures, last failure status, executions.
+    pub fn health(&self) -> Vec<CoreHealth> {
+        self.replicas
+            .iter()
+            .map(|r| CoreHealth {
+                core: r.core,
+                physical_core: r.physical_core,
+                state: if r.health.is_quarantined() {
+                    CoreState::Quarantined
+                } else {
+                    CoreState::Healthy
+                },
+                consecutive_failures: r.health.consecutive_failures(),
+                last_status: r.health.last_status(),
+                executions: r.stats.executions.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Takes a quarantined core back into service: reloads the model on it (pieces still
+    /// running on the old copy finish first) and resets its failure count.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] when `core` is not one of the engine's cores; [`Error::Runtime`]
+    /// when the reload fails (the core stays quarantined).
+    pub fn readmit(&self, core: DeviceId) -> Result<()> {
+        let replica = self
+            .replicas
+            .iter()
+            .find(|r| r.core == core)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{core} is not one of this engine's cores ({})",
+                    self.devices
+                ))
+            })?;
+        let current = replica.model();
+        let reloaded = Model::load_bytes(&self.runtime, current.neff_image(), core)?;
+        drop(current);
+        replica.replace_model(reloaded);
+        replica.health.readmit();
+        log::info!("{core} re-admitted after a reload");
+        Ok(())
     }
 
     fn check_inputs(&self, inputs: &[Input<'_>]) -> Result<(InputPlan, Split, bool)> {
@@ -295,7 +364,7 @@ impl DataParallel {
                 "{} chunks on {} cores leaves cores idle; use a batch that divides evenly over the \
                  cores",
                 split.num_chunks(),
-                self.devices.len()
+                self.healthy_cores()
             );
         }
         Ok((plan, split, dynamic))
@@ -331,13 +400,13 @@ impl DataParallel {
                 } else {
                     (1, 0)
                 };
-                let replica = &self.replicas[chunk.slot];
+                let replica = &self.replicas[self.replica_for_slot(chunk.slot)];
                 ChunkPlan {
                     chunk: chunk.index,
                     start: chunk.start,
                     rows: chunk.rows,
-                    core: replica.model.core(),
-                    physical_core: replica.model.physical_core(),
+                    core: replica.core,
+                    physical_core: replica.physical_core,
                     pieces,
                     pad_rows,
                 }
@@ -511,9 +580,10 @@ impl DataParallel {
         let _wait = WaitOnDrop(&call.completion);
         let mut sent = 0;
         'chunks: for chunk in split.iter() {
+            let replica = self.replica_for_slot(chunk.slot);
             let send = |piece| {
                 let job = Job::new(call, chunk.index, chunk.start, piece);
-                self.senders[chunk.slot].send(job).is_ok()
+                self.senders[replica].send(job).is_ok()
             };
             let delivered = if call.dynamic {
                 plan::pieces(chunk.rows, call.batch).all(|piece| {

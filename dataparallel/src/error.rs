@@ -71,6 +71,16 @@ pub enum Error {
         message: String,
     },
 
+    /// Every core is quarantined after repeated hardware failures.
+    #[error(
+        "all {cores} cores are quarantined after repeated hardware failures; see health() and \
+         readmit() a core once it is fixed"
+    )]
+    AllCoresQuarantined {
+        /// The engine's core count.
+        cores: usize,
+    },
+
     /// The engine is shutting down.
     #[error("the engine is shutting down")]
     ShuttingDown,

@@ -4,8 +4,8 @@
 //! the caller's output rows.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Select};
@@ -13,14 +13,44 @@ use neuron_rt::{DeviceId, Model, Tensor, TensorSet};
 
 use crate::call::{Call, Failure, Job};
 use crate::error::Error;
+use crate::health::Health;
 use crate::layout::{Geometry, LayoutError};
 use crate::validate::find;
 
-/// One replica: the model loaded on a core, and that core's counters.
+/// One replica: the model loaded on a core, and that core's counters and health.
 #[derive(Debug)]
 pub(crate) struct Replica {
-    pub(crate) model: Model,
+    pub(crate) core: DeviceId,
+    pub(crate) physical_core: Option<u32>,
+    /// Swapped by a re-admission (reload); pieces hold their own `Arc` while they run.
+    model: RwLock<Arc<Model>>,
     pub(crate) stats: CoreStats,
+    pub(crate) health: Health,
+    /// Consecutive hardware-class failures that quarantine the core (0: never).
+    pub(crate) quarantine_after: u32,
+}
+
+impl Replica {
+    pub(crate) fn new(model: Model, quarantine_after: u32) -> Replica {
+        Replica {
+            core: model.core(),
+            physical_core: model.physical_core(),
+            model: RwLock::new(Arc::new(model)),
+            stats: CoreStats::default(),
+            health: Health::default(),
+            quarantine_after,
+        }
+    }
+
+    /// The current model.
+    pub(crate) fn model(&self) -> Arc<Model> {
+        Arc::clone(&self.model.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Replaces the model (after a reload); the old one unloads when its last piece ends.
+    pub(crate) fn replace_model(&self, model: Model) {
+        *self.model.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(model);
+    }
 }
 
 /// Counters per core, updated by its workers.
@@ -40,8 +70,9 @@ struct Station {
 
 impl Station {
     fn new(replica: Arc<Replica>) -> Result<Station, neuron_rt::Error> {
-        let inputs = replica.model.allocate_inputs()?;
-        let outputs = replica.model.allocate_outputs()?;
+        let model = replica.model();
+        let inputs = model.allocate_inputs()?;
+        let outputs = model.allocate_outputs()?;
         Ok(Station {
             replica,
             inputs,
@@ -50,7 +81,7 @@ impl Station {
     }
 
     fn core(&self) -> DeviceId {
-        self.replica.model.core()
+        self.replica.core
     }
 }
 
@@ -145,7 +176,7 @@ fn serve(station: &mut Station, job: Job) {
         Ok(Err(source)) => Some(Error::Chunk {
             chunk: job.chunk,
             core: station.core(),
-            physical_core: station.replica.model.physical_core(),
+            physical_core: station.replica.physical_core,
             source,
         }),
         Err(panic) => Some(Error::WorkerPanicked {
@@ -158,6 +189,25 @@ fn serve(station: &mut Station, job: Job) {
                 .unwrap_or_else(|| "unknown panic".to_owned()),
         }),
     };
+    let health = &station.replica.health;
+    match &error {
+        None => health.succeeded(),
+        Some(error) => {
+            if health.failed(error.status(), station.replica.quarantine_after) {
+                log::warn!(
+                    "{} (physical core {}) quarantined after {} hardware-class failures in a row \
+                     (last: {}); its chunks go to the remaining cores until readmit()",
+                    station.replica.core,
+                    station
+                        .replica
+                        .physical_core
+                        .map_or_else(|| "unknown".to_owned(), |p| p.to_string()),
+                    health.consecutive_failures(),
+                    error
+                );
+            }
+        }
+    }
     if let Some(error) = error {
         stats.failures.fetch_add(1, Ordering::Relaxed);
         call.completion.fail(Failure {
@@ -254,7 +304,7 @@ fn execute(
     outputs: &mut TensorSet<'_>,
 ) -> Result<(), neuron_rt::Error> {
     replica.stats.executions.fetch_add(1, Ordering::Relaxed);
-    replica.model.execute(inputs, outputs)
+    replica.model().execute(inputs, outputs)
 }
 
 /// Attach mode: an unpadded `dim == 0` piece runs directly on the caller's memory.
@@ -263,7 +313,8 @@ fn run_attached(
     call: &Call<'_>,
     src_row: usize,
 ) -> Result<(), neuron_rt::Error> {
-    let runtime = station.replica.model.runtime();
+    let model = station.replica.model();
+    let runtime = model.runtime();
     let b = call.batch.get();
     let mut attached_inputs = Vec::with_capacity(call.spec.inputs.len());
     for (index, spec) in call.spec.inputs.iter().enumerate() {

@@ -64,7 +64,7 @@ pub struct Model {
     outputs: Vec<TensorInfo>,
     // The NEFF image stays alive until the model is unloaded: libnrt does not document
     // whether it may be freed earlier (reference §3.3 note 3).
-    _neff: Arc<[u8]>,
+    neff: Arc<[u8]>,
 }
 
 // SAFETY: the model handle is an opaque libnrt pointer not tied to a thread; the Rust fields
@@ -160,7 +160,7 @@ impl Model {
             name,
             inputs: Vec::new(),
             outputs: Vec::new(),
-            _neff: neff,
+            neff,
         };
         let (inputs, outputs) = model.read_tensor_infos()?;
         model.inputs = inputs;
@@ -249,6 +249,11 @@ impl Model {
     /// The physical core the model is loaded on, when known.
     pub fn physical_core(&self) -> Option<u32> {
         self.physical_core
+    }
+
+    /// The NEFF image the model was loaded from (shared, not copied), e.g. to load it again.
+    pub fn neff_image(&self) -> Arc<[u8]> {
+        Arc::clone(&self.neff)
     }
 
     /// The runtime the model belongs to.
