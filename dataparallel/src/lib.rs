@@ -44,6 +44,8 @@
 
 #![warn(missing_docs)]
 
+/// The C ABI (`include/neuron_dp.h`): `ndp_*` functions and types for C and C++ hosts.
+pub mod capi;
 mod call;
 mod config;
 mod engine;

@@ -1,0 +1,515 @@
+//! The C ABI: `neuron_dp.h`, for C and C++ hosts.
+//!
+//! Every item here is part of the C API; Rust callers use [`DataParallel`](crate::DataParallel)
+//! instead. The header `dataparallel/include/neuron_dp.h` is generated from this module by
+//! `cargo xtask header` (cbindgen) and committed; the documentation of each function below is
+//! copied into it.
+//!
+//! # Rules every function follows
+//!
+//! - It returns an [`ndp_status_t`] (except the few that cannot fail); on failure
+//!   [`ndp_last_error`] returns the message (the text the Rust error's `Display` prints) and
+//!   [`ndp_last_nrt_status`] the libnrt status, on the calling thread.
+//! - It checks every pointer and length it can: NULL where a pointer is required is
+//!   `NDP_ERR_NULL_POINTER`, never a crash. What it cannot check (that a non-NULL pointer
+//!   points to as much memory as its length says) is the caller's contract, stated in each
+//!   function's `# Safety`.
+//! - It runs inside a panic boundary: a panic is contained and returned as `NDP_ERR_PANIC`
+//!   with its message; nothing unwinds into C. (The library must be built with the default
+//!   `panic = "unwind"`.)
+//!
+//! # Engine handles and threads
+//!
+//! An `ndp_engine_t*` is an opaque key into a registry of live engines, never dereferenced:
+//!
+//! - every function may be called on one engine from any number of threads at once;
+//! - `ndp_engine_destroy` may run while other threads are inside calls on the same engine:
+//!   those calls finish normally, and the engine is freed when the last of them returns;
+//! - a call that starts after the handle was destroyed (or with a pointer that never was a
+//!   handle) returns `NDP_ERR_INVALID_ARGUMENT`; handles are never reused, so a stale one
+//!   cannot reach a newer engine;
+//! - pointers an engine hands out (`ndp_tensor_info_t::name`, `shape`, the runtime version
+//!   string) are valid until `ndp_engine_destroy` is called on it.
+
+#![allow(non_camel_case_types)]
+
+mod error;
+mod registry;
+mod types;
+mod views;
+
+use std::ffi::{CStr, c_char, c_void};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use neuron_rt::{Neff, Runtime};
+
+#[doc(hidden)]
+pub use error::run_in_boundary_for_tests;
+pub use error::ndp_status_t;
+use error::{Failure, boundary};
+pub use registry::ndp_engine_t;
+use registry::EngineHandle;
+pub use types::{ndp_config_t, ndp_dtype_t, ndp_tensor_info_t, ndp_tensor_t};
+
+use crate::DataParallel;
+
+/// Writes `value` through the out-pointer `out`.
+///
+/// # Safety
+///
+/// `out` is NULL or points to memory writable as a `T` (checked for NULL and alignment).
+unsafe fn write_out<T>(function: &str, name: &str, out: *mut T, value: T) -> Result<(), Failure> {
+    if out.is_null() {
+        return Err(Failure::null(function, name));
+    }
+    if !out.is_aligned() {
+        return Err(Failure::invalid(format!("{function}: `{name}` is not aligned")));
+    }
+    // SAFETY: non-NULL, aligned, and writable as a `T` by the caller's contract.
+    unsafe { out.write(value) };
+    Ok(())
+}
+
+/// The library's version, e.g. "0.1.0". A static string: never freed, never changes.
+#[unsafe(no_mangle)]
+pub extern "C" fn ndp_version() -> *const c_char {
+    const VERSION: &CStr = match CStr::from_bytes_with_nul(
+        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
+    ) {
+        Ok(version) => version,
+        Err(_) => c"unknown",
+    };
+    VERSION.as_ptr()
+}
+
+/// The message of the last failed `ndp_` call on this thread, or "" when the last call
+/// succeeded. The text is what the Rust error's `Display` prints.
+///
+/// The string is owned by the library and valid until the next `ndp_` call on this thread
+/// (other than `ndp_last_error`, `ndp_last_nrt_status`, `ndp_version` and
+/// `ndp_config_default`, which leave it alone). Never NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn ndp_last_error() -> *const c_char {
+    error::last_error_ptr()
+}
+
+/// The libnrt status code behind the last failed `ndp_` call on this thread, or -1 when that
+/// error did not come from libnrt (or the last call succeeded).
+#[unsafe(no_mangle)]
+pub extern "C" fn ndp_last_nrt_status() -> i32 {
+    error::last_nrt_status()
+}
+
+/// The default configuration: every core the process owns, dim 0, dynamic batching on,
+/// even split, two workers per core, no CPU pinning, no attach mode.
+#[unsafe(no_mangle)]
+pub extern "C" fn ndp_config_default() -> ndp_config_t {
+    ndp_config_t::default()
+}
+
+/// Initialises (or shares) the runtime, loads the model on the configured cores and
+/// registers the engine.
+///
+/// # Safety
+///
+/// `config` as for `ndp_engine_create_from_path`.
+unsafe fn create(config: *const ndp_config_t, neff: impl FnOnce() -> Result<Neff, Failure>) -> Result<*mut ndp_engine_t, Failure> {
+    // SAFETY: forwarded from the exported function's contract on `config`.
+    let config = unsafe { types::ConfigAbi::read(config) }?;
+    let neff = neff()?;
+    let runtime = Runtime::init()?;
+    let engine = DataParallel::new(&runtime, &neff, config)?;
+    registry::insert(EngineHandle::new(engine))
+}
+
+/// Creates an engine from a NEFF file: loads the model on every configured core and starts
+/// the workers. On success `*engine_out` is the new engine (destroy it with
+/// `ndp_engine_destroy`); on failure it is set to NULL.
+///
+/// `config` may be NULL for `ndp_config_default()`.
+///
+/// # Safety
+///
+/// `neff_path` is NULL or a NUL-terminated string; `config` is NULL or points to a readable
+/// `ndp_config_t` whose `device_ids` (NULL, or `num_device_ids` `int32_t`s) and
+/// `device_list` (NULL, or a NUL-terminated string) are valid; `engine_out` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_create_from_path(
+    neff_path: *const c_char,
+    config: *const ndp_config_t,
+    engine_out: *mut *mut ndp_engine_t,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_create_from_path";
+    boundary(F, || {
+        // SAFETY: `engine_out` is NULL or writable (caller's contract).
+        unsafe { write_out(F, "engine_out", engine_out, std::ptr::null_mut()) }?;
+        if neff_path.is_null() {
+            return Err(Failure::null(F, "neff_path"));
+        }
+        let read_neff = || {
+            // SAFETY: a non-NULL `neff_path` is NUL-terminated (caller's contract).
+            let path = unsafe { CStr::from_ptr(neff_path) };
+            let path = Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+            Ok(Neff::from_path(path)?)
+        };
+        // SAFETY: forwarded from the caller's contract on `config`.
+        let engine = unsafe { create(config, read_neff) }?;
+        // SAFETY: checked writable above.
+        unsafe { write_out(F, "engine_out", engine_out, engine) }
+    })
+}
+
+/// Creates an engine from a NEFF in memory (`neff_len` bytes at `neff`, copied; the caller
+/// may free them when this returns). Otherwise as `ndp_engine_create_from_path`.
+///
+/// # Safety
+///
+/// `neff` is NULL or points to `neff_len` readable bytes; `config` and `engine_out` as for
+/// `ndp_engine_create_from_path`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_create_from_bytes(
+    neff: *const c_void,
+    neff_len: usize,
+    config: *const ndp_config_t,
+    engine_out: *mut *mut ndp_engine_t,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_create_from_bytes";
+    boundary(F, || {
+        // SAFETY: `engine_out` is NULL or writable (caller's contract).
+        unsafe { write_out(F, "engine_out", engine_out, std::ptr::null_mut()) }?;
+        if neff.is_null() {
+            return Err(Failure::null(F, "neff"));
+        }
+        let read_neff = || {
+            // SAFETY: `neff_len` readable bytes at the non-NULL `neff` (caller's contract).
+            let bytes = unsafe { types::slice(neff.cast::<u8>(), neff_len, "neff") }?;
+            Ok(Neff::from_bytes(bytes.to_vec())?)
+        };
+        // SAFETY: forwarded from the caller's contract on `config`.
+        let engine = unsafe { create(config, read_neff) }?;
+        // SAFETY: checked writable above.
+        unsafe { write_out(F, "engine_out", engine_out, engine) }
+    })
+}
+
+/// Destroys an engine handle. Calls already running on it on other threads finish normally;
+/// the engine (workers, replicas, strings it handed out) is freed when the last of them
+/// returns. Afterwards every call with this handle returns `NDP_ERR_INVALID_ARGUMENT`,
+/// including a second destroy. NULL returns `NDP_ERR_NULL_POINTER` (and does nothing).
+#[unsafe(no_mangle)]
+pub extern "C" fn ndp_engine_destroy(engine: *mut ndp_engine_t) -> ndp_status_t {
+    const F: &str = "ndp_engine_destroy";
+    boundary(F, || {
+        let handle = registry::remove(F, engine)?;
+        // Joins the workers now unless another thread is inside a call on this engine.
+        drop(handle);
+        Ok(())
+    })
+}
+
+/// The number of model inputs, into `*count_out`.
+///
+/// # Safety
+///
+/// `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_num_inputs(
+    engine: *const ndp_engine_t,
+    count_out: *mut usize,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_num_inputs";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        // SAFETY: `count_out` is NULL or writable (caller's contract).
+        unsafe { write_out(F, "count_out", count_out, handle.engine.spec().inputs.len()) }
+    })
+}
+
+/// The number of model outputs, into `*count_out`.
+///
+/// # Safety
+///
+/// `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_num_outputs(
+    engine: *const ndp_engine_t,
+    count_out: *mut usize,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_num_outputs";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        // SAFETY: `count_out` is NULL or writable (caller's contract).
+        unsafe { write_out(F, "count_out", count_out, handle.engine.spec().outputs.len()) }
+    })
+}
+
+/// Fills `info_out` for input (`output == false`) or output `index`.
+///
+/// # Safety
+///
+/// `info_out` is NULL or writable.
+unsafe fn io_info(
+    function: &str,
+    engine: *const ndp_engine_t,
+    output: bool,
+    index: usize,
+    info_out: *mut ndp_tensor_info_t,
+) -> Result<(), Failure> {
+    let handle = registry::get(function, engine)?;
+    let dp = &handle.engine;
+    let (specs, names, what) = if output {
+        (&dp.spec().outputs, &handle.output_names, "outputs")
+    } else {
+        (&dp.spec().inputs, &handle.input_names, "inputs")
+    };
+    let (Some(spec), Some(name)) = (specs.get(index), names.get(index)) else {
+        return Err(Failure::invalid(format!(
+            "{function}: index {index} is out of range: the model has {} {what}",
+            specs.len()
+        )));
+    };
+    let info = ndp_tensor_info_t {
+        name: name.as_ptr(),
+        dtype: ndp_dtype_t::from_dtype(spec.dtype),
+        elem_size: spec.elem_size,
+        ndim: spec.shape.len(),
+        shape: spec.shape.as_ptr(),
+        compiled_batch: spec.shape.get(dp.dim()).copied().unwrap_or(0),
+        byte_size: spec.size,
+    };
+    // SAFETY: `info_out` is NULL or writable (this function's contract).
+    unsafe { write_out(function, "info_out", info_out, info) }
+}
+
+/// Describes model input `index` (0-based): name, dtype, compiled shape and batch. The
+/// pointers in `*info_out` stay valid until the engine is destroyed.
+///
+/// # Safety
+///
+/// `info_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_input_info(
+    engine: *const ndp_engine_t,
+    index: usize,
+    info_out: *mut ndp_tensor_info_t,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_input_info";
+    // SAFETY: `info_out` is NULL or writable (caller's contract).
+    boundary(F, || unsafe { io_info(F, engine, false, index, info_out) })
+}
+
+/// Describes model output `index` (0-based), as `ndp_engine_input_info`.
+///
+/// # Safety
+///
+/// `info_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_output_info(
+    engine: *const ndp_engine_t,
+    index: usize,
+    info_out: *mut ndp_tensor_info_t,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_output_info";
+    // SAFETY: `info_out` is NULL or writable (caller's contract).
+    boundary(F, || unsafe { io_info(F, engine, true, index, info_out) })
+}
+
+/// The number of cores the model is replicated on, into `*count_out`.
+///
+/// # Safety
+///
+/// `count_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_num_cores(
+    engine: *const ndp_engine_t,
+    count_out: *mut usize,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_num_cores";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        // SAFETY: `count_out` is NULL or writable (caller's contract).
+        unsafe { write_out(F, "count_out", count_out, handle.engine.devices().len()) }
+    })
+}
+
+/// Core `index` (0-based, in device order) of the engine: its logical index (within
+/// NEURON_RT_VISIBLE_CORES) into `*logical_out`, and its physical index into
+/// `*physical_out` (-1 when the runtime does not say). Either out-pointer may be NULL when
+/// not wanted.
+///
+/// # Safety
+///
+/// `logical_out` and `physical_out` are each NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_core(
+    engine: *const ndp_engine_t,
+    index: usize,
+    logical_out: *mut i32,
+    physical_out: *mut i32,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_core";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        let dp = &handle.engine;
+        let cores = dp.devices().as_slice();
+        let Some(core) = cores.get(index) else {
+            return Err(Failure::invalid(format!(
+                "{F}: index {index} is out of range: the engine has {} cores",
+                cores.len()
+            )));
+        };
+        let logical = i32::try_from(core.index()).unwrap_or(-1);
+        let physical = dp
+            .physical_cores()
+            .nth(index)
+            .flatten()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(-1);
+        if !logical_out.is_null() {
+            // SAFETY: non-NULL, so writable (caller's contract).
+            unsafe { write_out(F, "logical_out", logical_out, logical) }?;
+        }
+        if !physical_out.is_null() {
+            // SAFETY: non-NULL, so writable (caller's contract).
+            unsafe { write_out(F, "physical_out", physical_out, physical) }?;
+        }
+        Ok(())
+    })
+}
+
+/// The version of the libnrt the engine runs on (e.g. "2.31.0.0 (nrt-mock ...)"), into
+/// `*version_out`; valid until the engine is destroyed.
+///
+/// # Safety
+///
+/// `version_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_runtime_version(
+    engine: *const ndp_engine_t,
+    version_out: *mut *const c_char,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_runtime_version";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        let version = handle.runtime_version.as_ptr();
+        // SAFETY: `version_out` is NULL or writable (caller's contract).
+        unsafe { write_out(F, "version_out", version_out, version) }
+    })
+}
+
+/// The shape output `output_index` has for these inputs (a forward of them would need an
+/// output buffer of that shape), so hosts can size buffers for a batch.
+///
+/// On entry `*ndim_inout` is the capacity of `shape` (in entries); on success it is the
+/// output's rank and `shape` holds the dims. When the capacity is too small the result is
+/// `NDP_ERR_BUFFER_TOO_SMALL` with `*ndim_inout` set to the rank needed (`shape` may be NULL
+/// with a capacity of 0 to ask for the rank). Invalid inputs fail as in `ndp_engine_forward`.
+///
+/// # Safety
+///
+/// `inputs` as for `ndp_engine_forward`; `ndim_inout` is NULL or readable and writable;
+/// `shape` is NULL or has `*ndim_inout` writable entries.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_output_shape(
+    engine: *const ndp_engine_t,
+    inputs: *const ndp_tensor_t,
+    n_inputs: usize,
+    output_index: usize,
+    shape: *mut usize,
+    ndim_inout: *mut usize,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_output_shape";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        if ndim_inout.is_null() {
+            return Err(Failure::null(F, "ndim_inout"));
+        }
+        if !ndim_inout.is_aligned() {
+            return Err(Failure::invalid(format!("{F}: `ndim_inout` is not aligned")));
+        }
+        // SAFETY: non-NULL, aligned, readable (caller's contract).
+        let capacity = unsafe { ndim_inout.read() };
+        // SAFETY: forwarded from the caller's contract on `inputs`.
+        let views = unsafe { views::views(inputs, n_inputs, None) }?;
+        let shapes = handle.engine.output_shapes(&views.inputs)?;
+        let Some(dims) = shapes.get(output_index) else {
+            return Err(Failure::invalid(format!(
+                "{F}: output_index {output_index} is out of range: the model has {} outputs",
+                shapes.len()
+            )));
+        };
+        // SAFETY: checked writable above.
+        unsafe { ndim_inout.write(dims.len()) };
+        if capacity < dims.len() {
+            return Err(Failure::new(
+                ndp_status_t::NDP_ERR_BUFFER_TOO_SMALL,
+                format!(
+                    "{F}: output {output_index} has {} dims but `shape` holds {capacity}; \
+                     *ndim_inout now says how many are needed",
+                    dims.len()
+                ),
+            ));
+        }
+        if dims.is_empty() {
+            return Ok(());
+        }
+        if shape.is_null() {
+            return Err(Failure::null(F, "shape"));
+        }
+        if !shape.is_aligned() {
+            return Err(Failure::invalid(format!("{F}: `shape` is not aligned")));
+        }
+        // SAFETY: `shape` is non-NULL, aligned and has at least `capacity >= dims.len()`
+        // writable entries (caller's contract); `dims` is our own Vec, so they cannot
+        // overlap.
+        unsafe { std::ptr::copy_nonoverlapping(dims.as_ptr(), shape, dims.len()) };
+        Ok(())
+    })
+}
+
+/// Runs a batch: splits the inputs over the engine's cores, runs the chunks concurrently and
+/// writes the gathered outputs into the caller's buffers.
+///
+/// Inputs and outputs are matched to the model's by name when named, else by position. Each
+/// output's dtype and shape must be exactly what the forward produces
+/// (`ndp_engine_output_shape`) and its `byte_len` exactly the bytes of that shape.
+/// Every chunk runs to completion; on a failure the lowest failing chunk is reported
+/// (`NDP_ERR_CHUNK_FAILED`, naming the logical and physical core). Validation errors
+/// (`NDP_ERR_INVALID_INPUT`, `NDP_ERR_INVALID_OUTPUT`, `NDP_ERR_BATCH`) happen before any
+/// device work. Blocks until done; any number of threads may call it on one engine at once.
+///
+/// # Safety
+///
+/// `inputs` points to `n_inputs` readable `ndp_tensor_t`s (may be NULL when `n_inputs` is
+/// 0), likewise `outputs` and `n_outputs`. In each, `name` is NULL or NUL-terminated,
+/// `shape` points to `ndim` readable `size_t`s, and `data` to `byte_len` bytes: readable for
+/// inputs, writable for outputs. Until the call returns, no other thread may write input
+/// bytes or access output bytes. Output buffers must not overlap each other or an input
+/// (checked: `NDP_ERR_INVALID_ARGUMENT`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_forward(
+    engine: *const ndp_engine_t,
+    inputs: *const ndp_tensor_t,
+    n_inputs: usize,
+    outputs: *const ndp_tensor_t,
+    n_outputs: usize,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_forward";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        if inputs.is_null() && n_inputs != 0 {
+            return Err(Failure::null(F, "inputs"));
+        }
+        if outputs.is_null() && n_outputs != 0 {
+            return Err(Failure::null(F, "outputs"));
+        }
+        // SAFETY: forwarded from the caller's contract on both arrays.
+        let mut views = unsafe { views::views(inputs, n_inputs, Some((outputs, n_outputs))) }?;
+        handle
+            .engine
+            .forward_into(&views.inputs, &mut views.outputs)?;
+        Ok(())
+    })
+}
