@@ -1,0 +1,260 @@
+//! Shared support for the engine's integration tests against the mock libnrt: one runtime per
+//! process, mock NEFFs, plain-Rust reference implementations of the mock ops, seeded data,
+//! and a logger that captures the calling thread's log records (for the warnings of §8).
+//!
+//! Run with the mock: `NRT_DYLIB_PATH=.../libnrt_mock.so cargo test -p dataparallel` (or
+//! `cargo xtask mock-test`).
+#![allow(dead_code, unreachable_pub)]
+
+use std::cell::RefCell;
+use std::sync::{Once, OnceLock};
+
+use dataparallel::{ChunkPlan, Config, DataParallel, Input, OutputTensor};
+use neuron_rt::{Neff, Runtime};
+pub use nrt_mock::neff::{DType as MockDType, MockModel, Op};
+
+/// Simulated device time per execution used by most tests (small: the suite must be fast).
+pub const EXEC_US: u64 = 50;
+
+/// The process's runtime (initialised once, kept alive for the whole test binary so engines
+/// built by different tests share it, as libnrt allows one runtime per process).
+pub fn runtime() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            Runtime::init().expect(
+                "init the mock runtime: set NRT_DYLIB_PATH to libnrt_mock.so (cargo build -p \
+                 nrt-mock; or run cargo xtask mock-test)",
+            )
+        })
+        .clone()
+}
+
+/// NEFF of a mock model.
+pub fn neff(model: MockModel) -> Neff {
+    model.validate().expect("a valid mock model");
+    Neff::from_bytes(model.to_neff_bytes()).expect("mock NEFF bytes parse")
+}
+
+/// Builds an engine, panicking with the error on failure.
+pub fn engine(neff: &Neff, config: Config) -> DataParallel {
+    DataParallel::new(&runtime(), neff, config).expect("build the engine")
+}
+
+/// `affine {scale, bias}` with one float32 input `x` and output `y`, both `[b, features]`.
+pub fn affine_model(b: u32, features: u32, scale: f32, bias: f32) -> MockModel {
+    MockModel::new("affine", Op::Affine { scale, bias })
+        .input("x", MockDType::Float32, &[b, features])
+        .output("y", MockDType::Float32, &[b, features])
+        .exec_us(EXEC_US)
+}
+
+/// `core_id`: float32 input `x` `[b, 2]`, int32 output `core` `[b, 1]`.
+pub fn core_id_model(b: u32) -> MockModel {
+    MockModel::new("core_id", Op::CoreId)
+        .input("x", MockDType::Float32, &[b, 2])
+        .output("core", MockDType::Int32, &[b, 1])
+        .exec_us(EXEC_US)
+}
+
+/// `add`: float32 inputs `a` and `b` and output `sum`, all `[batch, features]`.
+pub fn add_model(batch: u32, features: u32) -> MockModel {
+    MockModel::new("add", Op::Add)
+        .input("a", MockDType::Float32, &[batch, features])
+        .input("b", MockDType::Float32, &[batch, features])
+        .output("sum", MockDType::Float32, &[batch, features])
+        .exec_us(EXEC_US)
+}
+
+/// `rowsum {out_features}`: float32 input `x` `[b, in_features]`, output `y` `[b, out]`.
+pub fn rowsum_model(b: u32, in_features: u32, out_features: u32) -> MockModel {
+    MockModel::new("rowsum", Op::RowSum { out_features })
+        .input("x", MockDType::Float32, &[b, in_features])
+        .output("y", MockDType::Float32, &[b, out_features])
+        .exec_us(EXEC_US)
+}
+
+/// Reference `affine`: `x * scale + bias` in f32, elementwise (what the mock computes).
+pub fn ref_affine(x: &[f32], scale: f32, bias: f32) -> Vec<f32> {
+    x.iter().map(|v| v * scale + bias).collect()
+}
+
+/// Reference `add`.
+pub fn ref_add(a: &[f32], b: &[f32]) -> Vec<f32> {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| x + y).collect()
+}
+
+/// Reference `rowsum`: per row, `out[j]` = sum of the row's elements `i` with
+/// `i % out_features == j`, accumulated in order of `i`, in f32.
+pub fn ref_rowsum(x: &[f32], rows: usize, out_features: usize) -> Vec<f32> {
+    let row_len = x.len().checked_div(rows).unwrap_or(0);
+    let mut out = vec![0.0f32; rows * out_features];
+    for r in 0..rows {
+        for (i, v) in x[r * row_len..(r + 1) * row_len].iter().enumerate() {
+            out[r * out_features + i % out_features] += *v;
+        }
+    }
+    out
+}
+
+/// A seeded xorshift64* generator for test data.
+#[derive(Debug, Clone)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator; seed 0 is replaced by a fixed non-zero value.
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(if seed == 0 {
+            0x9E37_79B9_7F4A_7C15
+        } else {
+            seed
+        })
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A float in [-8, 8) with few mantissa bits, so sums stay exact-ish and NaN never
+    /// appears. (Comparisons are bit-exact against the reference anyway.)
+    pub fn f32(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as i32 - (1 << 23)) as f32 / (1 << 20) as f32
+    }
+
+    /// `len` floats.
+    pub fn f32s(&mut self, len: usize) -> Vec<f32> {
+        (0..len).map(|_| self.f32()).collect()
+    }
+
+    /// `len` bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| (self.next_u64() >> 56) as u8).collect()
+    }
+}
+
+/// `rows * features` floats where row `r` holds `r * 1000 + column` (row identity visible in
+/// every value).
+pub fn row_tagged(rows: usize, features: usize) -> Vec<f32> {
+    (0..rows * features)
+        .map(|i| ((i / features) * 1000 + i % features) as f32)
+        .collect()
+}
+
+/// The f32 contents of an output, checking its dtype.
+pub fn f32s(out: &OutputTensor) -> Vec<f32> {
+    assert_eq!(out.dtype, neuron_rt::DType::Float32, "output {}", out.name);
+    out.to_vec::<f32>().expect("float32 output bytes")
+}
+
+/// The i32 contents of an output, checking its dtype.
+pub fn i32s(out: &OutputTensor) -> Vec<i32> {
+    assert_eq!(out.dtype, neuron_rt::DType::Int32, "output {}", out.name);
+    out.to_vec::<i32>().expect("int32 output bytes")
+}
+
+/// Runs the `core_id` model over `n` rows and returns the physical core that produced each
+/// output row.
+pub fn core_per_row(dp: &DataParallel, n: usize) -> Vec<i32> {
+    let x = vec![0.0f32; n * 2];
+    let shape = [n, 2];
+    let out = dp
+        .forward(&[Input::f32(&shape, &x)])
+        .expect("core_id forward");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].shape, vec![n, 1]);
+    i32s(&out[0])
+}
+
+/// The physical core each row should run on, according to the engine's plan.
+pub fn planned_core_per_row(plan: &[ChunkPlan]) -> Vec<i32> {
+    let mut rows = Vec::new();
+    for chunk in plan {
+        assert_eq!(
+            chunk.start,
+            rows.len(),
+            "chunks are contiguous and in row order"
+        );
+        let phys = chunk
+            .physical_core
+            .expect("the mock reports physical cores") as i32;
+        rows.extend(std::iter::repeat_n(phys, chunk.rows));
+    }
+    rows
+}
+
+/// `(rows, logical core index)` of every chunk of a plan.
+pub fn chunk_layout(plan: &[ChunkPlan]) -> Vec<(usize, u32)> {
+    plan.iter().map(|c| (c.rows, c.core.index())).collect()
+}
+
+/// Rows per chunk of a plan.
+pub fn chunk_sizes(plan: &[ChunkPlan]) -> Vec<usize> {
+    plan.iter().map(|c| c.rows).collect()
+}
+
+/// Executions per core of an engine so far, in device order.
+pub fn executions(dp: &DataParallel) -> Vec<u64> {
+    dp.core_stats().iter().map(|c| c.executions).collect()
+}
+
+/// Total executions of an engine so far.
+pub fn total_executions(dp: &DataParallel) -> u64 {
+    executions(dp).iter().sum()
+}
+
+// ---------------------------------------------------------------------------------------
+// Log capture: the engine logs its warnings on the calling thread (validate/plan run there),
+// so a thread-local buffer keeps parallel tests apart.
+
+thread_local! {
+    static CAPTURED: RefCell<Option<Vec<(log::Level, String)>>> = const { RefCell::new(None) };
+}
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        CAPTURED.with(|c| {
+            if let Some(buffer) = c.borrow_mut().as_mut() {
+                buffer.push((record.level(), record.args().to_string()));
+            }
+        });
+    }
+
+    fn flush(&self) {}
+}
+
+/// Runs `f` and returns its result with the log records emitted on this thread meanwhile.
+pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Vec<(log::Level, String)>) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        static LOGGER: Capture = Capture;
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let result = f();
+    let records = CAPTURED.with(|c| c.borrow_mut().take().unwrap_or_default());
+    (result, records)
+}
+
+/// The warnings among captured records.
+pub fn warnings(records: &[(log::Level, String)]) -> Vec<&str> {
+    records
+        .iter()
+        .filter(|(level, _)| *level == log::Level::Warn)
+        .map(|(_, m)| m.as_str())
+        .collect()
+}
