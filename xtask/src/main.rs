@@ -10,13 +10,17 @@
 //! | `mock-test` | [`mock_test`] | every test and example against the mock (the test command) |
 //! | `demo` | [`demo`] | the quickstart example on a demo NEFF, against the mock |
 //! | `bindgen [--check]` | [`bindgen`] | regenerates or checks `neuron-sys/src/bindings.rs` |
+//! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/include/neuron_dp.h` |
+//! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
 
 mod bindgen;
+mod c_tests;
 mod ci;
 mod demo;
+mod header;
 mod mock_build;
 mod mock_neff;
 mod mock_test;
@@ -61,6 +65,16 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
+    /// Regenerate dataparallel/include/neuron_dp.h (the C header) with cbindgen.
+    Header {
+        /// Fail if the committed header differs from what the sources generate, then check
+        /// that it compiles alone as C99 and as C++17.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Build libdataparallel.so and the mock, then compile and run the C and C++ host
+    /// programs in tests/cpp/ against them.
+    CTests,
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,
 }
@@ -82,6 +96,8 @@ fn main() -> ExitCode {
         Command::MockTest => mock_test::run(&root),
         Command::Demo => demo::run(&root),
         Command::Bindgen { check } => bindgen::run(&root, check),
+        Command::Header { check } => header::run(&root, check),
+        Command::CTests => c_tests::run(&root),
         Command::Ci => ci::run(&root),
     };
     match result {

@@ -160,7 +160,10 @@ thread_local! {
 fn record(failure: Option<&Failure>) {
     let (message, nrt_status) = match failure {
         None => (CString::default(), -1),
-        Some(failure) => (c_string_lossy(&failure.message), failure.nrt_status.unwrap_or(-1)),
+        Some(failure) => (
+            c_string_lossy(&failure.message),
+            failure.nrt_status.unwrap_or(-1),
+        ),
     };
     // During thread teardown the slot may be gone; there is nobody left to read it then.
     let _ = LAST_ERROR.try_with(|last| {
@@ -173,9 +176,8 @@ fn record(failure: Option<&Failure>) {
 
 /// `text` as a C string; NUL bytes (which C cannot hold) become `\0` escapes.
 pub(crate) fn c_string_lossy(text: &str) -> CString {
-    CString::new(text).unwrap_or_else(|_| {
-        CString::new(text.replace('\0', "\\0")).unwrap_or_default()
-    })
+    CString::new(text)
+        .unwrap_or_else(|_| CString::new(text.replace('\0', "\\0")).unwrap_or_default())
 }
 
 /// The last error message of this thread ("" when none); valid until the next `ndp_` call

@@ -44,12 +44,12 @@ use std::path::Path;
 
 use neuron_rt::{Neff, Runtime};
 
+pub use error::ndp_status_t;
 #[doc(hidden)]
 pub use error::run_in_boundary_for_tests;
-pub use error::ndp_status_t;
 use error::{Failure, boundary};
-pub use registry::ndp_engine_t;
 use registry::EngineHandle;
+pub use registry::ndp_engine_t;
 pub use types::{ndp_config_t, ndp_dtype_t, ndp_tensor_info_t, ndp_tensor_t};
 
 use crate::DataParallel;
@@ -64,7 +64,9 @@ unsafe fn write_out<T>(function: &str, name: &str, out: *mut T, value: T) -> Res
         return Err(Failure::null(function, name));
     }
     if !out.is_aligned() {
-        return Err(Failure::invalid(format!("{function}: `{name}` is not aligned")));
+        return Err(Failure::invalid(format!(
+            "{function}: `{name}` is not aligned"
+        )));
     }
     // SAFETY: non-NULL, aligned, and writable as a `T` by the caller's contract.
     unsafe { out.write(value) };
@@ -74,12 +76,11 @@ unsafe fn write_out<T>(function: &str, name: &str, out: *mut T, value: T) -> Res
 /// The library's version, e.g. "0.1.0". A static string: never freed, never changes.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_version() -> *const c_char {
-    const VERSION: &CStr = match CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-    ) {
-        Ok(version) => version,
-        Err(_) => c"unknown",
-    };
+    const VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(version) => version,
+            Err(_) => c"unknown",
+        };
     VERSION.as_ptr()
 }
 
@@ -114,7 +115,10 @@ pub extern "C" fn ndp_config_default() -> ndp_config_t {
 /// # Safety
 ///
 /// `config` as for `ndp_engine_create_from_path`.
-unsafe fn create(config: *const ndp_config_t, neff: impl FnOnce() -> Result<Neff, Failure>) -> Result<*mut ndp_engine_t, Failure> {
+unsafe fn create(
+    config: *const ndp_config_t,
+    neff: impl FnOnce() -> Result<Neff, Failure>,
+) -> Result<*mut ndp_engine_t, Failure> {
     // SAFETY: forwarded from the exported function's contract on `config`.
     let config = unsafe { types::ConfigAbi::read(config) }?;
     let neff = neff()?;
@@ -241,7 +245,14 @@ pub unsafe extern "C" fn ndp_engine_num_outputs(
     boundary(F, || {
         let handle = registry::get(F, engine)?;
         // SAFETY: `count_out` is NULL or writable (caller's contract).
-        unsafe { write_out(F, "count_out", count_out, handle.engine.spec().outputs.len()) }
+        unsafe {
+            write_out(
+                F,
+                "count_out",
+                count_out,
+                handle.engine.spec().outputs.len(),
+            )
+        }
     })
 }
 
@@ -427,7 +438,9 @@ pub unsafe extern "C" fn ndp_engine_output_shape(
             return Err(Failure::null(F, "ndim_inout"));
         }
         if !ndim_inout.is_aligned() {
-            return Err(Failure::invalid(format!("{F}: `ndim_inout` is not aligned")));
+            return Err(Failure::invalid(format!(
+                "{F}: `ndim_inout` is not aligned"
+            )));
         }
         // SAFETY: non-NULL, aligned, readable (caller's contract).
         let capacity = unsafe { ndim_inout.read() };

@@ -78,7 +78,10 @@ pub(crate) fn insert(handle: EngineHandle) -> Result<*mut ndp_engine_t, Failure>
 }
 
 /// The engine behind a handle, for one call.
-pub(crate) fn get(function: &str, engine: *const ndp_engine_t) -> Result<Arc<EngineHandle>, Failure> {
+pub(crate) fn get(
+    function: &str,
+    engine: *const ndp_engine_t,
+) -> Result<Arc<EngineHandle>, Failure> {
     if engine.is_null() {
         return Err(Failure::null(function, "engine"));
     }
@@ -91,7 +94,10 @@ pub(crate) fn get(function: &str, engine: *const ndp_engine_t) -> Result<Arc<Eng
 }
 
 /// Removes a handle; the engine is freed when the last call using it returns.
-pub(crate) fn remove(function: &str, engine: *mut ndp_engine_t) -> Result<Arc<EngineHandle>, Failure> {
+pub(crate) fn remove(
+    function: &str,
+    engine: *mut ndp_engine_t,
+) -> Result<Arc<EngineHandle>, Failure> {
     if engine.is_null() {
         return Err(Failure::null(function, "engine"));
     }

@@ -161,9 +161,7 @@ const _: () = {
     assert!(offset_of!(ConfigAbi, num_device_ids) == offset_of!(ndp_config_t, num_device_ids));
     assert!(offset_of!(ConfigAbi, device_list) == offset_of!(ndp_config_t, device_list));
     assert!(offset_of!(ConfigAbi, dim) == offset_of!(ndp_config_t, dim));
-    assert!(
-        offset_of!(ConfigAbi, dynamic_batching) == offset_of!(ndp_config_t, dynamic_batching)
-    );
+    assert!(offset_of!(ConfigAbi, dynamic_batching) == offset_of!(ndp_config_t, dynamic_batching));
     assert!(offset_of!(ConfigAbi, split_size) == offset_of!(ndp_config_t, split_size));
     assert!(offset_of!(ConfigAbi, num_workers) == offset_of!(ndp_config_t, num_workers));
     assert!(offset_of!(ConfigAbi, pin_cpus) == offset_of!(ndp_config_t, pin_cpus));

@@ -25,21 +25,26 @@ struct Parts<'a> {
 /// As for the `inputs`/`outputs` of `ndp_engine_forward`: `tensors` is NULL (only when
 /// `n == 0`) or points to `n` readable `ndp_tensor_t`s whose `name`, `shape` and `data`
 /// pointers satisfy that function's contract for `'a`.
-unsafe fn read<'a>(tensors: *const ndp_tensor_t, n: usize, what: &str) -> Result<Vec<Parts<'a>>, Failure> {
+unsafe fn read<'a>(
+    tensors: *const ndp_tensor_t,
+    n: usize,
+    what: &str,
+) -> Result<Vec<Parts<'a>>, Failure> {
     // SAFETY: `TensorAbi` has `ndp_tensor_t`'s layout (asserted in `types`) and accepts every
     // bit pattern; the caller guarantees `n` readable elements.
     let raw: &[TensorAbi] = unsafe { slice(tensors.cast::<TensorAbi>(), n, what) }?;
     let mut parts = Vec::with_capacity(n);
     for (i, t) in raw.iter().enumerate() {
-        let name = if t.name.is_null() {
-            None
-        } else {
-            // SAFETY: a non-NULL name is a NUL-terminated string (caller's contract).
-            let name = unsafe { CStr::from_ptr(t.name) };
-            Some(name.to_str().map_err(|_| {
-                Failure::invalid(format!("{what}[{i}].name {name:?} is not UTF-8"))
-            })?)
-        };
+        let name =
+            if t.name.is_null() {
+                None
+            } else {
+                // SAFETY: a non-NULL name is a NUL-terminated string (caller's contract).
+                let name = unsafe { CStr::from_ptr(t.name) };
+                Some(name.to_str().map_err(|_| {
+                    Failure::invalid(format!("{what}[{i}].name {name:?} is not UTF-8"))
+                })?)
+            };
         let dtype = ndp_dtype_t::to_dtype(t.dtype).ok_or_else(|| {
             Failure::invalid(format!(
                 "{what}[{i}].dtype is {}, which is not an ndp_dtype_t (1 = NDP_DTYPE_FLOAT32 ... \
