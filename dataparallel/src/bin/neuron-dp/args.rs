@@ -1,0 +1,247 @@
+//! The command line: subcommands and options (clap derive). Parsing only; no I/O here.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use dataparallel::Config;
+use neuron_rt::DeviceIds;
+
+/// The JSON report schemas, shown by `--help` (the README has the same text).
+pub(crate) const JSON_HELP: &str = "\
+JSON output (--json): one object on stdout; every object has \"schema\": \"neuron-dp/1\" and
+\"command\". Durations are milliseconds (f64), rates per second (f64).
+
+  info:  {schema, command:\"info\", library, runtime_version, mock, total_cores,
+          visible_cores, core_map:[{logical, physical}] | null, env:{NAME: value | null}}
+  run:   {schema, command:\"run\", model, runtime, engine, rows,
+          chunks:[{chunk, logical_core, device, physical_core, start, rows, pieces,
+                   pad_rows, time_ms}],
+          totals:{chunks, rows, pieces, pad_rows, wall_ms}, throughput_rows_per_s,
+          outputs:[{name, dtype, shape, path}]}
+  bench: {schema, command:\"bench\", model, runtime, engine, batch, warmup_iterations,
+          iterations, elapsed_s, throughput_rows_per_s, throughput_batches_per_s,
+          latency_ms:{min, mean, p50, p90, p99, max},
+          cores:[{logical_core, device, physical_core, executions, busy_ms, busy_share,
+                  failures}]}
+  model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
+  runtime: {library, version, mock}
+  engine:  {devices:[\"nc:N\"], physical_cores:[N | null], dim, dynamic_batching,
+            split_size | null, num_workers}
+
+Exit status: 0 success; 2 bad input or usage (files, names, dtypes, shapes, device ids,
+numbers); 1 runtime failure (no libnrt, a core failed; the message names the core).";
+
+/// Data-parallel inference over AWS NeuronCores: run a compiled model (NEFF) on every core
+/// this process owns.
+#[derive(Debug, Parser)]
+#[command(
+    name = "neuron-dp",
+    version,
+    after_long_help = JSON_HELP,
+    after_help = "Without hardware: `cargo xtask demo` runs everything on the mock libnrt \
+                  (NRT_DYLIB_PATH points at it). See --help for the JSON schemas and exit codes."
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Show the runtime library, its version, the cores (logical -> physical) and the Neuron
+    /// environment settings in effect.
+    Info(InfoArgs),
+    /// Load a model on the cores, run a batch of inputs (.npy files) and write one .npy per
+    /// model output, with a per-chunk report and the throughput.
+    Run(RunArgs),
+    /// Run repeated forwards over random inputs and report throughput, latency percentiles
+    /// and how busy each core was.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InfoArgs {
+    /// Print one JSON object on stdout instead of text (schema in --help).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// The engine's knobs, shared by `run` and `bench`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EngineArgs {
+    /// The cores to replicate the model on: `nc:0,nc:1` or `0,1` (zero-based within
+    /// NEURON_RT_VISIBLE_CORES). Default: every core this process owns.
+    #[arg(long, value_name = "LIST", value_parser = parse_device_ids)]
+    pub(crate) device_ids: Option<DeviceIds>,
+    /// The dimension to split inputs and concatenate outputs along.
+    #[arg(long, value_name = "D", default_value_t = 0)]
+    pub(crate) dim: usize,
+    /// Require exactly cores x compiled batch rows instead of running any batch size as
+    /// zero-padded pieces of the compiled batch.
+    #[arg(long)]
+    pub(crate) no_dynamic_batching: bool,
+    /// Rows per chunk (chunks go to cores round-robin). Default: split evenly over the cores.
+    #[arg(long, value_name = "S")]
+    pub(crate) split_size: Option<NonZeroUsize>,
+    /// Worker threads in total. Default: 2 per core.
+    #[arg(long, value_name = "W")]
+    pub(crate) num_workers: Option<NonZeroUsize>,
+}
+
+impl EngineArgs {
+    /// The engine configuration these options describe.
+    pub(crate) fn config(&self) -> Config {
+        let mut config = Config::default()
+            .dim(self.dim)
+            .dynamic_batching(!self.no_dynamic_batching);
+        if let Some(ids) = &self.device_ids {
+            config = config.device_ids(ids.clone());
+        }
+        if let Some(split) = self.split_size {
+            config = config.split_size(split.get());
+        }
+        if let Some(workers) = self.num_workers {
+            config = config.num_workers(workers.get());
+        }
+        config
+    }
+}
+
+fn parse_device_ids(text: &str) -> Result<DeviceIds, String> {
+    DeviceIds::parse_list(text).map_err(|e| e.to_string())
+}
+
+/// One `--input NAME=FILE.npy` (or `--input FILE.npy` for a one-input model).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InputArg {
+    /// The model input's name, when given.
+    pub(crate) name: Option<String>,
+    /// The .npy file.
+    pub(crate) path: PathBuf,
+}
+
+fn parse_input(text: &str) -> Result<InputArg, String> {
+    match text.split_once('=') {
+        Some((name, path)) => {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!(
+                    "{text:?} has an empty input name; use NAME=FILE.npy"
+                ));
+            }
+            if path.is_empty() {
+                return Err(format!(
+                    "{text:?} has an empty file name; use NAME=FILE.npy"
+                ));
+            }
+            Ok(InputArg {
+                name: Some(name.to_owned()),
+                path: PathBuf::from(path),
+            })
+        }
+        None if text.is_empty() => Err("empty --input; use NAME=FILE.npy".to_owned()),
+        None => Ok(InputArg {
+            name: None,
+            path: PathBuf::from(text),
+        }),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The compiled model (.neff).
+    #[arg(value_name = "NEFF")]
+    pub(crate) neff: PathBuf,
+    /// A model input and the .npy file holding it (C order; any batch size on --dim).
+    /// Repeat for each input; a one-input model also takes a bare FILE.npy.
+    #[arg(
+        long = "input",
+        short = 'i',
+        value_name = "NAME=FILE.npy",
+        required = true,
+        value_parser = parse_input
+    )]
+    pub(crate) inputs: Vec<InputArg>,
+    /// Where to write `<output name>.npy` for each model output (created if missing). Files
+    /// appear only when the whole run succeeded.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub(crate) out_dir: PathBuf,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    /// Print one JSON object on stdout instead of the text report (schema in --help).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The compiled model (.neff).
+    #[arg(value_name = "NEFF")]
+    pub(crate) neff: PathBuf,
+    /// Rows per forward on --dim. Default: cores x the model's compiled batch.
+    #[arg(long, value_name = "N")]
+    pub(crate) batch: Option<NonZeroUsize>,
+    /// Run for this long (default 5 s when --iterations is not given).
+    #[arg(long, value_name = "S", value_parser = parse_seconds, conflicts_with = "iterations")]
+    pub(crate) seconds: Option<Duration>,
+    /// Run exactly this many forwards (after one warm-up forward).
+    #[arg(long, value_name = "I")]
+    pub(crate) iterations: Option<NonZeroUsize>,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+    /// Print one JSON object on stdout instead of the text summary (schema in --help).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!(
+            "{text:?} is out of range: give seconds above 0 and at most 86400"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn inputs_parse_with_and_without_names() {
+        assert_eq!(
+            parse_input("x=a=b.npy").unwrap(),
+            InputArg {
+                name: Some("x".to_owned()),
+                path: PathBuf::from("a=b.npy")
+            }
+        );
+        assert_eq!(parse_input("a.npy").unwrap().name, None);
+        assert!(parse_input("=a.npy").is_err());
+        assert!(parse_input("x=").is_err());
+    }
+
+    #[test]
+    fn seconds_must_be_positive_and_finite() {
+        assert_eq!(parse_seconds("0.5").unwrap(), Duration::from_millis(500));
+        for bad in ["0", "-1", "nan", "inf", "x"] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `neuron-dp`: data-parallel inference over AWS NeuronCores from the command line.
+//!
+//! | Subcommand | Module | |
+//! |---|---|---|
+//! | `info` | [`info`] | library, version, cores (logical → physical), Neuron environment |
+//! | `run` | [`run`] | `.npy` inputs → model on every core → `.npy` outputs and a report |
+//! | `bench` | [`bench`] | repeated forwards: throughput, latency percentiles, core busy share |
+//!
+//! Exit status: 0 success; 2 bad input or usage; 1 runtime failure. Errors are one line on
+//! stderr, `neuron-dp: error: ...`. Logging goes to stderr through `env_logger` (`RUST_LOG`,
+//! default `warn`).
+
+mod args;
+mod bench;
+mod info;
+mod npy;
+mod report;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use neuron_rt::{Neff, Runtime};
+
+use crate::args::{Cli, Command};
+
+/// Why a subcommand failed, and so the exit status.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad input or usage: exit status 2.
+    Usage(String),
+    /// The runtime or a core failed: exit status 1.
+    Runtime(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => m,
+        }
+    }
+}
+
+/// The result of a subcommand.
+pub(crate) type CliResult<T = ()> = Result<T, Failure>;
+
+/// Joins a multi-line message into one line.
+pub(crate) fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Initialises the runtime; a missing library is one line pointing at the fix.
+pub(crate) fn runtime() -> CliResult<Runtime> {
+    Runtime::init().map_err(|error| match &error {
+        neuron_rt::Error::Load(load) => {
+            let tried: Vec<String> = load
+                .attempts()
+                .iter()
+                .map(|a| a.path.display().to_string())
+                .collect();
+            let message = if load.from_env() {
+                let reason = load
+                    .attempts()
+                    .first()
+                    .map(|a| one_line(&a.reason))
+                    .unwrap_or_default();
+                format!(
+                    "cannot load the Neuron runtime from NRT_DYLIB_PATH={} ({reason}); point \
+                     NRT_DYLIB_PATH at libnrt.so.1 or the mock (`cargo xtask mock-build` prints \
+                     its path), or try `cargo xtask demo`",
+                    tried.join(", ")
+                )
+            } else if load.is_missing_symbols() {
+                format!(
+                    "the Neuron runtime library found ({}) lacks required functions; install a \
+                     current aws-neuronx-runtime-lib or set NRT_DYLIB_PATH",
+                    tried.join(", ")
+                )
+            } else {
+                format!(
+                    "no Neuron runtime library (libnrt) found (tried {}); install \
+                     aws-neuronx-runtime-lib, or set NRT_DYLIB_PATH to the mock library \
+                     (`cargo xtask demo` builds it and runs neuron-dp on it)",
+                    tried.join(", ")
+                )
+            };
+            Failure::Runtime(message)
+        }
+        neuron_rt::Error::VisibleCores(_) | neuron_rt::Error::DeviceId(_) => {
+            Failure::Usage(one_line(&error.to_string()))
+        }
+        _ => Failure::Runtime(one_line(&error.to_string())),
+    })
+}
+
+/// Reads and checks a NEFF file.
+pub(crate) fn neff(path: &std::path::Path) -> CliResult<Neff> {
+    Neff::from_path(path).map_err(|e| Failure::Usage(one_line(&e.to_string())))
+}
+
+/// Sorts an engine error into bad input (2) or a runtime failure (1).
+pub(crate) fn engine_failure(error: &dataparallel::Error) -> Failure {
+    use dataparallel::Error as E;
+    let message = one_line(&error.to_string());
+    match error {
+        E::Config(_)
+        | E::Input(_)
+        | E::Output(_)
+        | E::DynamicBatchingIneligible { .. }
+        | E::Plan(_) => Failure::Usage(message),
+        E::Runtime(
+            neuron_rt::Error::DeviceId(_)
+            | neuron_rt::Error::Neff(_)
+            | neuron_rt::Error::InvalidArgument { .. },
+        ) => Failure::Usage(message),
+        _ => Failure::Runtime(message),
+    }
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format_timestamp(None)
+        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version exit 0, usage errors exit 2 (clap's convention).
+        Err(error) => error.exit(),
+    };
+    let result = match cli.command {
+        Command::Info(args) => info::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("neuron-dp: error: {}", failure.message());
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

@@ -1,0 +1,650 @@
+//! The `neuron-dp` binary, driven as a subprocess against the mock libnrt.
+//!
+//! Each test gets its own scratch directory and its own `NRT_MOCK_LOCK_DIR` (so tests run in
+//! parallel without contending for simulated cores) and a 4-core simulated instance. Nothing
+//! here asserts on timing.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use npyz::WriterBuilder as _;
+use nrt_mock::neff::{DType, MockModel, Op};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_neuron-dp");
+
+/// A scratch directory and the environment for one test.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().expect("a scratch directory"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `neuron-dp ARGS` with the mock, 4 simulated cores, a private lock directory and
+    /// logging off (so stderr holds only the error line).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command.args(args);
+        for var in [
+            "NEURON_RT_VISIBLE_CORES",
+            "NEURON_RT_NUM_CORES",
+            "NEURON_RT_EXEC_TIMEOUT",
+            "NRT_MOCK_FAULTS",
+            "NRT_MOCK_CORE_MEMORY",
+        ] {
+            command.env_remove(var);
+        }
+        command
+            .env("NRT_DYLIB_PATH", nrt_mock::testing::library_path())
+            .env("NRT_MOCK_LOCK_DIR", self.path("locks"))
+            .env("NRT_MOCK_TOTAL_CORES", "4")
+            .env("RUST_LOG", "off");
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("start neuron-dp")
+    }
+
+    fn neff(&self, name: &str, model: &MockModel) -> String {
+        let path = self.path(name);
+        model.write_neff(&path).expect("write the mock NEFF");
+        path.display().to_string()
+    }
+
+    fn npy_f32(&self, name: &str, shape: &[u64], values: &[f32]) -> String {
+        let path = self.path(name);
+        write_npy(&path, shape, values, npyz::Order::C);
+        path.display().to_string()
+    }
+}
+
+fn write_npy<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[u64],
+    values: &[T],
+    order: npyz::Order,
+) {
+    let mut file = std::fs::File::create(path).unwrap();
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .order(order)
+        .writer(&mut file)
+        .begin_nd()
+        .unwrap();
+    writer.extend(values.iter().copied()).unwrap();
+    writer.finish().unwrap();
+}
+
+fn read_npy_f32(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let file = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
+    let shape = file.shape().to_vec();
+    (shape, file.into_vec::<f32>().unwrap())
+}
+
+fn affine() -> MockModel {
+    MockModel::new(
+        "affine",
+        Op::Affine {
+            scale: 2.0,
+            bias: 1.0,
+        },
+    )
+    .input("x", DType::Float32, &[2, 8])
+    .output("y", DType::Float32, &[2, 8])
+    .exec_us(100)
+}
+
+fn add() -> MockModel {
+    MockModel::new("add", Op::Add)
+        .input("a", DType::Float32, &[2, 4])
+        .input("b", DType::Float32, &[2, 4])
+        .output("sum", DType::Float32, &[2, 4])
+        .exec_us(100)
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code and a single `neuron-dp: error:` line containing every `needle`.
+#[track_caller]
+fn assert_error(output: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(output);
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{err}",
+        stdout(output)
+    );
+    // The mock logs its own failures on stderr as libnrt does ("nrt-mock: ..."); ours is
+    // exactly one line.
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("nrt-mock: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{err}");
+    assert!(lines[0].starts_with("neuron-dp: error: "), "{err}");
+    for needle in needles {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+}
+
+/// Asserts a clap usage error (exit 2).
+#[track_caller]
+fn assert_usage(output: &Output) {
+    assert_eq!(output.status.code(), Some(2), "stderr:\n{}", stderr(output));
+    assert!(stderr(output).contains("error"), "{}", stderr(output));
+}
+
+fn npy_files(dir: &Path) -> Vec<String> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn run_with_two_inputs_by_name_writes_the_output() {
+    let s = Scratch::new();
+    let neff = s.neff("add.neff", &add());
+    let a: Vec<f32> = (0..20).map(|i| i as f32).collect();
+    let b: Vec<f32> = (0..20).map(|i| 100.0 - i as f32 * 0.5).collect();
+    let a_path = s.npy_f32("a.npy", &[5, 4], &a);
+    let b_path = s.npy_f32("b.npy", &[5, 4], &b);
+    let out_dir = s.path("nested/out");
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &format!("b={b_path}"),
+        "--input",
+        &format!("a={a_path}"),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("throughput"), "{text}");
+    assert!(text.contains("rows/s"), "{text}");
+    let (shape, sum) = read_npy_f32(&out_dir.join("sum.npy"));
+    assert_eq!(shape, vec![5, 4]);
+    let expected: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    assert_eq!(sum, expected);
+    assert_eq!(npy_files(&out_dir), vec!["sum.npy".to_owned()]);
+}
+
+#[test]
+fn run_json_has_the_documented_fields() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let x: Vec<f32> = (0..7 * 8).map(|i| i as f32).collect();
+    let x_path = s.npy_f32("x.npy", &[7, 8], &x);
+    let out_dir = s.path("out");
+    let out = s
+        .command(&[
+            "run",
+            &neff,
+            "--input",
+            &format!("x={x_path}"),
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+            "--device-ids",
+            "nc:0,nc:2",
+            "--json",
+        ])
+        .env("NEURON_RT_VISIBLE_CORES", "1-3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(report["schema"], "neuron-dp/1");
+    assert_eq!(report["command"], "run");
+    assert_eq!(report["rows"], 7);
+    assert_eq!(report["model"]["name"], "affine");
+    assert_eq!(report["model"]["inputs"][0]["name"], "x");
+    assert_eq!(report["model"]["inputs"][0]["dtype"], "float32");
+    assert_eq!(report["runtime"]["mock"], true);
+    assert_eq!(
+        report["engine"]["devices"],
+        serde_json::json!(["nc:0", "nc:2"])
+    );
+    assert_eq!(
+        report["engine"]["physical_cores"],
+        serde_json::json!([1, 3])
+    );
+    let chunks = report["chunks"].as_array().unwrap();
+    assert_eq!(chunks.len(), 2);
+    let mut rows = 0;
+    for chunk in chunks {
+        for field in [
+            "chunk",
+            "logical_core",
+            "device",
+            "physical_core",
+            "start",
+            "rows",
+            "pieces",
+            "pad_rows",
+            "time_ms",
+        ] {
+            assert!(chunk.get(field).is_some(), "chunk lacks {field}: {chunk}");
+        }
+        rows += chunk["rows"].as_u64().unwrap();
+    }
+    assert_eq!(rows, 7);
+    // 7 rows over 2 cores: chunks of 4 and 3 rows, compiled batch 2: 2 pieces each, the
+    // second chunk's last piece padded by one row.
+    assert_eq!(chunks[0]["physical_core"], 1);
+    assert_eq!(chunks[1]["physical_core"], 3);
+    assert_eq!(report["totals"]["pieces"], 4);
+    assert_eq!(report["totals"]["pad_rows"], 1);
+    assert_eq!(report["totals"]["chunks"], 2);
+    assert!(report["totals"]["wall_ms"].as_f64().unwrap() >= 0.0);
+    assert!(report["throughput_rows_per_s"].as_f64().unwrap() > 0.0);
+    let output = &report["outputs"][0];
+    assert_eq!(output["name"], "y");
+    assert_eq!(output["shape"], serde_json::json!([7, 8]));
+    let (_, y) = read_npy_f32(Path::new(output["path"].as_str().unwrap()));
+    let expected: Vec<f32> = x.iter().map(|v| v * 2.0 + 1.0).collect();
+    assert_eq!(y, expected);
+}
+
+#[test]
+fn a_single_input_model_takes_a_bare_file() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let x_path = s.npy_f32("x.npy", &[3, 8], &[1.5; 24]);
+    let out_dir = s.path("out");
+    let out = s.run(&["run", &neff, "-i", &x_path, "-o", out_dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(read_npy_f32(&out_dir.join("y.npy")).1, vec![4.0; 24]);
+}
+
+#[test]
+fn bench_with_iterations_reports_json() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s.run(&[
+        "bench",
+        &neff,
+        "--iterations",
+        "3",
+        "--batch",
+        "6",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(report["schema"], "neuron-dp/1");
+    assert_eq!(report["command"], "bench");
+    assert_eq!(report["iterations"], 3);
+    assert_eq!(report["batch"], 6);
+    assert!(report["throughput_rows_per_s"].as_f64().unwrap() > 0.0);
+    for field in ["min", "mean", "p50", "p90", "p99", "max"] {
+        assert!(
+            report["latency_ms"][field].as_f64().is_some(),
+            "latency lacks {field}"
+        );
+    }
+    let cores = report["cores"].as_array().unwrap();
+    assert_eq!(cores.len(), 4);
+    let executions: u64 = cores
+        .iter()
+        .map(|c| c["executions"].as_u64().unwrap())
+        .sum();
+    // 6 rows on 4 cores: chunks of 2, 2, 1, 1 rows, one piece each, three times.
+    assert_eq!(executions, 12);
+    for core in cores {
+        assert!(core["busy_share"].as_f64().unwrap() >= 0.0);
+        assert_eq!(core["failures"], 0);
+    }
+}
+
+#[test]
+fn info_reports_the_library_cores_and_environment() {
+    let s = Scratch::new();
+    let out = s
+        .command(&["info", "--json"])
+        .env("NEURON_RT_VISIBLE_CORES", "2-3")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["command"], "info");
+    assert_eq!(report["total_cores"], 4);
+    assert_eq!(report["visible_cores"], 2);
+    assert_eq!(
+        report["core_map"],
+        serde_json::json!([{"logical": 0, "physical": 2}, {"logical": 1, "physical": 3}])
+    );
+    assert_eq!(report["env"]["NEURON_RT_VISIBLE_CORES"], "2-3");
+    assert_eq!(report["env"]["NEURON_RT_NUM_CORES"], Value::Null);
+    assert_eq!(report["env"]["NRT_MOCK_TOTAL_CORES"], "4");
+    assert!(report["library"].as_str().unwrap().contains("nrt_mock"));
+
+    let text = s.run(&["info"]);
+    assert!(text.status.success());
+    assert!(stdout(&text).contains("nc:3 -> 3"), "{}", stdout(&text));
+}
+
+#[test]
+fn without_a_library_every_subcommand_says_so_in_one_line() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let x_path = s.npy_f32("x.npy", &[2, 8], &[0.0; 16]);
+    let out_dir = s.path("out");
+    let subcommands: [Vec<&str>; 3] = [
+        vec!["info"],
+        vec![
+            "run",
+            &neff,
+            "--input",
+            &x_path,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ],
+        vec!["bench", &neff, "--iterations", "1"],
+    ];
+    for args in &subcommands {
+        let out = s
+            .command(args)
+            .env("NRT_DYLIB_PATH", s.path("no-such-libnrt.so"))
+            .output()
+            .unwrap();
+        assert_error(&out, 1, &["NRT_DYLIB_PATH", "cargo xtask demo"]);
+
+        let out = s
+            .command(args)
+            .env_remove("NRT_DYLIB_PATH")
+            .output()
+            .unwrap();
+        if out.status.success() {
+            // A real libnrt is installed on this machine: nothing to check.
+            continue;
+        }
+        assert_error(&out, 1, &["libnrt", "NRT_DYLIB_PATH", "cargo xtask demo"]);
+    }
+    assert!(!out_dir.exists());
+}
+
+/// Runs `run` on the affine model with `--input x=PATH`.
+fn run_affine(s: &Scratch, input: &str) -> Output {
+    let neff = s.neff("affine.neff", &affine());
+    let out_dir = s.path("out");
+    s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &format!("x={input}"),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_missing_input_file_is_bad_input() {
+    let s = Scratch::new();
+    let missing = s.path("missing.npy");
+    let out = run_affine(&s, missing.to_str().unwrap());
+    assert_error(&out, 2, &["cannot read", "missing.npy"]);
+    assert!(!s.path("out").exists());
+}
+
+#[test]
+fn an_unreadable_input_is_bad_input() {
+    let s = Scratch::new();
+    let dir = s.path("a-directory.npy");
+    std::fs::create_dir(&dir).unwrap();
+    let out = run_affine(&s, dir.to_str().unwrap());
+    assert_error(&out, 2, &["cannot read", "a-directory.npy"]);
+}
+
+#[test]
+fn a_file_that_is_not_npy_is_bad_input() {
+    let s = Scratch::new();
+    let path = s.path("x.csv");
+    std::fs::write(&path, "1,2,3\n").unwrap();
+    let out = run_affine(&s, path.to_str().unwrap());
+    assert_error(&out, 2, &["x.csv", "not a .npy file"]);
+
+    let truncated = s.path("t.npy");
+    let full = s.npy_f32("full.npy", &[2, 8], &[0.0; 16]);
+    let bytes = std::fs::read(&full).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() - 4]).unwrap();
+    let out = run_affine(&s, truncated.to_str().unwrap());
+    assert_error(&out, 2, &["t.npy", "truncated"]);
+}
+
+#[test]
+fn a_wrong_dtype_shows_expected_and_got() {
+    let s = Scratch::new();
+    let path = s.path("x.npy");
+    write_npy(&path, &[2, 8], &[1i32; 16], npyz::Order::C);
+    let out = run_affine(&s, path.to_str().unwrap());
+    assert_error(&out, 2, &["`x`", "expected float32, got int32"]);
+
+    write_npy(&path, &[2, 8], &[1f64; 16], npyz::Order::C);
+    let out = run_affine(&s, path.to_str().unwrap());
+    assert_error(&out, 2, &["float64", "does not support"]);
+}
+
+#[test]
+fn a_wrong_shape_shows_expected_and_got() {
+    let s = Scratch::new();
+    let path = s.npy_f32("x.npy", &[3, 7], &[0.0; 21]);
+    let out = run_affine(&s, &path);
+    assert_error(&out, 2, &["`x`", "expected [N, 8]", "got [3, 7]"]);
+
+    let path = s.npy_f32("x3.npy", &[2, 8, 1], &[0.0; 16]);
+    let out = run_affine(&s, &path);
+    assert_error(&out, 2, &["expected [N, 8]", "got [2, 8, 1]"]);
+}
+
+#[test]
+fn fortran_order_is_refused() {
+    let s = Scratch::new();
+    let path = s.path("x.npy");
+    write_npy(&path, &[2, 8], &[0f32; 16], npyz::Order::Fortran);
+    let out = run_affine(&s, path.to_str().unwrap());
+    assert_error(&out, 2, &["Fortran order", "C order"]);
+}
+
+#[test]
+fn bfloat16_inputs_cannot_come_from_npy() {
+    let s = Scratch::new();
+    let model = MockModel::new("bf", Op::Identity)
+        .input("x", DType::BFloat16, &[2, 4])
+        .output("y", DType::BFloat16, &[2, 4]);
+    let neff = s.neff("bf.neff", &model);
+    let x = s.path("x.npy");
+    write_npy(&x, &[2, 4], &[0u16; 8], npyz::Order::C);
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &format!("x={}", x.display()),
+        "--out-dir",
+        s.path("out").to_str().unwrap(),
+    ]);
+    assert_error(&out, 2, &["bfloat16"]);
+}
+
+#[test]
+fn unknown_and_missing_input_names_are_bad_input() {
+    let s = Scratch::new();
+    let neff = s.neff("add.neff", &add());
+    let a = s.npy_f32("a.npy", &[2, 4], &[0.0; 8]);
+    let out_dir = s.path("out");
+    let out_dir = out_dir.to_str().unwrap();
+
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &format!("a={a}"),
+        "--input",
+        &format!("z={a}"),
+        "--out-dir",
+        out_dir,
+    ]);
+    assert_error(&out, 2, &["unknown input `z`", "`a`, `b`"]);
+
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &format!("a={a}"),
+        "--out-dir",
+        out_dir,
+    ]);
+    assert_error(&out, 2, &["missing input `b`", "--input b=FILE.npy"]);
+
+    let out = s.run(&["run", &neff, "--input", &a, "--out-dir", out_dir]);
+    assert_error(&out, 2, &["NAME=FILE.npy"]);
+
+    // --input is required.
+    assert_usage(&s.run(&["run", &neff, "--out-dir", out_dir]));
+}
+
+#[test]
+fn bad_device_ids_are_bad_input() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    for ids in ["nc:x", "-1", "", "nc:0,,nc:1", "nc:1,nc:1"] {
+        let out = s.run(&["bench", &neff, "--iterations", "1", "--device-ids", ids]);
+        assert_usage(&out);
+    }
+    let out = s.run(&["bench", &neff, "--iterations", "1", "--device-ids", "nc:9"]);
+    assert_error(&out, 2, &["nc:9", "out of range"]);
+}
+
+#[test]
+fn bad_numbers_are_usage_errors() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    for args in [
+        vec!["bench", &neff, "--split-size", "abc"],
+        vec!["bench", &neff, "--split-size", "0"],
+        vec!["bench", &neff, "--num-workers", "0"],
+        vec!["bench", &neff, "--iterations", "-1"],
+        vec!["bench", &neff, "--seconds", "0"],
+        vec!["bench", &neff, "--batch", "1.5"],
+        vec!["bench", &neff, "--dim", "x"],
+        vec!["bench", &neff, "--seconds", "1", "--iterations", "2"],
+    ] {
+        assert_usage(&s.run(&args));
+    }
+    // A dim the model does not have is caught by the engine, also as bad input.
+    let out = s.run(&["bench", &neff, "--iterations", "1", "--dim", "5"]);
+    assert_error(&out, 2, &["dim 5"]);
+}
+
+#[test]
+fn dynamic_batching_off_needs_cores_times_batch_rows() {
+    let s = Scratch::new();
+    let x = s.npy_f32("x.npy", &[5, 8], &[0.0; 40]);
+    let neff = s.neff("affine.neff", &affine());
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &x,
+        "--out-dir",
+        s.path("out").to_str().unwrap(),
+        "--no-dynamic-batching",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!s.path("out").exists());
+}
+
+#[test]
+fn a_core_failure_exits_1_naming_the_core_and_writes_nothing() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let x = s.npy_f32("x.npy", &[8, 8], &[0.0; 64]);
+    let out_dir = s.path("out");
+    let out = s
+        .command(&[
+            "run",
+            &neff,
+            "--input",
+            &x,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("NRT_MOCK_FAULTS", "0:*:1004")
+        .output()
+        .unwrap();
+    assert_error(&out, 1, &["nc:0", "physical core 0"]);
+    assert!(npy_files(&out_dir).is_empty(), "{:?}", npy_files(&out_dir));
+
+    // An existing output directory keeps its files untouched.
+    std::fs::create_dir_all(&out_dir).unwrap();
+    std::fs::write(out_dir.join("y.npy"), b"old").unwrap();
+    let out = s
+        .command(&[
+            "run",
+            &neff,
+            "--input",
+            &x,
+            "--out-dir",
+            out_dir.to_str().unwrap(),
+        ])
+        .env("NRT_MOCK_FAULTS", "1:*:1004")
+        .output()
+        .unwrap();
+    assert_error(&out, 1, &["nc:1", "physical core 1"]);
+    assert_eq!(npy_files(&out_dir), vec!["y.npy".to_owned()]);
+    assert_eq!(std::fs::read(out_dir.join("y.npy")).unwrap(), b"old");
+}
+
+#[test]
+fn an_out_dir_that_is_a_file_is_bad_input() {
+    let s = Scratch::new();
+    let x = s.npy_f32("x.npy", &[2, 8], &[0.0; 16]);
+    let file = s.path("file");
+    std::fs::write(&file, b"").unwrap();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &x,
+        "--out-dir",
+        file.to_str().unwrap(),
+    ]);
+    assert_error(&out, 2, &["not a directory"]);
+}
+
+#[test]
+fn a_file_that_is_not_a_neff_is_bad_input() {
+    let s = Scratch::new();
+    let x = s.npy_f32("x.npy", &[2, 8], &[0.0; 16]);
+    let out = s.run(&[
+        "run",
+        &x,
+        "--input",
+        &x,
+        "--out-dir",
+        s.path("out").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}
