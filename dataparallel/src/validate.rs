@@ -186,13 +186,7 @@ pub(crate) fn inputs(
         match batch {
             None => batch = Some((rows, compiled, &model.name)),
             Some((first_rows, first_compiled, first_name)) => {
-                if rows != first_rows {
-                    return Err(Error::Input(format!(
-                        "inputs disagree on batch size: `{first_name}` has {first_rows} rows on \
-                         dim {dim}, `{}` has {rows}",
-                        model.name
-                    )));
-                }
+                // The model's own shapes decide eligibility, whatever rows this call has.
                 if compiled != first_compiled {
                     let reason = format!(
                         "the model's inputs have different sizes on dim {dim} (`{first_name}` \
@@ -204,6 +198,13 @@ pub(crate) fn inputs(
                     } else {
                         Error::Input(format!("{reason}; mark the unbatched one broadcast"))
                     });
+                }
+                if rows != first_rows {
+                    return Err(Error::Input(format!(
+                        "inputs disagree on batch size: `{first_name}` has {first_rows} rows on \
+                         dim {dim}, `{}` has {rows}",
+                        model.name
+                    )));
                 }
             }
         }

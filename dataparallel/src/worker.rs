@@ -230,7 +230,15 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
     let piece = job.piece;
     let b = call.batch.get();
     let src_row = job.chunk_start + piece.start;
-    if call.attach && call.dynamic && call.dim == 0 && piece.pad == 0 && piece.rows == b {
+    // Attach needs whole, unpadded dim-0 pieces whose output rows are the input rows: always
+    // so with dynamic batching, and without it when every output has b rows on dim 0.
+    let rows_line_up = call.dynamic
+        || call
+            .spec
+            .outputs
+            .iter()
+            .all(|o| o.shape.first() == Some(&b));
+    if call.attach && call.dim == 0 && piece.pad == 0 && piece.rows == b && rows_line_up {
         return run_attached(station, call, src_row);
     }
 

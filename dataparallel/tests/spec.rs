@@ -507,7 +507,6 @@ fn case_25_ineligible_model_fails_until_disabled() {
 }
 
 #[test]
-#[ignore = "engine bug: validate.rs:189 checks call rows before model eligibility, so an ineligible model reports Error::Input, not DynamicBatchingIneligible"]
 fn case_25_ineligible_model_error_does_not_depend_on_call_rows() {
     // Same model as above; `w` passed with its own compiled shape [2, 8], not broadcast.
     let model = MockModel::new("ineligible", Op::Identity)

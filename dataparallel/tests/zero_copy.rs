@@ -161,12 +161,9 @@ fn attach_mode_copies_only_padded_pieces() {
 /// Attach mode with dynamic batching off: n = k × b, so every chunk is one whole, unpadded
 /// compiled batch on dim 0, which DESIGN.md §6 says attach mode runs on the caller's memory.
 ///
-/// Runs in this process rather than a child so `--include-ignored` runs it: every other test
-/// here runs its body in a child, so nothing else moves this process's counters.
+/// Runs in this process: every other test here runs its body in a child, so nothing else
+/// moves this process's counters.
 #[test]
-#[ignore = "engine bug: attach mode is ignored when dynamic batching is off \
-            (dataparallel/src/worker.rs:233 requires call.dynamic); n=8 on 2 cores of a \
-            [4, 8] model writes 256 bytes and reads 256"]
 fn attach_mode_without_dynamic_batching_moves_no_bytes() {
     let rt = runtime();
     let engine = DataParallel::new(
