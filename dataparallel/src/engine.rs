@@ -1,6 +1,7 @@
 //! The engine: replicas on the chosen cores, persistent workers, and the path of one batch
 //! (validate → plan → dispatch → complete) for callers on any number of threads.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -9,11 +10,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, bounded};
 use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
 
-use crate::call::{Call, ChunkTiming, Completion, Job, WaitOnDrop};
+use crate::call::{Call, ChunkTiming, Completion, Failure, Job, WaitOnDrop};
 use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
 use crate::health::{CoreHealth, CoreState};
-use crate::plan::{self, Piece, Split};
+use crate::plan::{self, Split};
 use crate::spec::{IoSpec, ModelSpec};
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
@@ -36,7 +37,7 @@ pub struct DataParallel {
     workers: Vec<JoinHandle<()>>,
     dim: usize,
     dynamic: AtomicBool,
-    split_size: Option<std::num::NonZeroUsize>,
+    split_size: Option<NonZeroUsize>,
     attach: bool,
 }
 
@@ -383,7 +384,7 @@ impl DataParallel {
             .inputs
             .iter()
             .find_map(|i| i.shape.get(self.dim).copied())
-            .and_then(std::num::NonZeroUsize::new)
+            .and_then(NonZeroUsize::new)
             .ok_or_else(|| Error::Config("the model has no batch on the split dim".to_owned()))?;
         let split = self.split(rows)?;
         if !dynamic {
@@ -562,51 +563,31 @@ impl DataParallel {
 
     /// Sends every piece of every chunk to its core and waits for all of them.
     fn dispatch(&self, call: &Call<'_>, split: &Split) {
-        let single = |rows| Piece {
-            start: 0,
-            rows,
-            pad: 0,
-        };
-        let jobs: usize = if call.dynamic {
-            split
-                .iter()
-                .map(|c| plan::piece_count(c.rows, call.batch))
-                .sum()
-        } else {
-            split.num_chunks()
-        };
-        call.completion.expect(jobs);
-        // From here on the call must outlive every job sent: wait even if we unwind.
+        // From the first send on, the call must outlive every job sent: wait even if we
+        // unwind. Jobs are counted one by one as they are sent, so the wait never counts a
+        // job that was not.
         let _wait = WaitOnDrop(&call.completion);
-        let mut sent = 0;
-        'chunks: for chunk in split.iter() {
+        for chunk in split.iter() {
             let replica = self.replica_for_slot(chunk.slot);
-            let send = |piece| {
-                let job = Job::new(call, chunk.index, chunk.start, piece);
-                self.senders[replica].send(job).is_ok()
-            };
-            let delivered = if call.dynamic {
-                plan::pieces(chunk.rows, call.batch).all(|piece| {
-                    let ok = send(piece);
-                    sent += usize::from(ok);
-                    ok
-                })
+            // Without dynamic batching a chunk is exactly one piece.
+            let piece_rows = if call.dynamic {
+                call.batch
             } else {
-                let ok = send(single(chunk.rows));
-                sent += usize::from(ok);
-                ok
+                NonZeroUsize::new(chunk.rows).unwrap_or(call.batch)
             };
-            if !delivered {
-                break 'chunks;
+            for piece in plan::pieces(chunk.rows, piece_rows) {
+                call.completion.expect(1);
+                let job = Job::new(call, chunk.index, chunk.start, piece);
+                if self.senders[replica].send(job).is_err() {
+                    call.completion.fail(Failure {
+                        chunk: chunk.index,
+                        error: Error::WorkersGone {
+                            core: self.replicas[replica].core,
+                        },
+                    });
+                    call.completion.finish();
+                }
             }
-        }
-        // Jobs that could not be sent (workers gone) are finished here so the wait ends.
-        for _ in sent..jobs {
-            call.completion.fail(crate::call::Failure {
-                chunk: usize::MAX,
-                error: Error::ShuttingDown,
-            });
-            call.completion.finish();
         }
     }
 }

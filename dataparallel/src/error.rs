@@ -81,9 +81,13 @@ pub enum Error {
         cores: usize,
     },
 
-    /// The engine is shutting down.
-    #[error("the engine is shutting down")]
-    ShuttingDown,
+    /// Every worker serving a core has stopped (a worker thread died outside a job: a bug
+    /// in the engine; please report). Build a new engine.
+    #[error("the workers serving {core} have stopped; build a new engine")]
+    WorkersGone {
+        /// The core whose workers are gone.
+        core: DeviceId,
+    },
 }
 
 impl Error {

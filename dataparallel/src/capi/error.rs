@@ -113,7 +113,7 @@ pub(crate) fn status_of(error: &Error) -> ndp_status_t {
         Error::Output(_) => NDP_ERR_INVALID_OUTPUT,
         Error::DynamicBatchingIneligible { .. } | Error::Plan(_) => NDP_ERR_BATCH,
         Error::Chunk { .. } | Error::WorkerPanicked { .. } => NDP_ERR_CHUNK_FAILED,
-        Error::ShuttingDown => NDP_ERR_SHUTTING_DOWN,
+        Error::WorkersGone { .. } => NDP_ERR_SHUTTING_DOWN,
         _ => NDP_ERR_RUNTIME,
     }
 }
