@@ -14,18 +14,19 @@
 //!    example that needs arguments says so on its first line:
 //!    `// xtask-args: --flag {demo-neff}`; the arguments are split on whitespace and
 //!    `{demo-neff}` becomes the path of the demo NEFF (`cargo xtask demo`'s model);
-//! 4. the C header check, when `dataparallel/include/neuron_dp.h` exists: it must compile on
-//!    its own as C11 and as C++17 with warnings as errors.
+//! 4. `cargo xtask header --check` (the committed C header matches the sources and compiles
+//!    alone as C99 and C++17, warnings as errors) and `cargo xtask c-tests` (the C and C++
+//!    hosts in `tests/cpp/`, linked to `libdataparallel.so`, against the same mock copy and
+//!    lock directory).
 //!
 //! Steps keep running after a failure; a summary at the end lists each step's outcome.
 //! `CARGO_BUILD_JOBS` and the rest of cargo's environment are passed through unchanged.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use crate::util::{self, Summary, TaskResult};
-use crate::{mock_build, mock_neff};
+use crate::{c_tests, header, mock_build, mock_neff};
 
 /// The first-line marker an example uses to ask for arguments.
 const ARGS_MARKER: &str = "// xtask-args:";
@@ -33,8 +34,6 @@ const ARGS_MARKER: &str = "// xtask-args:";
 const DEMO_NEFF_PLACEHOLDER: &str = "{demo-neff}";
 /// How long one example may run (it is already compiled by the test step).
 const EXAMPLE_TIMEOUT: Duration = Duration::from_secs(300);
-/// The C header of the C ABI, relative to the workspace root.
-pub(crate) const C_HEADER: &str = "dataparallel/include/neuron_dp.h";
 
 /// One runnable example of a workspace package.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,25 +146,6 @@ fn run_example(
     util::run_with_timeout(&mut command, EXAMPLE_TIMEOUT)
 }
 
-/// Checks that the C header compiles on its own as C and as C++, warnings as errors.
-pub(crate) fn check_c_header(header: &Path) -> TaskResult {
-    let flags = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-fsyntax-only"];
-    let cc = std::env::var_os("CC").unwrap_or_else(|| "cc".into());
-    util::run(
-        Command::new(&cc)
-            .args(["-x", "c", "-std=c11"])
-            .args(flags)
-            .arg(header),
-    )?;
-    let cxx = std::env::var_os("CXX").unwrap_or_else(|| "c++".into());
-    util::run(
-        Command::new(&cxx)
-            .args(["-x", "c++", "-std=c++17"])
-            .args(flags)
-            .arg(header),
-    )
-}
-
 /// A fresh temporary directory with a recognisable name.
 fn temp_dir(prefix: &str) -> TaskResult<tempfile::TempDir> {
     tempfile::Builder::new()
@@ -232,14 +212,10 @@ pub(crate) fn run(root: &Path) -> TaskResult {
         );
     }
 
-    let header = root.join(C_HEADER);
-    if header.is_file() {
-        summary.step(format!("C header check ({C_HEADER})"), || {
-            check_c_header(&header)
-        });
-    } else {
-        summary.skip("C header check", &format!("{C_HEADER} does not exist yet"));
-    }
+    summary.step("cargo xtask header --check", || header::run(root, true));
+    summary.step("cargo xtask c-tests", || {
+        c_tests::run_with(root, &library, lock_dir.path())
+    });
 
     summary.finish("mock-test")
 }
