@@ -27,6 +27,7 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
                   failures}]}
   model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
   runtime: {library, version, mock}
+  busy_share = busy_ms / elapsed: above 1 when several workers per core overlap.
   engine:  {devices:[\"nc:N\"], physical_cores:[N | null], dim, dynamic_batching,
             split_size | null, num_workers}
 

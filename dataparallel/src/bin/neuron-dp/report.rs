@@ -334,21 +334,26 @@ impl BenchReport {
         );
         let _ = writeln!(
             text,
-            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>5}  {:>8}",
-            "core", "physical", "executions", "busy ms", "busy", "failures"
+            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}",
+            "core", "physical", "executions", "busy ms", "busy/wall", "failures"
         );
         for c in &self.cores {
             let _ = writeln!(
                 text,
-                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>4.0}%  {:>8}",
+                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}",
                 c.device,
                 physical(c.physical_core),
                 c.executions,
                 c.busy_ms,
-                c.busy_share * 100.0,
+                c.busy_share,
                 c.failures
             );
         }
+        let _ = writeln!(
+            text,
+            "(busy/wall: time this core's workers spent on pieces over the wall time; above 1 \
+             when several workers per core overlap transfers with execution)"
+        );
         text
     }
 }
