@@ -13,9 +13,11 @@
 //! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/include/neuron_dp.h` |
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
+//! | `bench [--quick] [--json PATH]` | [`bench`] | the engine's benchmark suite against the release mock |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
 
+mod bench;
 mod bindgen;
 mod c_tests;
 mod ci;
@@ -77,6 +79,16 @@ enum Command {
     CTests,
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,
+    /// Build the mock and the engine in release and run the benchmark suite against the mock
+    /// (24 simulated cores); print the table and write JSON results (path: last stdout line).
+    Bench {
+        /// A reduced set that runs in under a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the JSON results (default: <target>/bench/results.json).
+        #[arg(long, value_name = "PATH")]
+        json: Option<PathBuf>,
+    },
 }
 
 /// The workspace root (the parent of this crate's directory).
@@ -99,6 +111,7 @@ fn main() -> ExitCode {
         Command::Header { check } => header::run(&root, check),
         Command::CTests => c_tests::run(&root),
         Command::Ci => ci::run(&root),
+        Command::Bench { quick, json } => bench::run(&root, quick, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
