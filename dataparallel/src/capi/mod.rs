@@ -7,9 +7,9 @@
 //!
 //! # Rules every function follows
 //!
-//! - It returns an [`ndp_status_t`] (except the few that cannot fail); on failure
-//!   [`ndp_last_error`] returns the message (the text the Rust error's `Display` prints) and
-//!   [`ndp_last_nrt_status`] the libnrt status, on the calling thread.
+//! - It returns an [`ndp_status_t`](crate::capi::ndp_status_t) (except the few that cannot fail); on failure
+//!   [`ndp_last_error`](crate::capi::ndp_last_error) returns the message (the text the Rust error's `Display` prints) and
+//!   [`ndp_last_nrt_status`](crate::capi::ndp_last_nrt_status) the libnrt status, on the calling thread.
 //! - It checks every pointer and length it can: NULL where a pointer is required is
 //!   `NDP_ERR_NULL_POINTER`, never a crash. What it cannot check (that a non-NULL pointer
 //!   points to as much memory as its length says) is the caller's contract, stated in each
