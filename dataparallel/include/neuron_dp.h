@@ -275,6 +275,36 @@ typedef struct ndp_tensor_info_t {
 } ndp_tensor_info_t;
 
 /**
+ * One core's health, from `ndp_engine_core_health`.
+ */
+typedef struct ndp_core_health_t {
+  /**
+   * The logical core (`nc:N`).
+   */
+  int32_t logical;
+  /**
+   * The physical core, or -1 when unknown.
+   */
+  int32_t physical;
+  /**
+   * 1 when the core is quarantined (takes no chunks), 0 when in service.
+   */
+  uint32_t quarantined;
+  /**
+   * Hardware-class failures in a row.
+   */
+  uint32_t consecutive_failures;
+  /**
+   * The libnrt status of the most recent failure, or -1 when none.
+   */
+  int64_t last_status;
+  /**
+   * Executions started on the core.
+   */
+  uint64_t executions;
+} ndp_core_health_t;
+
+/**
  * One tensor in caller memory, as a forward's input or output.
  *
  * `data` holds `byte_len` bytes, row-major, of `dtype` elements in `shape`. Inputs are only
@@ -446,6 +476,26 @@ enum ndp_status_t ndp_engine_core(const struct ndp_engine_t *engine,
                                   size_t index,
                                   int32_t *logical_out,
                                   int32_t *physical_out);
+
+/**
+ * The health of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+ * `*health_out`: whether it is quarantined after repeated hardware failures, its failures in
+ * a row, the last failure's libnrt status and its executions.
+ *
+ * # Safety
+ *
+ * `health_out` is NULL or writable.
+ */
+enum ndp_status_t ndp_engine_core_health(const struct ndp_engine_t *engine,
+                                         size_t index,
+                                         struct ndp_core_health_t *health_out);
+
+/**
+ * Takes a quarantined core (logical index, as in `ndp_engine_core`) back into service: the
+ * model is reloaded on it and its failure count reset. Calls in flight are not disturbed.
+ */
+enum ndp_status_t ndp_engine_readmit(const struct ndp_engine_t *engine,
+                                     uint32_t logical_core);
 
 /**
  * The version of the libnrt the engine runs on (e.g. "2.31.0.0 (nrt-mock ...)"), into

@@ -508,3 +508,70 @@ fn destroy_while_other_threads_are_inside_calls_is_safe() {
     let _ = rejected;
     assert_eq!(ndp_engine_destroy(engine), NDP_ERR_INVALID_ARGUMENT);
 }
+
+#[test]
+fn core_health_and_readmit_through_the_c_abi() {
+    if !nrt_mock::testing::in_child(
+        "core_health_and_readmit_through_the_c_abi",
+        &[("NRT_MOCK_FAULTS", "1:*:101")],
+    ) {
+        return;
+    }
+    let engine = create("nc:0,nc:1");
+    let x = [1.0f32; 8 * 8];
+    let mut y = [0.0f32; 8 * 8];
+    let shape = [8usize, 8];
+    let input = tensor(
+        NDP_DTYPE_FLOAT32,
+        &shape,
+        x.as_ptr().cast_mut().cast(),
+        8 * 8 * 4,
+    );
+    let output = tensor(NDP_DTYPE_FLOAT32, &shape, y.as_mut_ptr().cast(), 8 * 8 * 4);
+    // Physical core 1 fails every execution with 101: three calls quarantine it.
+    for _ in 0..3 {
+        assert_eq!(forward(engine, &input, &output), NDP_ERR_CHUNK_FAILED);
+        assert_eq!(ndp_last_nrt_status(), 101);
+    }
+    let mut health = ndp_core_health_t::default();
+    // SAFETY: a valid engine and a writable out-struct.
+    let status = unsafe { ndp_engine_core_health(engine, 1, &mut health) };
+    assert_eq!(status, NDP_OK, "{}", last_error());
+    assert_eq!(
+        (
+            health.logical,
+            health.physical,
+            health.quarantined,
+            health.last_status
+        ),
+        (1, 1, 1, 101)
+    );
+    assert_eq!(health.consecutive_failures, 3);
+    // Its chunks now run on core 0.
+    assert_eq!(forward(engine, &input, &output), NDP_OK, "{}", last_error());
+    assert!(y.iter().all(|&v| v == 3.0));
+    // Out of range and NULL are errors, not crashes.
+    // SAFETY: as above; the index is checked by the callee.
+    assert_eq!(
+        unsafe { ndp_engine_core_health(engine, 2, &mut health) },
+        NDP_ERR_INVALID_ARGUMENT
+    );
+    // SAFETY: NULL out-pointer, which the callee rejects.
+    assert_eq!(
+        unsafe { ndp_engine_core_health(engine, 0, null_mut()) },
+        NDP_ERR_NULL_POINTER
+    );
+    assert_eq!(
+        ndp_engine_readmit(engine, 7),
+        NDP_ERR_CONFIG,
+        "not one of the cores"
+    );
+    assert_eq!(ndp_engine_readmit(engine, 1), NDP_OK, "{}", last_error());
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { ndp_engine_core_health(engine, 1, &mut health) },
+        NDP_OK
+    );
+    assert_eq!((health.quarantined, health.consecutive_failures), (0, 0));
+    assert_eq!(ndp_engine_destroy(engine), NDP_OK);
+}

@@ -50,7 +50,7 @@ pub use error::run_in_boundary_for_tests;
 use error::{Failure, boundary};
 use registry::EngineHandle;
 pub use registry::ndp_engine_t;
-pub use types::{ndp_config_t, ndp_dtype_t, ndp_tensor_info_t, ndp_tensor_t};
+pub use types::{ndp_config_t, ndp_core_health_t, ndp_dtype_t, ndp_tensor_info_t, ndp_tensor_t};
 
 use crate::DataParallel;
 
@@ -387,6 +387,62 @@ pub unsafe extern "C" fn ndp_engine_core(
             unsafe { write_out(F, "physical_out", physical_out, physical) }?;
         }
         Ok(())
+    })
+}
+
+/// The health of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+/// `*health_out`: whether it is quarantined after repeated hardware failures, its failures in
+/// a row, the last failure's libnrt status and its executions.
+///
+/// # Safety
+///
+/// `health_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_core_health(
+    engine: *const ndp_engine_t,
+    index: usize,
+    health_out: *mut ndp_core_health_t,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_core_health";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        let health = handle.engine.health();
+        let Some(core) = health.get(index) else {
+            return Err(Failure::invalid(format!(
+                "{F}: index {index} is out of range: the engine has {} cores",
+                health.len()
+            )));
+        };
+        let value = ndp_core_health_t {
+            logical: i32::try_from(core.core.index()).unwrap_or(-1),
+            physical: core
+                .physical_core
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(-1),
+            quarantined: u32::from(core.state == crate::CoreState::Quarantined),
+            consecutive_failures: core.consecutive_failures,
+            last_status: core.last_status.map_or(-1, |s| i64::from(s.raw())),
+            executions: core.executions,
+        };
+        // SAFETY: checked for NULL and alignment inside; writable by the caller's contract.
+        unsafe { write_out(F, "health_out", health_out, value) }
+    })
+}
+
+/// Takes a quarantined core (logical index, as in `ndp_engine_core`) back into service: the
+/// model is reloaded on it and its failure count reset. Calls in flight are not disturbed.
+#[unsafe(no_mangle)]
+pub extern "C" fn ndp_engine_readmit(
+    engine: *const ndp_engine_t,
+    logical_core: u32,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_readmit";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        handle
+            .engine
+            .readmit(neuron_rt::DeviceId::new(logical_core))
+            .map_err(Failure::from)
     })
 }
 

@@ -288,6 +288,24 @@ pub struct ndp_tensor_info_t {
     pub byte_size: usize,
 }
 
+/// One core's health, from `ndp_engine_core_health`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ndp_core_health_t {
+    /// The logical core (`nc:N`).
+    pub logical: i32,
+    /// The physical core, or -1 when unknown.
+    pub physical: i32,
+    /// 1 when the core is quarantined (takes no chunks), 0 when in service.
+    pub quarantined: u32,
+    /// Hardware-class failures in a row.
+    pub consecutive_failures: u32,
+    /// The libnrt status of the most recent failure, or -1 when none.
+    pub last_status: i64,
+    /// Executions started on the core.
+    pub executions: u64,
+}
+
 /// A slice over `len` items at `ptr`, `&[]` for a zero length (any pointer).
 ///
 /// # Safety
