@@ -551,16 +551,12 @@ fn core_health_and_readmit_through_the_c_abi() {
     assert_eq!(forward(engine, &input, &output), NDP_OK, "{}", last_error());
     assert!(y.iter().all(|&v| v == 3.0));
     // Out of range and NULL are errors, not crashes.
-    // SAFETY: as above; the index is checked by the callee.
-    assert_eq!(
-        unsafe { ndp_engine_core_health(engine, 2, &mut health) },
-        NDP_ERR_INVALID_ARGUMENT
-    );
-    // SAFETY: NULL out-pointer, which the callee rejects.
-    assert_eq!(
-        unsafe { ndp_engine_core_health(engine, 0, null_mut()) },
-        NDP_ERR_NULL_POINTER
-    );
+    // SAFETY: a valid engine and out-struct; the index is checked by the callee.
+    let out_of_range = unsafe { ndp_engine_core_health(engine, 2, &mut health) };
+    assert_eq!(out_of_range, NDP_ERR_INVALID_ARGUMENT);
+    // SAFETY: a NULL out-pointer, which the callee rejects.
+    let null_out = unsafe { ndp_engine_core_health(engine, 0, null_mut()) };
+    assert_eq!(null_out, NDP_ERR_NULL_POINTER);
     assert_eq!(
         ndp_engine_readmit(engine, 7),
         NDP_ERR_CONFIG,
@@ -568,10 +564,8 @@ fn core_health_and_readmit_through_the_c_abi() {
     );
     assert_eq!(ndp_engine_readmit(engine, 1), NDP_OK, "{}", last_error());
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { ndp_engine_core_health(engine, 1, &mut health) },
-        NDP_OK
-    );
+    let status = unsafe { ndp_engine_core_health(engine, 1, &mut health) };
+    assert_eq!(status, NDP_OK);
     assert_eq!((health.quarantined, health.consecutive_failures), (0, 0));
     assert_eq!(ndp_engine_destroy(engine), NDP_OK);
 }

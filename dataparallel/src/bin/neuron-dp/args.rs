@@ -24,7 +24,8 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           iterations, elapsed_s, throughput_rows_per_s, throughput_batches_per_s,
           latency_ms:{min, mean, p50, p90, p99, max},
           cores:[{logical_core, device, physical_core, executions, busy_ms, busy_share,
-                  failures}]}
+                  failures, state:\"healthy\"|\"quarantined\", consecutive_failures,
+                  last_status: str|null}]}
   model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
   runtime: {library, version, mock}
   busy_share = busy_ms / elapsed: above 1 when several workers per core overlap.

@@ -217,6 +217,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let elapsed = started.elapsed();
     bar.finish_and_clear();
     let after = engine.core_stats();
+    let health = engine.health();
     drop(outputs);
 
     let iterations = latencies.len();
@@ -225,6 +226,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         .iter()
         .map(|a| {
             let b = before.iter().find(|b| b.core == a.core);
+            let h = health.iter().find(|h| h.core == a.core);
             let busy_ns = a.busy_ns - b.map_or(0, |b| b.busy_ns);
             report::CoreBusy {
                 logical_core: a.core.index(),
@@ -234,6 +236,12 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
                 busy_ms: busy_ns as f64 / 1e6,
                 busy_share: busy_ns as f64 / 1e9 / seconds,
                 failures: a.failures - b.map_or(0, |b| b.failures),
+                state: match h.map(|h| h.state) {
+                    Some(dataparallel::CoreState::Quarantined) => "quarantined",
+                    _ => "healthy",
+                },
+                consecutive_failures: h.map_or(0, |h| h.consecutive_failures),
+                last_status: h.and_then(|h| h.last_status).map(|s| s.name()),
             }
         })
         .collect();

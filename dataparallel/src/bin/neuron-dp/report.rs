@@ -291,6 +291,11 @@ pub(crate) struct CoreBusy {
     pub(crate) busy_ms: f64,
     pub(crate) busy_share: f64,
     pub(crate) failures: u64,
+    /// "healthy" or "quarantined" (after repeated hardware-class failures).
+    pub(crate) state: &'static str,
+    pub(crate) consecutive_failures: u32,
+    /// The libnrt status name of the core's most recent failure.
+    pub(crate) last_status: Option<&'static str>,
 }
 
 /// What `bench --json` prints.
@@ -334,19 +339,21 @@ impl BenchReport {
         );
         let _ = writeln!(
             text,
-            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}",
-            "core", "physical", "executions", "busy ms", "busy/wall", "failures"
+            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:<11}  last failure",
+            "core", "physical", "executions", "busy ms", "busy/wall", "failures", "state"
         );
         for c in &self.cores {
             let _ = writeln!(
                 text,
-                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}",
+                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:<11}  {}",
                 c.device,
                 physical(c.physical_core),
                 c.executions,
                 c.busy_ms,
                 c.busy_share,
-                c.failures
+                c.failures,
+                c.state,
+                c.last_status.unwrap_or("-")
             );
         }
         let _ = writeln!(
