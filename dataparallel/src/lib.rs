@@ -44,9 +44,9 @@
 
 #![warn(missing_docs)]
 
+mod call;
 /// The C ABI (`include/neuron_dp.h`): `ndp_*` functions and types for C and C++ hosts.
 pub mod capi;
-mod call;
 mod config;
 mod engine;
 mod error;
