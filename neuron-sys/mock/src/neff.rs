@@ -975,4 +975,85 @@ mod tests {
             let _ = MockModel::from_neff_bytes(&bytes);
         }
     }
+
+    // Never-panic twins of the `mock_payload` fuzz target (fuzz/fuzz_targets/mock_payload.rs):
+    // payloads behind a valid header, mutated valid files, and generated models.
+
+    fn arbitrary_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            Just(Op::Identity),
+            (any::<f32>(), any::<f32>()).prop_map(|(scale, bias)| Op::Affine { scale, bias }),
+            Just(Op::Add),
+            (0u32..6).prop_map(|out_features| Op::RowSum { out_features }),
+            Just(Op::CoreId),
+        ]
+    }
+
+    fn arbitrary_tensor() -> impl Strategy<Value = TensorSpec> {
+        (
+            prop_oneof!["[a-z]{1,3}", ".{0,4}"],
+            proptest::sample::select(DType::ALL.to_vec()),
+            proptest::collection::vec(prop_oneof![0u32..5, Just(u32::MAX), any::<u32>()], 0..4),
+        )
+            .prop_map(|(name, dtype, shape)| TensorSpec::new(name, dtype, &shape))
+    }
+
+    fn arbitrary_model() -> impl Strategy<Value = MockModel> {
+        (
+            prop_oneof!["m", ".{0,6}"],
+            arbitrary_op(),
+            proptest::collection::vec(arbitrary_tensor(), 0..3),
+            proptest::collection::vec(arbitrary_tensor(), 0..3),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(|(name, op, inputs, outputs, exec_us, per_row)| MockModel {
+                name,
+                op,
+                inputs,
+                outputs,
+                exec_us,
+                exec_us_per_row: per_row,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn payload_behind_a_valid_header_never_panics(
+            payload in proptest::collection::vec(any::<u8>(), 0..512),
+            json in r#"\{("[a-z_]{1,8}":( ?[0-9.e+-]{1,6}|"[a-z0-9_]{0,8}"|\[[0-9, ]{0,8}\]|null|true|\{\}),?){0,8}\}"#,
+        ) {
+            let _ = MockModel::from_neff_bytes(&container("m", &payload));
+            let _ = MockModel::from_neff_bytes(&container("m", json.as_bytes()));
+        }
+
+        #[test]
+        fn mutated_valid_files_never_panic_and_accept_only_valid_models(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let mut bytes = affine().to_neff_bytes();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            if truncate {
+                bytes.truncate(cut.index(bytes.len() + 1));
+            }
+            if let Ok(model) = MockModel::from_neff_bytes(&bytes) {
+                prop_assert!(model.validate().is_ok());
+                prop_assert_eq!(MockModel::from_neff_bytes(&model.to_neff_bytes()).ok(), Some(model));
+            }
+        }
+
+        #[test]
+        fn generated_models_round_trip_exactly_when_valid(model in arbitrary_model()) {
+            let parsed = MockModel::from_neff_bytes(&model.to_neff_bytes());
+            match model.validate() {
+                Ok(()) => prop_assert_eq!(parsed.ok(), Some(model)),
+                Err(_) => prop_assert!(parsed.is_err(), "an invalid model was accepted: {:?}", model),
+            }
+        }
+    }
 }
