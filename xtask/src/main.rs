@@ -13,6 +13,8 @@
 //! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/include/neuron_dp.h` |
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
+//! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
+//! | `miri` | [`miri`] | the `plan` and `layout` tests under Miri (nightly) |
 //! | `bench [--quick] [--json PATH]` | [`bench`] | the engine's benchmark suite against the release mock |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
@@ -22,7 +24,9 @@ mod bindgen;
 mod c_tests;
 mod ci;
 mod demo;
+mod fuzz;
 mod header;
+mod miri;
 mod mock_build;
 mod mock_neff;
 mod mock_test;
@@ -79,6 +83,17 @@ enum Command {
     CTests,
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,
+    /// Run each fuzz target in fuzz/ for a bounded time against the mock (needs nightly and
+    /// cargo-fuzz).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Targets to run (default: all).
+        targets: Vec<String>,
+    },
+    /// Run the plan and layout unit tests under Miri (needs nightly; installs miri).
+    Miri,
     /// Build the mock and the engine in release and run the benchmark suite against the mock
     /// (24 simulated cores); print the table and write JSON results (path: last stdout line).
     Bench {
@@ -111,6 +126,8 @@ fn main() -> ExitCode {
         Command::Header { check } => header::run(&root, check),
         Command::CTests => c_tests::run(&root),
         Command::Ci => ci::run(&root),
+        Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
+        Command::Miri => miri::run(&root),
         Command::Bench { quick, json } => bench::run(&root, quick, json),
     };
     match result {
