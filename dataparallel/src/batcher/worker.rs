@@ -1,0 +1,295 @@
+//! The batcher's thread: forms batches from the queue, runs them on the engine, and hands
+//! every request exactly its rows back.
+//!
+//! Batch formation: block for the first request; then take more, in arrival order, until the
+//! next one would push the batch past `max_batch_rows` (it starts the next batch) or the batch
+//! must close: `max_delay` after the first request was *submitted*, or at the earliest
+//! deadline among its requests, whichever comes first. Requests already queued when the batch
+//! must close still join it (up to the row limit), so a backlog drains in full batches.
+//!
+//! Each request is checked as it comes off the queue: expired (its deadline passed) or
+//! abandoned (its ticket dropped) requests are completed or skipped there and never run.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use neuron_rt::DType;
+
+use super::handle::{Outcome, RequestError, Response, Slot, Ticket};
+use super::request::{Layout, OwnedTensor, Request};
+use super::stats::{Recorder, RequestTimes, bump, micros};
+use crate::engine::DataParallel;
+use crate::view::{Input, Output};
+
+/// A queued request and what the batcher needs to run it.
+#[derive(Debug)]
+pub(super) struct Job {
+    pub(super) request: Request,
+    /// Per model input, the index of the request's tensor that feeds it.
+    pub(super) order: Vec<usize>,
+    pub(super) rows: usize,
+    pub(super) submitted: Instant,
+    pub(super) deadline: Option<Instant>,
+    pub(super) slot: CompleteOnDrop,
+}
+
+/// The batcher's reference to a request's slot: completes it with
+/// [`RequestError::Stopped`] if the request is dropped unanswered (the thread died, or the
+/// channel was torn down), so that no ticket ever waits forever.
+#[derive(Debug)]
+pub(super) struct CompleteOnDrop(pub(super) Arc<Slot>);
+
+impl CompleteOnDrop {
+    fn complete(&self, outcome: Outcome) {
+        self.0.complete(outcome);
+    }
+}
+
+impl Drop for CompleteOnDrop {
+    fn drop(&mut self) {
+        // A no-op when already completed (the first outcome wins).
+        self.0.complete(Err(RequestError::Stopped));
+    }
+}
+
+/// The batcher's thread state.
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub(super) engine: Arc<DataParallel>,
+    pub(super) jobs: Receiver<Job>,
+    pub(super) layout: Layout,
+    pub(super) max_rows: usize,
+    pub(super) max_delay: Duration,
+    pub(super) recorder: Arc<Recorder>,
+}
+
+/// Buffers reused from batch to batch (grown to the largest batch seen, never shrunk).
+#[derive(Debug, Default)]
+struct Staging {
+    inputs: Vec<Vec<u8>>,
+    input_shapes: Vec<Vec<usize>>,
+    outputs: Vec<Vec<u8>>,
+    output_shapes: Vec<Vec<usize>>,
+}
+
+impl Worker {
+    /// Serves until every submitter is gone and the queue is empty (the shutdown drain).
+    pub(super) fn run(self) {
+        let mut staging = Staging {
+            inputs: vec![Vec::new(); self.layout.inputs.len()],
+            input_shapes: self
+                .layout
+                .inputs
+                .iter()
+                .map(|l| [&[0][..], &l.row_shape].concat())
+                .collect(),
+            outputs: vec![Vec::new(); self.layout.outputs.len()],
+            output_shapes: self
+                .layout
+                .outputs
+                .iter()
+                .map(|l| [&[0][..], &l.row_shape].concat())
+                .collect(),
+        };
+        let mut batch: Vec<Job> = Vec::new();
+        let mut carry: Option<Job> = None;
+        loop {
+            let first = match carry.take() {
+                Some(job) => job,
+                None => match self.jobs.recv() {
+                    Ok(job) => job,
+                    // Every sender is gone and the queue is drained.
+                    Err(_) => return,
+                },
+            };
+            let Some(first) = self.admit(first) else {
+                continue;
+            };
+            let mut rows = first.rows;
+            let mut close_at = first.submitted.checked_add(self.max_delay);
+            close_at = earliest(close_at, first.deadline);
+            batch.push(first);
+            while rows < self.max_rows {
+                let next = match self.jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        let received = match close_at {
+                            Some(at) => self.jobs.recv_deadline(at),
+                            None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        };
+                        match received {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        }
+                    }
+                };
+                let Some(next) = self.admit(next) else {
+                    continue;
+                };
+                if rows + next.rows > self.max_rows {
+                    carry = Some(next);
+                    break;
+                }
+                rows += next.rows;
+                close_at = earliest(close_at, next.deadline);
+                batch.push(next);
+            }
+            self.run_batch(&mut batch, rows, &mut staging);
+        }
+    }
+
+    /// Takes a request off the queue: `None` when it expired (completed with
+    /// `DeadlineExceeded`) or was abandoned (skipped).
+    fn admit(&self, job: Job) -> Option<Job> {
+        if Ticket::abandoned(&job.slot.0) {
+            bump(&self.recorder.abandoned, 1);
+            return None;
+        }
+        let now = Instant::now();
+        if job.deadline.is_some_and(|deadline| deadline <= now) {
+            // Count first: a caller that sees the error also sees it counted.
+            bump(&self.recorder.expired, 1);
+            job.slot.complete(Err(RequestError::DeadlineExceeded {
+                waited: now.saturating_duration_since(job.submitted),
+            }));
+            return None;
+        }
+        Some(job)
+    }
+
+    /// Runs `batch` (`rows` rows in all) and completes every request in it.
+    fn run_batch(&self, batch: &mut Vec<Job>, rows: usize, staging: &mut Staging) {
+        let started = Instant::now();
+        // The one copy: coalesce the requests' rows into one contiguous batch per input.
+        for (index, layout) in self.layout.inputs.iter().enumerate() {
+            let buffer = &mut staging.inputs[index];
+            let need = rows * layout.row_bytes;
+            if buffer.len() < need {
+                buffer.resize(need, 0);
+            }
+            let mut offset = 0;
+            for job in batch.iter() {
+                let data = &job.request.inputs()[job.order[index]].data;
+                buffer[offset..offset + data.len()].copy_from_slice(data);
+                offset += data.len();
+            }
+            staging.input_shapes[index][0] = rows;
+        }
+        for (index, layout) in self.layout.outputs.iter().enumerate() {
+            let buffer = &mut staging.outputs[index];
+            let need = rows * layout.row_bytes;
+            if buffer.len() < need {
+                buffer.resize(need, 0);
+            }
+            staging.output_shapes[index][0] = rows;
+        }
+
+        let result = {
+            let inputs: Vec<Input<'_>> = self
+                .layout
+                .inputs
+                .iter()
+                .zip(&staging.inputs)
+                .zip(&staging.input_shapes)
+                .enumerate()
+                .map(|(index, ((layout, buffer), shape))| {
+                    // An input of unknown dtype takes the requests' (all checked to have the
+                    // model's element size).
+                    let dtype = layout
+                        .dtype
+                        .unwrap_or_else(|| batch[0].request.inputs()[batch[0].order[index]].dtype);
+                    Input::new(dtype, shape, &buffer[..rows * layout.row_bytes])
+                })
+                .collect();
+            let mut outputs: Vec<Output<'_>> = self
+                .layout
+                .outputs
+                .iter()
+                .zip(staging.outputs.iter_mut())
+                .zip(&staging.output_shapes)
+                .map(|((layout, buffer), shape)| {
+                    let dtype = layout.dtype.unwrap_or(DType::UInt8);
+                    Output::new(dtype, shape, &mut buffer[..rows * layout.row_bytes])
+                })
+                .collect();
+            catch_unwind(AssertUnwindSafe(|| {
+                self.engine.forward_into(&inputs, &mut outputs)
+            }))
+        };
+        let finished = Instant::now();
+        let times: Vec<RequestTimes> = batch
+            .iter()
+            .map(|job| RequestTimes {
+                queue_wait_us: micros(started.saturating_duration_since(job.submitted)),
+                latency_us: micros(finished.saturating_duration_since(job.submitted)),
+            })
+            .collect();
+        let requests = batch.len();
+        let ok = matches!(result, Ok(Ok(())));
+        // Record first: a caller that sees its result also sees it counted.
+        self.recorder.batch(rows, &times, ok);
+
+        match result {
+            Ok(Ok(())) => {
+                let mut start = 0;
+                for job in batch.drain(..) {
+                    let outputs = self
+                        .layout
+                        .outputs
+                        .iter()
+                        .zip(&staging.outputs)
+                        .map(|(layout, buffer)| OwnedTensor {
+                            name: Some(layout.name.clone()),
+                            dtype: layout.dtype.unwrap_or(DType::UInt8),
+                            shape: [&[job.rows][..], &layout.row_shape].concat(),
+                            data: buffer
+                                [start * layout.row_bytes..(start + job.rows) * layout.row_bytes]
+                                .to_vec(),
+                        })
+                        .collect();
+                    start += job.rows;
+                    job.slot.complete(Ok(Response {
+                        outputs,
+                        batch_rows: rows,
+                        batch_requests: requests,
+                        queue_wait: started.saturating_duration_since(job.submitted),
+                    }));
+                }
+            }
+            Ok(Err(error)) => {
+                let source = Arc::new(error);
+                for job in batch.drain(..) {
+                    job.slot.complete(Err(RequestError::Engine {
+                        batch_rows: rows,
+                        batch_requests: requests,
+                        source: Arc::clone(&source),
+                    }));
+                }
+            }
+            Err(panic) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "(no message)".to_owned());
+                log::error!("the engine panicked running a batch of {rows} rows: {message}");
+                for job in batch.drain(..) {
+                    job.slot.complete(Err(RequestError::EnginePanicked {
+                        message: message.clone(),
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
