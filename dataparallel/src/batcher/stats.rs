@@ -326,7 +326,7 @@ mod tests {
         }
         let p99 = h.quantile(0.99).unwrap();
         // Within one bucket (1/16) of the true value, never below it.
-        assert!(p99 >= 989_000 && p99 <= 989_000 + 989_000 / 16, "{p99}");
+        assert!((989_000..=989_000 + 989_000 / 16).contains(&p99), "{p99}");
         assert_eq!(h.buckets().map(|b| b.2).sum::<u64>(), 1000);
     }
 }
