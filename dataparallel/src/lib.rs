@@ -44,7 +44,6 @@
 
 #![warn(missing_docs)]
 
-/// A request batcher for serving: coalesces small requests from many threads into batches.
 pub mod batcher;
 mod call;
 /// The C ABI (`include/neuron_dp.h`): `ndp_*` functions and types for C and C++ hosts.
