@@ -2,7 +2,6 @@
 //! caller's stack, and the [`Job`]s that point into it. The caller blocks until every job of
 //! the call has completed, so the borrowed views outlive every use by a worker.
 
-use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
@@ -23,7 +22,8 @@ pub(crate) struct Call<'a> {
     pub(crate) output_matching: Matching,
     pub(crate) dim: usize,
     pub(crate) dynamic: bool,
-    pub(crate) batch: NonZeroUsize,
+    /// The compiled batch of each bucket (one per NEFF), ascending.
+    pub(crate) batch_sizes: &'a [usize],
     pub(crate) attach: bool,
     pub(crate) completion: Completion,
     /// Per-chunk timing, when the caller asked for a report.
@@ -76,6 +76,8 @@ pub(crate) struct Job {
     pub(crate) chunk: usize,
     /// The chunk's first row on the split dim.
     pub(crate) chunk_start: usize,
+    /// Which compiled batch size (index into `Call::batch_sizes`) runs the piece.
+    pub(crate) bucket: usize,
     /// The piece of the chunk this job runs.
     pub(crate) piece: Piece,
 }
@@ -86,11 +88,18 @@ pub(crate) struct Job {
 unsafe impl Send for Job {}
 
 impl Job {
-    pub(crate) fn new(call: &Call<'_>, chunk: usize, chunk_start: usize, piece: Piece) -> Job {
+    pub(crate) fn new(
+        call: &Call<'_>,
+        chunk: usize,
+        chunk_start: usize,
+        bucket: usize,
+        piece: Piece,
+    ) -> Job {
         Job {
             call: std::ptr::from_ref(call).cast(),
             chunk,
             chunk_start,
+            bucket,
             piece,
         }
     }

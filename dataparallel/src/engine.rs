@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, bounded};
 use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
 
+use crate::buckets::{BucketPiece, Buckets};
 use crate::call::{Call, ChunkTiming, Completion, Failure, Job, WaitOnDrop};
 use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
 use crate::health::{CoreHealth, CoreState};
-use crate::plan::{self, Split};
+use crate::plan::{Piece, Split};
 use crate::spec::{IoSpec, ModelSpec};
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
@@ -31,6 +32,8 @@ const QUEUE_DEPTH: usize = 1024;
 pub struct DataParallel {
     runtime: Runtime,
     spec: ModelSpec,
+    /// The compiled batch sizes (one per NEFF) and the piece planner over them.
+    buckets: Buckets,
     devices: DeviceIds,
     replicas: Vec<Arc<Replica>>,
     senders: Vec<Sender<Job>>,
@@ -97,6 +100,8 @@ pub struct ChunkPlan {
     pub pieces: usize,
     /// Zero rows added to fill the last piece.
     pub pad_rows: usize,
+    /// The compiled batch size of each piece, in order (several sizes with buckets).
+    pub batch_sizes: Vec<usize>,
 }
 
 impl DataParallel {
@@ -109,7 +114,26 @@ impl DataParallel {
     /// - [`Error::Config`] for a zero `split_size` or worker count, or a `dim` the model's
     ///   inputs do not have.
     pub fn new(runtime: &Runtime, neff: &Neff, config: Config) -> Result<DataParallel> {
+        Self::with_buckets(runtime, std::slice::from_ref(neff), config)
+    }
+
+    /// Loads several NEFFs of the same model, compiled at different batch sizes ("buckets",
+    /// e.g. 1, 4 and 16), on every configured core. Each chunk then runs as the pieces that
+    /// minimise padded rows, then executions (see [`DataParallel::plan`]).
+    ///
+    /// The NEFFs must have the same inputs and outputs (names, dtypes, shapes) except the
+    /// batch on dim 0, and every input and output must carry that batch. Buckets need
+    /// dynamic batching on dim 0.
+    ///
+    /// # Errors
+    ///
+    /// As [`DataParallel::new`]; also [`Error::Config`] when the NEFFs differ in anything but
+    /// the batch, share a batch size, or are combined with `dim != 0` or dynamic batching off.
+    pub fn with_buckets(runtime: &Runtime, neffs: &[Neff], config: Config) -> Result<DataParallel> {
         let devices = resolve_devices(runtime, config.device_ids.as_ref())?;
+        if neffs.is_empty() {
+            return Err(Error::Config("no NEFF given".to_owned()));
+        }
         if config.split_size == Some(0) {
             return Err(Error::Config(
                 "split_size must be at least 1 (or unset to split evenly over the cores)"
@@ -124,6 +148,15 @@ impl DataParallel {
             ));
         }
         let mut dynamic = config.dynamic_batching;
+        if neffs.len() > 1 && (config.dim != 0 || !dynamic) {
+            return Err(Error::Config(format!(
+                "{} NEFFs (batch-size buckets) need dynamic batching on dim 0; got dim {} with \
+                 dynamic batching {}",
+                neffs.len(),
+                config.dim,
+                if dynamic { "on" } else { "off" }
+            )));
+        }
         if dynamic && config.dim != 0 {
             log::info!(
                 "dynamic batching is switched off because dim is {} (it needs dim 0)",
@@ -132,37 +165,33 @@ impl DataParallel {
             dynamic = false;
         }
 
-        let mut replicas = Vec::with_capacity(cores);
-        for &core in devices.iter() {
-            let model = Model::load(runtime, neff, core)?;
-            replicas.push(Arc::new(Replica::new(model, config.quarantine_after)));
+        // Load every NEFF on the first core to learn the buckets, then on the rest.
+        let first_core = devices.as_slice()[0];
+        let mut first_models = Vec::with_capacity(neffs.len());
+        for neff in neffs {
+            first_models.push(Model::load(runtime, neff, first_core)?);
         }
-        let first = replicas[0].model();
-        let spec = ModelSpec {
-            inputs: first
-                .inputs()
-                .iter()
-                .map(IoSpec::from_info)
-                .collect::<Result<_>>()?,
-            outputs: first
-                .outputs()
-                .iter()
-                .map(IoSpec::from_info)
-                .collect::<Result<_>>()?,
-        };
-        if spec.inputs.is_empty() || spec.outputs.is_empty() {
-            return Err(Error::Config(format!(
-                "the model has {} inputs and {} outputs; data parallelism needs at least one of each",
-                spec.inputs.len(),
-                spec.outputs.len()
-            )));
-        }
+        let (spec, order, batches) = bucket_specs(&first_models, config.dim)?;
         if spec.inputs.iter().all(|i| i.shape.len() <= config.dim) {
             return Err(Error::Config(format!(
                 "dim {} is out of range: the model's inputs have rank {}",
                 config.dim,
                 spec.inputs.iter().map(|i| i.shape.len()).max().unwrap_or(0)
             )));
+        }
+        let buckets = Buckets::new(&batches).map_err(|e| Error::Config(e.to_string()))?;
+        let mut first_models: Vec<Option<Model>> = first_models.into_iter().map(Some).collect();
+        let mut replicas = Vec::with_capacity(cores);
+        for &core in devices.iter() {
+            let mut models = Vec::with_capacity(order.len());
+            for &index in &order {
+                let model = match first_models[index].take() {
+                    Some(model) if core == first_core => model,
+                    _ => Model::load(runtime, &neffs[index], core)?,
+                };
+                models.push(model);
+            }
+            replicas.push(Arc::new(Replica::new(models, config.quarantine_after)));
         }
 
         let (senders, receivers): (Vec<_>, Vec<_>) =
@@ -175,6 +204,7 @@ impl DataParallel {
         let mut engine = DataParallel {
             runtime: runtime.clone(),
             spec,
+            buckets,
             devices,
             replicas,
             senders,
@@ -344,10 +374,20 @@ impl DataParallel {
                     self.devices
                 ))
             })?;
-        let current = replica.model();
-        let reloaded = Model::load_bytes(&self.runtime, current.neff_image(), core)?;
-        drop(current);
-        replica.replace_model(reloaded);
+        // Load every bucket afresh first, so a failed reload leaves the replica as it was.
+        let mut reloaded = Vec::with_capacity(replica.buckets());
+        for bucket in 0..replica.buckets() {
+            if let Some(current) = replica.model(bucket) {
+                reloaded.push(Model::load_bytes(
+                    &self.runtime,
+                    current.neff_image(),
+                    core,
+                )?);
+            }
+        }
+        for (bucket, model) in reloaded.into_iter().enumerate() {
+            replica.replace_model(bucket, model);
+        }
         replica.health.readmit();
         log::info!("{core} re-admitted after a reload");
         Ok(())
@@ -379,27 +419,20 @@ impl DataParallel {
     /// not cores × compiled batch).
     pub fn plan(&self, rows: usize) -> Result<Vec<ChunkPlan>> {
         let dynamic = self.dynamic_batching();
-        let batch = self
-            .spec
-            .inputs
-            .iter()
-            .find_map(|i| i.shape.get(self.dim).copied())
-            .and_then(NonZeroUsize::new)
-            .ok_or_else(|| Error::Config("the model has no batch on the split dim".to_owned()))?;
         let split = self.split(rows)?;
         if !dynamic {
-            split.check_exact(batch)?;
+            split.check_exact(self.smallest_batch())?;
         }
         Ok(split
             .iter()
             .map(|chunk| {
-                let (pieces, pad_rows) = if dynamic {
-                    (
-                        plan::piece_count(chunk.rows, batch),
-                        plan::pad_rows(chunk.rows, batch),
-                    )
+                let batch_sizes: Vec<usize> = if dynamic {
+                    self.buckets
+                        .pieces(chunk.rows)
+                        .map(|p| self.buckets.sizes()[p.bucket])
+                        .collect()
                 } else {
-                    (1, 0)
+                    vec![chunk.rows]
                 };
                 let replica = &self.replicas[self.replica_for_slot(chunk.slot)];
                 ChunkPlan {
@@ -408,11 +441,25 @@ impl DataParallel {
                     rows: chunk.rows,
                     core: replica.core,
                     physical_core: replica.physical_core,
-                    pieces,
-                    pad_rows,
+                    pieces: batch_sizes.len(),
+                    pad_rows: if dynamic {
+                        self.buckets.cost(chunk.rows).pad_rows
+                    } else {
+                        0
+                    },
+                    batch_sizes,
                 }
             })
             .collect())
+    }
+
+    /// The compiled batch sizes, ascending (one per NEFF).
+    pub fn batch_sizes(&self) -> &[usize] {
+        self.buckets.sizes()
+    }
+
+    fn smallest_batch(&self) -> NonZeroUsize {
+        NonZeroUsize::new(self.buckets.sizes()[0]).unwrap_or(NonZeroUsize::MIN)
     }
 
     /// The shapes [`forward`](Self::forward) would return for these inputs.
@@ -549,7 +596,7 @@ impl DataParallel {
             output_matching,
             dim: self.dim,
             dynamic,
-            batch: plan.batch,
+            batch_sizes: self.buckets.sizes(),
             attach: self.attach,
             completion: Completion::new(),
             timings,
@@ -569,15 +616,24 @@ impl DataParallel {
         let _wait = WaitOnDrop(&call.completion);
         for chunk in split.iter() {
             let replica = self.replica_for_slot(chunk.slot);
-            // Without dynamic batching a chunk is exactly one piece.
-            let piece_rows = if call.dynamic {
-                call.batch
-            } else {
-                NonZeroUsize::new(chunk.rows).unwrap_or(call.batch)
-            };
-            for piece in plan::pieces(chunk.rows, piece_rows) {
+            // Without dynamic batching a chunk is exactly one piece, of the one model.
+            let single = (!call.dynamic).then_some(BucketPiece {
+                bucket: 0,
+                piece: Piece {
+                    start: 0,
+                    rows: chunk.rows,
+                    pad: 0,
+                },
+            });
+            let pieces = single.into_iter().chain(
+                call.dynamic
+                    .then(|| self.buckets.pieces(chunk.rows))
+                    .into_iter()
+                    .flatten(),
+            );
+            for BucketPiece { bucket, piece } in pieces {
                 call.completion.expect(1);
-                let job = Job::new(call, chunk.index, chunk.start, piece);
+                let job = Job::new(call, chunk.index, chunk.start, bucket, piece);
                 if self.senders[replica].send(job).is_err() {
                     call.completion.fail(Failure {
                         chunk: chunk.index,
@@ -637,4 +693,85 @@ fn allowed_cpus() -> Vec<usize> {
         // SAFETY: `CPU_ISSET` reads one bit of `set`, below CPU_SETSIZE.
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect()
+}
+
+/// The engine's model description from the NEFFs loaded on one core: the spec of the
+/// smallest batch, the model indices in ascending batch order, and those batches.
+fn bucket_specs(models: &[Model], dim: usize) -> Result<(ModelSpec, Vec<usize>, Vec<usize>)> {
+    let mut specs = Vec::with_capacity(models.len());
+    for model in models {
+        let spec = ModelSpec {
+            inputs: model
+                .inputs()
+                .iter()
+                .map(IoSpec::from_info)
+                .collect::<Result<_>>()?,
+            outputs: model
+                .outputs()
+                .iter()
+                .map(IoSpec::from_info)
+                .collect::<Result<_>>()?,
+        };
+        if spec.inputs.is_empty() || spec.outputs.is_empty() {
+            return Err(Error::Config(format!(
+                "model `{}` has {} inputs and {} outputs; data parallelism needs at least one \
+                 of each",
+                model.name(),
+                spec.inputs.len(),
+                spec.outputs.len()
+            )));
+        }
+        let batch = spec
+            .inputs
+            .iter()
+            .find_map(|i| i.shape.get(dim).copied())
+            .unwrap_or(0);
+        if models.len() > 1 {
+            if let Some(t) = spec
+                .inputs
+                .iter()
+                .chain(&spec.outputs)
+                .find(|t| t.shape.first() != Some(&batch))
+            {
+                return Err(Error::Config(format!(
+                    "model `{}` cannot be a batch-size bucket: `{}` has shape {:?}, not its \
+                     batch {batch} on dim 0",
+                    model.name(),
+                    t.name,
+                    t.shape
+                )));
+            }
+        }
+        specs.push((spec, batch, model.name().to_owned()));
+    }
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by_key(|&i| specs[i].1);
+    let (first, _, first_name) = &specs[order[0]];
+    for &i in &order[1..] {
+        let (spec, _, name) = &specs[i];
+        if !same_but_batch(first, spec) {
+            return Err(Error::Config(format!(
+                "models `{first_name}` and `{name}` differ in more than the batch size (inputs \
+                 {:?} vs {:?}, outputs {:?} vs {:?}); buckets must be the same model",
+                first.inputs, spec.inputs, first.outputs, spec.outputs
+            )));
+        }
+    }
+    let batches = order.iter().map(|&i| specs[i].1).collect();
+    Ok((first.clone(), order, batches))
+}
+
+/// True when two specs have the same tensors except the size of dim 0.
+fn same_but_batch(a: &ModelSpec, b: &ModelSpec) -> bool {
+    let same = |x: &[IoSpec], y: &[IoSpec]| {
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(x, y)| {
+                x.name == y.name
+                    && x.dtype == y.dtype
+                    && x.elem_size == y.elem_size
+                    && x.shape.len() == y.shape.len()
+                    && x.shape.get(1..) == y.shape.get(1..)
+            })
+    };
+    same(&a.inputs, &b.inputs) && same(&a.outputs, &b.outputs)
 }

@@ -45,6 +45,7 @@
 #![warn(missing_docs)]
 
 pub mod batcher;
+mod buckets;
 mod call;
 /// The C ABI (`include/neuron_dp.h`): `ndp_*` functions and types for C and C++ hosts.
 pub mod capi;
@@ -59,6 +60,7 @@ mod validate;
 mod view;
 mod worker;
 
+pub use buckets::{BucketError, MAX_BUCKETS};
 pub use config::{Config, DeviceSpec};
 pub use engine::{ChunkPlan, CoreReport, DataParallel, ForwardReport};
 pub use error::{Error, Result};

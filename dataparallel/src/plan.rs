@@ -222,6 +222,7 @@ impl Piece {
 
 /// The pieces a chunk of `chunk_rows` rows runs as with compiled batch `b`: `ceil(c / b)`
 /// pieces of `b` rows, the last one zero-padded up to `b`. A chunk of zero rows has no pieces.
+#[cfg(test)]
 pub(crate) fn pieces(chunk_rows: usize, b: NonZeroUsize) -> Pieces {
     Pieces {
         rows: chunk_rows,
@@ -231,11 +232,13 @@ pub(crate) fn pieces(chunk_rows: usize, b: NonZeroUsize) -> Pieces {
 }
 
 /// Number of device executions for a chunk of `chunk_rows` rows: `ceil(c / b)`.
+#[cfg(test)]
 pub(crate) fn piece_count(chunk_rows: usize, b: NonZeroUsize) -> usize {
     chunk_rows.div_ceil(b.get())
 }
 
 /// Zero rows added to a chunk of `chunk_rows` rows: `piece_count * b - c`, always `< b`.
+#[cfg(test)]
 pub(crate) fn pad_rows(chunk_rows: usize, b: NonZeroUsize) -> usize {
     // Written without the product so it cannot overflow.
     let b = b.get();
@@ -243,6 +246,7 @@ pub(crate) fn pad_rows(chunk_rows: usize, b: NonZeroUsize) -> usize {
 }
 
 /// Iterator over the [`Piece`]s of one chunk, made by [`pieces`].
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub(crate) struct Pieces {
     rows: usize,
@@ -251,6 +255,7 @@ pub(crate) struct Pieces {
     next: usize,
 }
 
+#[cfg(test)]
 impl Iterator for Pieces {
     type Item = Piece;
 
@@ -277,8 +282,10 @@ impl Iterator for Pieces {
     }
 }
 
+#[cfg(test)]
 impl ExactSizeIterator for Pieces {}
 
+#[cfg(test)]
 impl FusedIterator for Pieces {}
 
 /// Checks `n` rows against the dynamic-batching-off rule for the default split over `k`

@@ -22,8 +22,9 @@ use crate::validate::find;
 pub(crate) struct Replica {
     pub(crate) core: DeviceId,
     pub(crate) physical_core: Option<u32>,
-    /// Swapped by a re-admission (reload); pieces hold their own `Arc` while they run.
-    model: RwLock<Arc<Model>>,
+    /// One model per bucket (ascending batch), swapped by a re-admission (reload); pieces
+    /// hold their own `Arc` while they run.
+    models: Vec<RwLock<Arc<Model>>>,
     pub(crate) stats: CoreStats,
     pub(crate) health: Health,
     /// Consecutive hardware-class failures that quarantine the core (0: never).
@@ -31,25 +32,44 @@ pub(crate) struct Replica {
 }
 
 impl Replica {
-    pub(crate) fn new(model: Model, quarantine_after: u32) -> Replica {
+    /// A replica of `models` (one per bucket, ascending batch; at least one), all on one core.
+    pub(crate) fn new(models: Vec<Model>, quarantine_after: u32) -> Replica {
+        let (core, physical_core) = models
+            .first()
+            .map(|m| (m.core(), m.physical_core()))
+            .unwrap_or((DeviceId::new(0), None));
         Replica {
-            core: model.core(),
-            physical_core: model.physical_core(),
-            model: RwLock::new(Arc::new(model)),
+            core,
+            physical_core,
+            models: models
+                .into_iter()
+                .map(|m| RwLock::new(Arc::new(m)))
+                .collect(),
             stats: CoreStats::default(),
             health: Health::default(),
             quarantine_after,
         }
     }
 
-    /// The current model.
-    pub(crate) fn model(&self) -> Arc<Model> {
-        Arc::clone(&self.model.read().unwrap_or_else(PoisonError::into_inner))
+    /// Number of buckets (models).
+    pub(crate) fn buckets(&self) -> usize {
+        self.models.len()
     }
 
-    /// Replaces the model (after a reload); the old one unloads when its last piece ends.
-    pub(crate) fn replace_model(&self, model: Model) {
-        *self.model.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(model);
+    /// The current model of `bucket`.
+    pub(crate) fn model(&self, bucket: usize) -> Option<Arc<Model>> {
+        let slot = self.models.get(bucket)?;
+        Some(Arc::clone(
+            &slot.read().unwrap_or_else(PoisonError::into_inner),
+        ))
+    }
+
+    /// Replaces the model of `bucket` (after a reload); the old one unloads when its last
+    /// piece ends.
+    pub(crate) fn replace_model(&self, bucket: usize, model: Model) {
+        if let Some(slot) = self.models.get(bucket) {
+            *slot.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(model);
+        }
     }
 }
 
@@ -61,23 +81,19 @@ pub(crate) struct CoreStats {
     pub(crate) failures: AtomicU64,
 }
 
-/// A worker's tensor sets on one core.
+/// A worker's tensor sets on one core, one input and one output set per bucket.
 struct Station {
     replica: Arc<Replica>,
-    inputs: TensorSet<'static>,
-    outputs: TensorSet<'static>,
+    sets: Vec<(TensorSet<'static>, TensorSet<'static>)>,
 }
 
 impl Station {
     fn new(replica: Arc<Replica>) -> Result<Station, neuron_rt::Error> {
-        let model = replica.model();
-        let inputs = model.allocate_inputs()?;
-        let outputs = model.allocate_outputs()?;
-        Ok(Station {
-            replica,
-            inputs,
-            outputs,
-        })
+        let sets = (0..replica.buckets())
+            .filter_map(|bucket| replica.model(bucket))
+            .map(|model| Ok((model.allocate_inputs()?, model.allocate_outputs()?)))
+            .collect::<Result<_, neuron_rt::Error>>()?;
+        Ok(Station { replica, sets })
     }
 
     fn core(&self) -> DeviceId {
@@ -110,6 +126,7 @@ pub(crate) fn run(setup: WorkerSetup, ready: crossbeam_channel::Sender<Result<()
         }
     };
     let receivers: Vec<&Receiver<Job>> = setup.serves.iter().map(|(_, rx)| rx).collect();
+    warm_up_waiting();
     if ready.send(Ok(())).is_err() {
         return;
     }
@@ -137,6 +154,16 @@ pub(crate) fn run(setup: WorkerSetup, ready: crossbeam_channel::Sender<Result<()
             }
         }
     }
+}
+
+/// Makes crossbeam set up this thread's wait context now. It does so lazily, the first
+/// time the thread blocks on a channel; a worker that always found a job ready during
+/// warm-up would otherwise allocate that context in the middle of some later call, breaking
+/// the engine's no-allocation steady state. A zero-capacity channel always goes through the
+/// waiting path, even with a zero timeout.
+fn warm_up_waiting() {
+    let (_sender, receiver) = crossbeam_channel::bounded::<()>(0);
+    let _ = receiver.recv_timeout(std::time::Duration::ZERO);
 }
 
 fn pin_to_cpu(cpu: usize) {
@@ -228,7 +255,11 @@ fn layout_error(error: LayoutError) -> neuron_rt::Error {
 /// Scatter one piece's rows into the device tensors, execute, gather the outputs.
 fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), neuron_rt::Error> {
     let piece = job.piece;
-    let b = call.batch.get();
+    let b = call
+        .batch_sizes
+        .get(job.bucket)
+        .copied()
+        .ok_or_else(|| missing("bucket", "of the piece"))?;
     let src_row = job.chunk_start + piece.start;
     // Attach needs whole, unpadded dim-0 pieces whose output rows are the input rows: always
     // so with dynamic batching, and without it when every output has b rows on dim 0.
@@ -239,16 +270,23 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
             .iter()
             .all(|o| o.shape.first() == Some(&b));
     if call.attach && call.dim == 0 && piece.pad == 0 && piece.rows == b && rows_line_up {
-        return run_attached(station, call, src_row);
+        return run_attached(station, call, job.bucket, b, src_row);
     }
+    let model = station
+        .replica
+        .model(job.bucket)
+        .ok_or_else(|| missing("model", "of the bucket"))?;
+    let (inputs, outputs) = station
+        .sets
+        .get_mut(job.bucket)
+        .ok_or_else(|| missing("tensor sets", "of the bucket"))?;
 
     for (index, spec) in call.spec.inputs.iter().enumerate() {
         let view = find(call.inputs, call.input_matching, index, &spec.name, |v| {
             v.name
         })
         .ok_or_else(|| missing("input", &spec.name))?;
-        let tensor = station
-            .inputs
+        let tensor = inputs
             .tensor_mut(index)
             .ok_or_else(|| missing("device input", &spec.name))?;
         if view.broadcast {
@@ -272,19 +310,24 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
         }
     }
 
-    execute(&station.replica, &station.inputs, &mut station.outputs)?;
+    execute(&station.replica, &model, inputs, outputs)?;
 
     for (index, spec) in call.spec.outputs.iter().enumerate() {
         let view = find(call.outputs, call.output_matching, index, &spec.name, |v| {
             v.name
         })
         .ok_or_else(|| missing("output", &spec.name))?;
-        let tensor = station
-            .outputs
+        let tensor = outputs
             .tensor(index)
             .ok_or_else(|| missing("device output", &spec.name))?;
         let geometry = Geometry::new(view.shape, call.dim, spec.elem_size).map_err(layout_error)?;
-        let compiled_rows = spec.shape.get(call.dim).copied().unwrap_or(0);
+        // With dynamic batching every output has the piece's bucket size on dim 0 (checked
+        // at validation and, for buckets, at build); otherwise the one model's own size.
+        let compiled_rows = if call.dynamic {
+            b
+        } else {
+            spec.shape.get(call.dim).copied().unwrap_or(0)
+        };
         // With dynamic batching output rows follow input rows (pad rows are dropped);
         // otherwise each chunk contributes one whole compiled output along `dim`.
         let (out_row, out_rows) = if call.dynamic {
@@ -308,22 +351,27 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
 
 fn execute(
     replica: &Replica,
+    model: &Model,
     inputs: &TensorSet<'_>,
     outputs: &mut TensorSet<'_>,
 ) -> Result<(), neuron_rt::Error> {
     replica.stats.executions.fetch_add(1, Ordering::Relaxed);
-    replica.model().execute(inputs, outputs)
+    model.execute(inputs, outputs)
 }
 
 /// Attach mode: an unpadded `dim == 0` piece runs directly on the caller's memory.
 fn run_attached(
     station: &Station,
     call: &Call<'_>,
+    bucket: usize,
+    b: usize,
     src_row: usize,
 ) -> Result<(), neuron_rt::Error> {
-    let model = station.replica.model();
+    let model = station
+        .replica
+        .model(bucket)
+        .ok_or_else(|| missing("model", "of the bucket"))?;
     let runtime = model.runtime();
-    let b = call.batch.get();
     let mut attached_inputs = Vec::with_capacity(call.spec.inputs.len());
     for (index, spec) in call.spec.inputs.iter().enumerate() {
         let view = find(call.inputs, call.input_matching, index, &spec.name, |v| {
@@ -364,7 +412,7 @@ fn run_attached(
     for (spec, tensor) in call.spec.outputs.iter().zip(attached_outputs.iter_mut()) {
         outputs.add_mut(&spec.name, tensor)?;
     }
-    execute(&station.replica, &inputs, &mut outputs)
+    execute(&station.replica, &model, &inputs, &mut outputs)
 }
 
 fn missing(what: &str, name: &str) -> neuron_rt::Error {

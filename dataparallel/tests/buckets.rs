@@ -1,0 +1,93 @@
+//! Batch-size buckets: one engine over several NEFFs of the same model compiled at different
+//! batch sizes, each chunk run as the pieces that minimise padding, then executions.
+
+use dataparallel::{Config, DataParallel, Error, Input};
+use neuron_rt::{Neff, Runtime};
+use nrt_mock::neff::{DType, MockModel, Op};
+
+fn affine(batch: u32) -> Neff {
+    let bytes = MockModel::new(
+        format!("affine-b{batch}"),
+        Op::Affine {
+            scale: 2.0,
+            bias: 1.0,
+        },
+    )
+    .input("x", DType::Float32, &[batch, 8])
+    .output("y", DType::Float32, &[batch, 8])
+    .to_neff_bytes();
+    Neff::from_bytes(bytes).expect("mock NEFF")
+}
+
+fn runtime() -> Runtime {
+    Runtime::init().expect("the mock libnrt (run with `cargo xtask mock-test`)")
+}
+
+#[test]
+fn chunks_run_as_the_least_padded_pieces_and_outputs_are_exact() {
+    let rt = runtime();
+    let neffs = [affine(16), affine(1), affine(4)];
+    let engine =
+        DataParallel::with_buckets(&rt, &neffs, Config::default().device_list("nc:0,nc:1"))
+            .expect("engine");
+    assert_eq!(engine.batch_sizes(), &[1, 4, 16]);
+    // 42 rows on 2 cores: chunks of 21 = 16 + 4 + 1, no padding, 3 executions each.
+    let plan = engine.plan(42).unwrap();
+    assert_eq!(plan.len(), 2);
+    for chunk in &plan {
+        assert_eq!(chunk.batch_sizes, [16, 4, 1]);
+        assert_eq!((chunk.pieces, chunk.pad_rows), (3, 0));
+    }
+    // 6 rows: chunks of 3 = 1 + 1 + 1 (padding to 4 would waste a row).
+    assert!(
+        engine
+            .plan(6)
+            .unwrap()
+            .iter()
+            .all(|c| c.batch_sizes == [1, 1, 1])
+    );
+    for n in [0usize, 1, 3, 5, 6, 17, 42, 100] {
+        let x: Vec<f32> = (0..n * 8).map(|i| i as f32 * 0.5).collect();
+        let out = engine.forward(&[Input::f32(&[n, 8], &x)]).expect("forward");
+        assert_eq!(out[0].shape, [n, 8]);
+        let y: Vec<f32> = out[0].to_vec().unwrap();
+        for (a, b) in x.iter().zip(&y) {
+            assert_eq!(a * 2.0 + 1.0, *b, "n = {n}");
+        }
+    }
+}
+
+#[test]
+fn buckets_must_be_the_same_model_at_different_batches() {
+    let rt = runtime();
+    let other = Neff::from_bytes(
+        MockModel::new("identity-b4", Op::Identity)
+            .input("x", DType::Float32, &[4, 9])
+            .output("y", DType::Float32, &[4, 9])
+            .to_neff_bytes(),
+    )
+    .unwrap();
+    let config = || Config::default().device_list("nc:0");
+    let error = DataParallel::with_buckets(&rt, &[affine(1), other], config()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(m) if m.contains("differ in more than the batch")),
+        "{error}"
+    );
+    let error = DataParallel::with_buckets(&rt, &[affine(4), affine(4)], config()).unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(m) if m.contains("batch 4")),
+        "{error}"
+    );
+    let error = DataParallel::with_buckets(
+        &rt,
+        &[affine(1), affine(4)],
+        config().dynamic_batching(false),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&error, Error::Config(m) if m.contains("need dynamic batching")),
+        "{error}"
+    );
+    let error = DataParallel::with_buckets(&rt, &[], config()).unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error}");
+}
