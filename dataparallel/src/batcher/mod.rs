@@ -23,12 +23,11 @@
 //!   that batch finishes.
 //! - **Completion.** Each submit returns a [`Ticket`]: [`Ticket::wait`],
 //!   [`Ticket::wait_timeout`], [`Ticket::is_ready`], [`Ticket::try_result`], or `.await` (a
-//!   std [`Future`](std::future::Future) with its own waker; no runtime needed). Dropping a
-//!   ticket cancels its request if it has not joined a batch yet.
+//!   std [`Future`] with its own waker; no runtime needed). Dropping a ticket cancels its
+//!   request if it has not joined a batch yet.
 //! - **Results.** Each request gets exactly its rows of every output, in order, in a
 //!   [`Response`]. When the engine fails a batch, every request in it gets the error
-//!   ([`RequestError::Engine`], sharing the engine's [`Error`](crate::Error) through an
-//!   `Arc`).
+//!   ([`RequestError::Engine`], sharing the engine's [`Error`] through an `Arc`).
 //! - **Shutdown.** Dropping the [`Batcher`] (or [`Batcher::shutdown`]) stops accepting
 //!   requests (it takes the batcher by value, so no submit can race it), **runs** every
 //!   request already queued (expired ones still expire), then joins the thread.

@@ -125,7 +125,8 @@ impl Histogram {
         Some(self.max)
     }
 
-    /// The non-empty buckets in increasing order: `(lowest value, highest value, count)`.
+    /// The non-empty buckets in increasing order: `(lowest value, highest value, count)`,
+    /// the range narrowed to the smallest and largest values recorded.
     pub fn buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
         self.counts
             .iter()
@@ -133,7 +134,7 @@ impl Histogram {
             .filter(|(_, count)| **count > 0)
             .map(|(index, &count)| {
                 let (lower, upper) = Histogram::bounds(index);
-                (lower, upper, count)
+                (lower.max(self.min), upper.min(self.max), count)
             })
     }
 }
