@@ -17,7 +17,8 @@
 //!   bound on waiting *for more requests*, not on latency.
 //! - **Deadlines.** A request carries a deadline ([`Request::deadline`],
 //!   [`Request::timeout`], or [`BatcherConfig::default_deadline`]). It is checked when the
-//!   batcher takes the request off the queue: an expired request completes with
+//!   batcher takes the request off the queue (and again if the request did not fit the
+//!   batch being formed and waits to start the next one): an expired request completes with
 //!   [`RequestError::DeadlineExceeded`] and is never run. A request that joined a batch in
 //!   time runs to completion. A request queued behind a running batch learns it expired when
 //!   that batch finishes.

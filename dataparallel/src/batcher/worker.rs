@@ -7,8 +7,9 @@
 //! deadline among its requests, whichever comes first. Requests already queued when the batch
 //! must close still join it (up to the row limit), so a backlog drains in full batches.
 //!
-//! Each request is checked as it comes off the queue: expired (its deadline passed) or
-//! abandoned (its ticket dropped) requests are completed or skipped there and never run.
+//! Each request is checked as it comes off the queue, and again when a request held over
+//! from the previous batch starts the next: expired (its deadline passed) or abandoned (its
+//! ticket dropped) requests are completed or skipped there and never run.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
