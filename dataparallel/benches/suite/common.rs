@@ -150,3 +150,42 @@ pub(crate) fn timed(
     }
     Ok(start.elapsed())
 }
+
+/// CPU time (user + system) and context switches (voluntary + involuntary) of the whole
+/// process so far, every thread included (the mock's work runs on our threads too).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Usage {
+    pub(crate) cpu: Duration,
+    pub(crate) switches: u64,
+}
+
+impl Usage {
+    pub(crate) fn now() -> Usage {
+        // SAFETY: `rusage` is plain data for which all-zero bytes are valid.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `usage` is a valid, writable `rusage`; RUSAGE_SELF needs nothing else.
+        let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        if rc != 0 {
+            return Usage {
+                cpu: Duration::ZERO,
+                switches: 0,
+            };
+        }
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+                + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+        };
+        Usage {
+            cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+            switches: u64::try_from(usage.ru_nvcsw + usage.ru_nivcsw).unwrap_or(0),
+        }
+    }
+
+    /// What happened between `earlier` and `self`.
+    pub(crate) fn since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            switches: self.switches.saturating_sub(earlier.switches),
+        }
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::BoxResult;
 use crate::baselines::{Station, f32_bytes};
-use crate::common::{Ctx, affine_neff, median, us};
+use crate::common::{Ctx, Usage, affine_neff, median, percentile, us};
 use crate::report::Report;
 
 /// Features per row in the small-tensor scenarios.
@@ -38,10 +38,12 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult<Ceiling> {
             "median µs/exec",
             "mean µs/exec",
             "overshoot µs (mean)",
+            "p99 µs/exec",
+            "CPU µs/exec",
         ],
     );
     let mut per_exec_us = Vec::new();
-    for (exec_us, full) in [(0u64, 5000usize), (200, 1000), (500, 400), (2000, 150)] {
+    for (exec_us, full) in [(0u64, 5000usize), (200, 1000), (500, 400), (2000, 250)] {
         let iterations = ctx.pick(full, full / 5, 3);
         let neff = affine_neff(1, FEATURES, exec_us)?;
         let mut station = Station::new(ctx, &neff, 0)?;
@@ -51,6 +53,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult<Ceiling> {
             station.run(&x, &mut y)?;
         }
         let mut samples = Vec::with_capacity(iterations);
+        let usage = Usage::now();
         let start = std::time::Instant::now();
         for _ in 0..iterations {
             let t = std::time::Instant::now();
@@ -58,7 +61,9 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult<Ceiling> {
             samples.push(us(t.elapsed()));
         }
         let mean = us(start.elapsed()) / iterations as f64;
+        let cpu = us(Usage::now().since(&usage).cpu) / iterations as f64;
         let med = median(&mut samples);
+        let p99 = percentile(&mut samples, 0.99);
         per_exec_us.push((exec_us, mean));
         report.row(
             vec![
@@ -67,6 +72,8 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult<Ceiling> {
                 format!("{med:.1}"),
                 format!("{mean:.1}"),
                 format!("{:.1}", mean - exec_us as f64),
+                format!("{p99:.1}"),
+                format!("{cpu:.1}"),
             ],
             json!({
                 "scenario": "mock_ceiling",
@@ -74,12 +81,16 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult<Ceiling> {
                 "executions": iterations,
                 "median_us_per_exec": med,
                 "mean_us_per_exec": mean,
+                "p99_us_per_exec": p99,
+                "cpu_us_per_exec": cpu,
             }),
         );
     }
     report.note(
         "The engine cannot run a core faster than this: one core's best throughput is \
-         1 / (mean µs/exec). The overshoot is the OS waking the mock's sleeping thread late.",
+         1 / (mean µs/exec). The overshoot is the OS waking the mock's sleeping thread late; \
+         CPU µs/exec is what one sleeping execution costs this VM in CPU (timer, wake-up, \
+         context switch), with no engine.",
     );
     Ok(Ceiling { per_exec_us })
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::BoxResult;
 use crate::baselines::{Direct, RayonAlt};
-use crate::common::{Ctx, affine_neff, check_affine, engine, median, percentile, ramp, us};
+use crate::common::{Ctx, Usage, affine_neff, check_affine, engine, median, percentile, ramp, us};
 use crate::mock::FEATURES;
 use crate::report::Report;
 
@@ -34,6 +34,8 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
             "direct (sequential)",
             "rayon alternative",
             "engine / rayon",
+            "CPU µs/call engine / rayon",
+            "switches/call engine / rayon",
         ],
     );
     let ks = ctx.cores(ctx.pick(&[1, 8, 24][..], &[1, 8, 24][..], &[1, 2][..]));
@@ -49,6 +51,10 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
         let x = ramp(k * FEATURES);
         let shape = [k, FEATURES];
         let mut y = vec![0f32; x.len()];
+        let mut usage = [Usage {
+            cpu: std::time::Duration::ZERO,
+            switches: 0,
+        }; VARIANTS];
         let mut samples: [Vec<f64>; VARIANTS] =
             std::array::from_fn(|_| Vec::with_capacity(iterations));
         // Each variant runs in blocks of back-to-back calls (its steady state: rayon's threads
@@ -61,6 +67,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
             let timed = round > 0; // round 0 warms up
             for (variant, samples) in samples.iter_mut().enumerate() {
                 std::thread::sleep(PAUSE);
+                let before = Usage::now();
                 for _ in 0..block {
                     let t = Instant::now();
                     match variant {
@@ -89,6 +96,11 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
                         samples.push(elapsed);
                     }
                 }
+                if timed {
+                    let used = Usage::now().since(&before);
+                    usage[variant].cpu += used.cpu;
+                    usage[variant].switches += used.switches;
+                }
             }
         }
         check_affine(&x, &y, "overhead")?;
@@ -104,6 +116,18 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
         let mut cells = vec![k.to_string(), iterations.to_string()];
         cells.extend(stats.iter().map(|(m, p)| format!("{m:.1} ({p:.1})")));
         cells.push(format!("{:.2}", me / mr));
+        let calls = (rounds * block) as f64;
+        let per_call = |u: &Usage| (us(u.cpu) / calls, u.switches as f64 / calls);
+        cells.push(format!(
+            "{:.1} / {:.1}",
+            per_call(&usage[0]).0,
+            per_call(&usage[4]).0
+        ));
+        cells.push(format!(
+            "{:.1} / {:.1}",
+            per_call(&usage[0]).1,
+            per_call(&usage[4]).1
+        ));
         let names = [
             "engine_forward_into",
             "engine_forward",
@@ -130,6 +154,8 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
                 "engine_num_workers_cpus": cpus,
                 "median_us": medians,
                 "p90_us": p90s,
+                "cpu_us_per_call": names.iter().zip(&usage).map(|(n, u)| ((*n).to_owned(), json!(per_call(u).0))).collect::<serde_json::Map<_, _>>(),
+                "context_switches_per_call": names.iter().zip(&usage).map(|(n, u)| ((*n).to_owned(), json!(per_call(u).1))).collect::<serde_json::Map<_, _>>(),
             }),
         );
     }

@@ -1,20 +1,103 @@
 //! Scenario 1: scaling. Compiled batch 1, batch n = 4k on k cores (4 pieces per core), at
 //! exec_us 2000 and 200. Efficiency = throughput(k) / (k × throughput(1)).
+//!
+//! Beside the engine (default 2 workers per core, and 1 worker per core) the table shows a
+//! ceiling that involves no engine at all, the harness: k plain threads, one per core, each
+//! owning its model and tensor sets, released together by a barrier, each running its 4
+//! pieces with direct calls, then a barrier. That is the least any thread-per-core design has
+//! to do, on this mock and this machine.
+
+use std::sync::Barrier;
+use std::time::Instant;
 
 use dataparallel::{Config, Input, Output};
 use serde_json::json;
 
 use crate::BoxResult;
-use crate::common::{Ctx, affine_neff, check_affine, engine, ramp, timed};
+use crate::baselines::{Station, f32_bytes};
+use crate::common::{Ctx, Usage, affine_neff, check_affine, engine, ramp, timed};
 use crate::mock::FEATURES;
 use crate::report::Report;
 
 /// Rows per core per forward.
 const ROWS_PER_CORE: usize = 4;
 
+/// Seconds per forward of the engine, and the process's usage over the timed forwards.
+fn engine_run(
+    ctx: &Ctx,
+    neff: &neuron_rt::Neff,
+    k: usize,
+    workers: usize,
+    forwards: usize,
+) -> BoxResult<(f64, Usage)> {
+    let rows = ROWS_PER_CORE * k;
+    let engine = engine(ctx, neff, k, Config::default().workers_per_core(workers))?;
+    let x = ramp(rows * FEATURES);
+    let mut y = vec![0f32; x.len()];
+    let shape = [rows, FEATURES];
+    let mut forward = || -> BoxResult {
+        engine.forward_into(
+            &[Input::f32(&shape, &x)],
+            &mut [Output::f32(&shape, &mut y)],
+        )?;
+        Ok(())
+    };
+    for _ in 0..forwards.min(10) {
+        forward()?;
+    }
+    let usage = Usage::now();
+    let wall = timed(0, forwards, forward)?;
+    let used = Usage::now().since(&usage);
+    check_affine(&x, &y, "scaling")?;
+    Ok((wall.as_secs_f64() / forwards as f64, used))
+}
+
+/// Seconds per forward of the engine-free harness (see the module docs).
+fn harness_run(ctx: &Ctx, neff: &neuron_rt::Neff, k: usize, forwards: usize) -> BoxResult<f64> {
+    let stations = (0..k)
+        .map(|core| Station::new(ctx, neff, core))
+        .collect::<BoxResult<Vec<_>>>()?;
+    let warmup = forwards.min(10);
+    let rounds = warmup + forwards;
+    let start = Barrier::new(k + 1);
+    let end = Barrier::new(k + 1);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let seconds = std::thread::scope(|scope| {
+        for mut station in stations {
+            let (start, end, failed) = (&start, &end, &failed);
+            scope.spawn(move || {
+                let x = vec![0u8; f32_bytes(1, FEATURES)];
+                let mut y = vec![0u8; x.len()];
+                for _ in 0..rounds {
+                    start.wait();
+                    for _ in 0..ROWS_PER_CORE {
+                        if station.run(&x, &mut y).is_err() {
+                            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    end.wait();
+                }
+            });
+        }
+        let mut t0 = Instant::now();
+        for round in 0..rounds {
+            if round == warmup {
+                t0 = Instant::now();
+            }
+            start.wait();
+            end.wait();
+        }
+        t0.elapsed().as_secs_f64() / forwards as f64
+    });
+    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("scaling harness: a direct execution failed".into());
+    }
+    Ok(seconds)
+}
+
 pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     report.section(
-        "1. Scaling: compiled batch 1, n = 4k rows, default config (2 workers per core)",
+        "1. Scaling: compiled batch 1, n = 4k rows (4 pieces per core)",
         &[
             "exec_us",
             "k",
@@ -22,44 +105,43 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
             "ms/forward",
             "ideal ms",
             "rows/s",
-            "efficiency",
+            "efficiency (2 workers/core, default)",
+            "efficiency (1 worker/core)",
+            "harness (no engine)",
+            "CPUs busy",
+            "switches/forward",
         ],
     );
     let ks = ctx.cores(ctx.pick(&[1, 2, 4, 8, 16, 24][..], &[1, 8, 24][..], &[1, 2][..]));
     for (exec_us, full, target) in [(2000u64, 80usize, 0.97), (200, 600, 0.90)] {
         let forwards = ctx.pick(full, full / 4, 2);
         let neff = affine_neff(1, FEATURES, exec_us)?;
-        let mut base = None;
+        let mut base: Option<(f64, f64, f64)> = None;
         let mut last = (0, 0.0);
         for &k in &ks {
             let rows = ROWS_PER_CORE * k;
-            let engine = engine(ctx, &neff, k, Config::default())?;
-            let x = ramp(rows * FEATURES);
-            let mut y = vec![0f32; x.len()];
-            let shape = [rows, FEATURES];
-            let wall = timed(forwards.min(10), forwards, || {
-                engine.forward_into(
-                    &[Input::f32(&shape, &x)],
-                    &mut [Output::f32(&shape, &mut y)],
-                )?;
-                Ok(())
-            })?;
-            check_affine(&x, &y, "scaling")?;
-            drop(engine);
-            let per_forward = wall.as_secs_f64() / forwards as f64;
-            let throughput = rows as f64 / per_forward;
-            let base_throughput = *base.get_or_insert(throughput / k as f64);
-            let efficiency = throughput / (k as f64 * base_throughput);
-            last = (k, efficiency);
+            let (two, used) = engine_run(ctx, &neff, k, 2, forwards)?;
+            let (one, _) = engine_run(ctx, &neff, k, 1, forwards)?;
+            let harness = harness_run(ctx, &neff, k, forwards)?;
+            // Per-forward time at k = 1 over per-forward time at k (same work per core).
+            let (b2, b1, bh) = *base.get_or_insert((two, one, harness));
+            let (e2, e1, eh) = (b2 / two, b1 / one, bh / harness);
+            let cpu = used.cpu.as_secs_f64() / forwards as f64;
+            let switches = used.switches as f64 / forwards as f64;
+            last = (k, e2);
             report.row(
                 vec![
                     exec_us.to_string(),
                     k.to_string(),
                     forwards.to_string(),
-                    format!("{:.3}", per_forward * 1e3),
+                    format!("{:.3}", two * 1e3),
                     format!("{:.3}", (ROWS_PER_CORE as u64 * exec_us) as f64 / 1e3),
-                    format!("{throughput:.0}"),
-                    format!("{efficiency:.3}"),
+                    format!("{:.0}", rows as f64 / two),
+                    format!("{e2:.3}"),
+                    format!("{e1:.3}"),
+                    format!("{eh:.3}"),
+                    format!("{:.2}", cpu / two),
+                    format!("{switches:.0}"),
                 ],
                 json!({
                     "scenario": "scaling",
@@ -67,9 +149,13 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
                     "k": k,
                     "rows": rows,
                     "forwards": forwards,
-                    "seconds_per_forward": per_forward,
-                    "rows_per_s": throughput,
-                    "efficiency": efficiency,
+                    "seconds_per_forward": {"engine_2_workers": two, "engine_1_worker": one, "harness": harness},
+                    "rows_per_s": rows as f64 / two,
+                    "efficiency": e2,
+                    "efficiency_1_worker": e1,
+                    "efficiency_harness": eh,
+                    "cpu_seconds_per_forward": cpu,
+                    "context_switches_per_forward": switches,
                 }),
             );
         }
@@ -83,8 +169,9 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
         }
     }
     report.note(
-        "efficiency = throughput(k) / (k × throughput(1)); throughput(1) is the engine's own \
-         on one core, so the mock's per-execution overshoot (scenario 0) cancels out.",
+        "efficiency = throughput(k) / (k × throughput(1)), each variant against its own k = 1, \
+         so the mock's per-execution overshoot (scenario 0) cancels out. ms/forward, rows/s, \
+         CPUs busy (process CPU time / wall time, of 2) and switches are the default engine's.",
     );
     Ok(())
 }
