@@ -305,6 +305,45 @@ typedef struct ndp_core_health_t {
 } ndp_core_health_t;
 
 /**
+ * One core's metrics since the engine was built, from `ndp_engine_core_metrics`.
+ */
+typedef struct ndp_core_metrics_t {
+  /**
+   * The logical core (`nc:N`).
+   */
+  int32_t logical;
+  /**
+   * The physical core, or -1 when unknown.
+   */
+  int32_t physical;
+  /**
+   * Executions started on the core.
+   */
+  uint64_t executions;
+  /**
+   * Nanoseconds its workers spent running pieces (transfers and execution).
+   */
+  uint64_t busy_ns;
+  /**
+   * Pieces that failed.
+   */
+  uint64_t failures;
+  /**
+   * Real rows of the pieces that succeeded.
+   */
+  uint64_t rows;
+  /**
+   * Zero pad rows executed and thrown away.
+   */
+  uint64_t pad_rows;
+  /**
+   * Time per piece, a log2 histogram in microseconds: bucket 0 counts 0 µs, bucket
+   * `i > 0` counts `[2^(i-1), 2^i)` µs, the last bucket everything above.
+   */
+  uint64_t piece_latency_us[32];
+} ndp_core_metrics_t;
+
+/**
  * One tensor in caller memory, as a forward's input or output.
  *
  * `data` holds `byte_len` bytes, row-major, of `dtype` elements in `shape`. Inputs are only
@@ -489,6 +528,20 @@ enum ndp_status_t ndp_engine_core(const struct ndp_engine_t *engine,
 enum ndp_status_t ndp_engine_core_health(const struct ndp_engine_t *engine,
                                          size_t index,
                                          struct ndp_core_health_t *health_out);
+
+/**
+ * The metrics of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+ * `*metrics_out`: executions, busy time, rows and pad rows, and the piece-latency
+ * histogram. The pad ratio over the engine is the sum of `pad_rows` over the sum of
+ * `rows + pad_rows`.
+ *
+ * # Safety
+ *
+ * `metrics_out` is NULL or writable.
+ */
+enum ndp_status_t ndp_engine_core_metrics(const struct ndp_engine_t *engine,
+                                          size_t index,
+                                          struct ndp_core_metrics_t *metrics_out);
 
 /**
  * Takes a quarantined core (logical index, as in `ndp_engine_core`) back into service: the

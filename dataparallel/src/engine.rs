@@ -15,6 +15,7 @@ use crate::call::{Call, ChunkTiming, Completion, Failure, Job, WaitOnDrop};
 use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
 use crate::health::{CoreHealth, CoreState};
+use crate::metrics::{CoreReport, Metrics};
 use crate::plan::{Piece, Split};
 use crate::spec::{IoSpec, ModelSpec};
 use crate::validate::{self, InputPlan};
@@ -55,21 +56,6 @@ impl std::fmt::Debug for DataParallel {
             .field("spec", &self.spec)
             .finish_non_exhaustive()
     }
-}
-
-/// Per-core counters, from [`DataParallel::core_stats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoreReport {
-    /// The logical core.
-    pub core: DeviceId,
-    /// The physical core, when known.
-    pub physical_core: Option<u32>,
-    /// Executions started on the core.
-    pub executions: u64,
-    /// Nanoseconds workers spent running pieces on the core (transfers and execution).
-    pub busy_ns: u64,
-    /// Pieces that failed on the core.
-    pub failures: u64,
 }
 
 /// What one forward did, from [`DataParallel::forward_into_report`].
@@ -304,8 +290,19 @@ impl DataParallel {
                 executions: r.stats.executions.load(Ordering::Relaxed),
                 busy_ns: r.stats.busy_ns.load(Ordering::Relaxed),
                 failures: r.stats.failures.load(Ordering::Relaxed),
+                rows: r.stats.rows.load(Ordering::Relaxed),
+                pad_rows: r.stats.pad_rows.load(Ordering::Relaxed),
+                piece_latency: r.stats.piece_latency.snapshot(),
             })
             .collect()
+    }
+
+    /// A snapshot of the engine's metrics: per core its executions, busy time, rows, pad
+    /// rows and piece-latency histogram, with totals and the pad ratio.
+    pub fn metrics(&self) -> Metrics {
+        Metrics {
+            cores: self.core_stats(),
+        }
     }
 
     /// Cores in service (not quarantined).

@@ -15,6 +15,7 @@ use crate::call::{Call, Failure, Job};
 use crate::error::Error;
 use crate::health::Health;
 use crate::layout::{Geometry, LayoutError};
+use crate::metrics::AtomicHistogram;
 use crate::validate::find;
 
 /// One replica: the model loaded on a core, and that core's counters and health.
@@ -79,6 +80,9 @@ pub(crate) struct CoreStats {
     pub(crate) executions: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
     pub(crate) failures: AtomicU64,
+    pub(crate) rows: AtomicU64,
+    pub(crate) pad_rows: AtomicU64,
+    pub(crate) piece_latency: AtomicHistogram,
 }
 
 /// A worker's tensor sets on one core, one input and one output set per bucket.
@@ -216,9 +220,20 @@ fn serve(station: &mut Station, job: Job) {
                 .unwrap_or_else(|| "unknown panic".to_owned()),
         }),
     };
+    stats
+        .piece_latency
+        .record_us(u64::try_from((ended - started).as_micros()).unwrap_or(u64::MAX));
     let health = &station.replica.health;
     match &error {
-        None => health.succeeded(),
+        None => {
+            health.succeeded();
+            stats
+                .rows
+                .fetch_add(job.piece.rows as u64, Ordering::Relaxed);
+            stats
+                .pad_rows
+                .fetch_add(job.piece.pad as u64, Ordering::Relaxed);
+        }
         Some(error) => {
             if health.failed(error.status(), station.replica.quarantine_after) {
                 log::warn!(

@@ -91,3 +91,27 @@ fn buckets_must_be_the_same_model_at_different_batches() {
     let error = DataParallel::with_buckets(&rt, &[], config()).unwrap_err();
     assert!(matches!(error, Error::Config(_)), "{error}");
 }
+
+#[test]
+fn metrics_show_the_padding_buckets_save() {
+    let rt = runtime();
+    let x: Vec<f32> = vec![1.0; 7 * 8];
+    let run = |neffs: &[Neff]| {
+        let engine = DataParallel::with_buckets(&rt, neffs, Config::default().device_list("nc:0"))
+            .expect("engine");
+        engine.forward(&[Input::f32(&[7, 8], &x)]).expect("forward");
+        engine.metrics()
+    };
+    // One size, 16: 7 rows pad to 16. Sizes 1, 4 and 16: 4 + 1 + 1 + 1, no padding.
+    let single = run(&[affine(16)]);
+    assert_eq!((single.rows(), single.pad_rows()), (7, 9));
+    assert!((single.pad_ratio() - 9.0 / 16.0).abs() < 1e-12);
+    let buckets = run(&[affine(1), affine(4), affine(16)]);
+    assert_eq!((buckets.rows(), buckets.pad_rows()), (7, 0));
+    assert_eq!(buckets.pad_ratio(), 0.0);
+    assert_eq!(
+        buckets.piece_latency().count(),
+        4,
+        "one latency sample per piece"
+    );
+}

@@ -569,3 +569,41 @@ fn core_health_and_readmit_through_the_c_abi() {
     assert_eq!((health.quarantined, health.consecutive_failures), (0, 0));
     assert_eq!(ndp_engine_destroy(engine), NDP_OK);
 }
+
+#[test]
+fn core_metrics_count_rows_pad_rows_and_piece_latency() {
+    let engine = create("nc:0,nc:1");
+    // 10 rows on 2 cores of a batch-4 model: chunks of 5 = 4 + (1 padded to 4) each.
+    let x = [1.0f32; 10 * 8];
+    let mut y = [0.0f32; 10 * 8];
+    let shape = [10usize, 8];
+    let input = tensor(
+        NDP_DTYPE_FLOAT32,
+        &shape,
+        x.as_ptr().cast_mut().cast(),
+        x.len() * 4,
+    );
+    let output = tensor(
+        NDP_DTYPE_FLOAT32,
+        &shape,
+        y.as_mut_ptr().cast(),
+        y.len() * 4,
+    );
+    assert_eq!(forward(engine, &input, &output), NDP_OK, "{}", last_error());
+    for index in 0..2 {
+        let mut metrics = ndp_core_metrics_t::default();
+        // SAFETY: a valid engine and a writable out-struct.
+        let status = unsafe { ndp_engine_core_metrics(engine, index, &mut metrics) };
+        assert_eq!(status, NDP_OK, "{}", last_error());
+        assert_eq!(metrics.logical, index as i32);
+        assert_eq!(
+            (metrics.executions, metrics.rows, metrics.pad_rows),
+            (2, 5, 3)
+        );
+        assert_eq!(metrics.piece_latency_us.iter().sum::<u64>(), 2);
+    }
+    // SAFETY: as above; the index is checked by the callee.
+    let out_of_range = unsafe { ndp_engine_core_metrics(engine, 2, &mut Default::default()) };
+    assert_eq!(out_of_range, NDP_ERR_INVALID_ARGUMENT);
+    assert_eq!(ndp_engine_destroy(engine), NDP_OK);
+}

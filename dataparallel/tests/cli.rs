@@ -311,9 +311,67 @@ fn bench_with_iterations_reports_json() {
         .sum();
     // 6 rows on 4 cores: chunks of 2, 2, 1, 1 rows, one piece each, three times.
     assert_eq!(executions, 12);
+    // Two of the four chunks pad one row, three times: 6 pad rows for 18 real ones.
+    assert_eq!(
+        (
+            report["rows_executed"].as_u64(),
+            report["pad_rows"].as_u64()
+        ),
+        (Some(18), Some(6))
+    );
+    assert!((report["pad_ratio"].as_f64().unwrap() - 0.25).abs() < 1e-9);
     for core in cores {
         assert!(core["busy_share"].as_f64().unwrap() >= 0.0);
         assert_eq!(core["failures"], 0);
+        assert_eq!(core["state"], "healthy");
+        assert!(core["piece_p99_us"].as_u64().is_some());
+    }
+}
+
+#[test]
+fn several_neffs_are_batch_size_buckets() {
+    let s = Scratch::new();
+    let at = |batch: u32| {
+        MockModel::new(
+            "affine",
+            Op::Affine {
+                scale: 2.0,
+                bias: 1.0,
+            },
+        )
+        .input("x", DType::Float32, &[batch, 8])
+        .output("y", DType::Float32, &[batch, 8])
+    };
+    let b1 = s.neff("b1.neff", &at(1));
+    let b4 = s.neff("b4.neff", &at(4));
+    let x: Vec<f32> = (0..10 * 8).map(|i| i as f32).collect();
+    let x_path = s.npy_f32("x.npy", &[10, 8], &x);
+    let out_dir = s.path("out");
+    let out = s.run(&[
+        "run",
+        &b4,
+        &b1,
+        "--input",
+        &format!("x={x_path}"),
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+        "--device-ids",
+        "nc:0,nc:1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(report["engine"]["batch_sizes"], serde_json::json!([1, 4]));
+    assert_eq!(report["model"]["paths"].as_array().unwrap().len(), 2);
+    // 10 rows on 2 cores: chunks of 5 = 4 + 1, no padding.
+    for chunk in report["chunks"].as_array().unwrap() {
+        assert_eq!(chunk["batch_sizes"], serde_json::json!([4, 1]));
+        assert_eq!(chunk["pad_rows"], 0);
+    }
+    let (shape, y) = read_npy_f32(&out_dir.join("y.npy"));
+    assert_eq!(shape, [10, 8]);
+    for (a, b) in x.iter().zip(&y) {
+        assert_eq!(a * 2.0 + 1.0, *b);
     }
 }
 

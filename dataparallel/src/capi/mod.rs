@@ -50,7 +50,10 @@ pub use error::run_in_boundary_for_tests;
 use error::{Failure, boundary};
 use registry::EngineHandle;
 pub use registry::ndp_engine_t;
-pub use types::{ndp_config_t, ndp_core_health_t, ndp_dtype_t, ndp_tensor_info_t, ndp_tensor_t};
+pub use types::{
+    ndp_config_t, ndp_core_health_t, ndp_core_metrics_t, ndp_dtype_t, ndp_tensor_info_t,
+    ndp_tensor_t,
+};
 
 use crate::DataParallel;
 
@@ -426,6 +429,48 @@ pub unsafe extern "C" fn ndp_engine_core_health(
         };
         // SAFETY: checked for NULL and alignment inside; writable by the caller's contract.
         unsafe { write_out(F, "health_out", health_out, value) }
+    })
+}
+
+/// The metrics of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+/// `*metrics_out`: executions, busy time, rows and pad rows, and the piece-latency
+/// histogram. The pad ratio over the engine is the sum of `pad_rows` over the sum of
+/// `rows + pad_rows`.
+///
+/// # Safety
+///
+/// `metrics_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_core_metrics(
+    engine: *const ndp_engine_t,
+    index: usize,
+    metrics_out: *mut ndp_core_metrics_t,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_core_metrics";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        let cores = handle.engine.core_stats();
+        let Some(core) = cores.get(index) else {
+            return Err(Failure::invalid(format!(
+                "{F}: index {index} is out of range: the engine has {} cores",
+                cores.len()
+            )));
+        };
+        let value = ndp_core_metrics_t {
+            logical: i32::try_from(core.core.index()).unwrap_or(-1),
+            physical: core
+                .physical_core
+                .and_then(|p| i32::try_from(p).ok())
+                .unwrap_or(-1),
+            executions: core.executions,
+            busy_ns: core.busy_ns,
+            failures: core.failures,
+            rows: core.rows,
+            pad_rows: core.pad_rows,
+            piece_latency_us: core.piece_latency.counts,
+        };
+        // SAFETY: checked for NULL and alignment inside; writable by the caller's contract.
+        unsafe { write_out(F, "metrics_out", metrics_out, value) }
     })
 }
 

@@ -306,6 +306,29 @@ pub struct ndp_core_health_t {
     pub executions: u64,
 }
 
+/// One core's metrics since the engine was built, from `ndp_engine_core_metrics`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ndp_core_metrics_t {
+    /// The logical core (`nc:N`).
+    pub logical: i32,
+    /// The physical core, or -1 when unknown.
+    pub physical: i32,
+    /// Executions started on the core.
+    pub executions: u64,
+    /// Nanoseconds its workers spent running pieces (transfers and execution).
+    pub busy_ns: u64,
+    /// Pieces that failed.
+    pub failures: u64,
+    /// Real rows of the pieces that succeeded.
+    pub rows: u64,
+    /// Zero pad rows executed and thrown away.
+    pub pad_rows: u64,
+    /// Time per piece, a log2 histogram in microseconds: bucket 0 counts 0 µs, bucket
+    /// `i > 0` counts `[2^(i-1), 2^i)` µs, the last bucket everything above.
+    pub piece_latency_us: [u64; 32],
+}
+
 /// A slice over `len` items at `ptr`, `&[]` for a zero length (any pointer).
 ///
 /// # Safety
@@ -344,3 +367,8 @@ pub(crate) fn check_len<T>(len: usize, what: &str) -> Result<(), Failure> {
         ))),
     }
 }
+
+const _: () = assert!(
+    crate::HISTOGRAM_BUCKETS == 32,
+    "ndp_core_metrics_t::piece_latency_us is declared with 32 buckets"
+);

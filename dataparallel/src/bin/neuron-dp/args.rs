@@ -22,9 +22,9 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           outputs:[{name, dtype, shape, path}]}
   bench: {schema, command:\"bench\", model, runtime, engine, batch, warmup_iterations,
           iterations, elapsed_s, throughput_rows_per_s, throughput_batches_per_s,
-          latency_ms:{min, mean, p50, p90, p99, max},
+          latency_ms:{min, mean, p50, p90, p99, max}, rows_executed, pad_rows, pad_ratio,
           cores:[{logical_core, device, physical_core, executions, busy_ms, busy_share,
-                  failures, state:\"healthy\"|\"quarantined\", consecutive_failures,
+                  failures, piece_p50_us, piece_p99_us, state:\"healthy\"|\"quarantined\", consecutive_failures,
                   last_status: str|null}]}
   model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
   runtime: {library, version, mock}
@@ -153,9 +153,10 @@ fn parse_input(text: &str) -> Result<InputArg, String> {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The compiled model (.neff).
-    #[arg(value_name = "NEFF")]
-    pub(crate) neff: PathBuf,
+    /// The compiled model (.neff). Several NEFFs of the same model compiled at different
+    /// batch sizes are batch-size buckets: each chunk runs as the least padded pieces.
+    #[arg(value_name = "NEFF", required = true, num_args = 1..)]
+    pub(crate) neffs: Vec<PathBuf>,
     /// A model input and the .npy file holding it (C order; any batch size on --dim).
     /// Repeat for each input; a one-input model also takes a bare FILE.npy.
     #[arg(
@@ -179,9 +180,9 @@ pub(crate) struct RunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// The compiled model (.neff).
-    #[arg(value_name = "NEFF")]
-    pub(crate) neff: PathBuf,
+    /// The compiled model (.neff); several are batch-size buckets, as for `run`.
+    #[arg(value_name = "NEFF", required = true, num_args = 1..)]
+    pub(crate) neffs: Vec<PathBuf>,
     /// Rows per forward on --dim. Default: cores x the model's compiled batch.
     #[arg(long, value_name = "N")]
     pub(crate) batch: Option<NonZeroUsize>,

@@ -97,9 +97,9 @@ fn progress(len: u64, seconds: bool) -> ProgressBar {
 /// The subcommand.
 pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let runtime = crate::runtime()?;
-    let neff = crate::neff(&args.neff)?;
-    let engine =
-        DataParallel::new(&runtime, &neff, args.engine.config()).map_err(|e| engine_failure(&e))?;
+    let neffs = crate::neffs(&args.neffs)?;
+    let engine = DataParallel::with_buckets(&runtime, &neffs, args.engine.config())
+        .map_err(|e| engine_failure(&e))?;
     let spec = engine.spec();
     let dim = engine.dim();
     let compiled = spec
@@ -220,6 +220,10 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let health = engine.health();
     drop(outputs);
 
+    let rows_executed: u64 =
+        after.iter().map(|a| a.rows).sum::<u64>() - before.iter().map(|b| b.rows).sum::<u64>();
+    let pad_rows: u64 = after.iter().map(|a| a.pad_rows).sum::<u64>()
+        - before.iter().map(|b| b.pad_rows).sum::<u64>();
     let iterations = latencies.len();
     let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
     let cores = after
@@ -228,6 +232,9 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             let b = before.iter().find(|b| b.core == a.core);
             let h = health.iter().find(|h| h.core == a.core);
             let busy_ns = a.busy_ns - b.map_or(0, |b| b.busy_ns);
+            let latency = a
+                .piece_latency
+                .since(&b.map(|b| b.piece_latency).unwrap_or_default());
             report::CoreBusy {
                 logical_core: a.core.index(),
                 device: a.core.to_string(),
@@ -236,6 +243,8 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
                 busy_ms: busy_ns as f64 / 1e6,
                 busy_share: busy_ns as f64 / 1e9 / seconds,
                 failures: a.failures - b.map_or(0, |b| b.failures),
+                piece_p50_us: latency.quantile_us(0.5),
+                piece_p99_us: latency.quantile_us(0.99),
                 state: match h.map(|h| h.state) {
                     Some(dataparallel::CoreState::Quarantined) => "quarantined",
                     _ => "healthy",
@@ -248,7 +257,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let report = report::BenchReport {
         schema: SCHEMA,
         command: "bench",
-        model: report::Model::new(&args.neff, &neff, &engine),
+        model: report::Model::new(&args.neffs, &neffs, &engine),
         runtime: report::RuntimeInfo::new(&runtime),
         engine: report::Engine::new(&engine, &args.engine),
         batch,
@@ -258,6 +267,13 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         throughput_rows_per_s: (iterations * batch) as f64 / seconds,
         throughput_batches_per_s: iterations as f64 / seconds,
         latency_ms: report::Latency::of(&mut latencies),
+        rows_executed,
+        pad_rows,
+        pad_ratio: if rows_executed + pad_rows == 0 {
+            0.0
+        } else {
+            pad_rows as f64 / (rows_executed + pad_rows) as f64
+        },
         cores,
     };
     if args.json {

@@ -104,9 +104,12 @@ pub(crate) fn runtime() -> CliResult<Runtime> {
     })
 }
 
-/// Reads and checks a NEFF file.
-pub(crate) fn neff(path: &std::path::Path) -> CliResult<Neff> {
-    Neff::from_path(path).map_err(|e| Failure::Usage(one_line(&e.to_string())))
+/// Reads and checks the NEFF files (several: batch-size buckets).
+pub(crate) fn neffs(paths: &[std::path::PathBuf]) -> CliResult<Vec<Neff>> {
+    paths
+        .iter()
+        .map(|path| Neff::from_path(path).map_err(|e| Failure::Usage(one_line(&e.to_string()))))
+        .collect()
 }
 
 /// Sorts an engine error into bad input (2) or a runtime failure (1).

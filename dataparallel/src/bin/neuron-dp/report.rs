@@ -2,7 +2,7 @@
 //! and the README) and their text renderings.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use dataparallel::{DataParallel, IoSpec};
@@ -48,17 +48,25 @@ pub(crate) fn dtype_name(spec: &IoSpec) -> String {
 /// The model.
 #[derive(Debug, Serialize)]
 pub(crate) struct Model {
+    /// The first NEFF's path (the only one without buckets).
     pub(crate) path: String,
+    /// Every NEFF's path, one per batch-size bucket.
+    pub(crate) paths: Vec<String>,
     pub(crate) name: String,
     pub(crate) inputs: Vec<Tensor>,
     pub(crate) outputs: Vec<Tensor>,
 }
 
 impl Model {
-    pub(crate) fn new(path: &Path, neff: &Neff, engine: &DataParallel) -> Model {
+    pub(crate) fn new(paths: &[PathBuf], neffs: &[Neff], engine: &DataParallel) -> Model {
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         Model {
-            path: path.display().to_string(),
-            name: neff.name().to_owned(),
+            path: paths.first().cloned().unwrap_or_default(),
+            paths,
+            name: neffs
+                .first()
+                .map(|n| n.name().to_owned())
+                .unwrap_or_default(),
             inputs: engine.spec().inputs.iter().map(Tensor::from_spec).collect(),
             outputs: engine
                 .spec()
@@ -91,6 +99,8 @@ impl RuntimeInfo {
 /// The engine as built.
 #[derive(Debug, Serialize)]
 pub(crate) struct Engine {
+    /// The compiled batch sizes, ascending (one per NEFF).
+    pub(crate) batch_sizes: Vec<usize>,
     pub(crate) devices: Vec<String>,
     pub(crate) physical_cores: Vec<Option<u32>>,
     pub(crate) dim: usize,
@@ -102,6 +112,7 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn new(engine: &DataParallel, args: &EngineArgs) -> Engine {
         Engine {
+            batch_sizes: engine.batch_sizes().to_vec(),
             devices: engine.devices().iter().map(ToString::to_string).collect(),
             physical_cores: engine.physical_cores().collect(),
             dim: engine.dim(),
@@ -123,6 +134,8 @@ pub(crate) struct Chunk {
     pub(crate) rows: usize,
     pub(crate) pieces: usize,
     pub(crate) pad_rows: usize,
+    /// The compiled batch size of each piece, in order.
+    pub(crate) batch_sizes: Vec<usize>,
     pub(crate) time_ms: f64,
 }
 
@@ -291,6 +304,9 @@ pub(crate) struct CoreBusy {
     pub(crate) busy_ms: f64,
     pub(crate) busy_share: f64,
     pub(crate) failures: u64,
+    /// Upper bounds (log2 buckets) on the median and 99th-percentile time per piece.
+    pub(crate) piece_p50_us: Option<u64>,
+    pub(crate) piece_p99_us: Option<u64>,
     /// "healthy" or "quarantined" (after repeated hardware-class failures).
     pub(crate) state: &'static str,
     pub(crate) consecutive_failures: u32,
@@ -313,6 +329,10 @@ pub(crate) struct BenchReport {
     pub(crate) throughput_rows_per_s: f64,
     pub(crate) throughput_batches_per_s: f64,
     pub(crate) latency_ms: Latency,
+    /// Real rows and pad rows executed during the bench, and pad / (rows + pad).
+    pub(crate) rows_executed: u64,
+    pub(crate) pad_rows: u64,
+    pub(crate) pad_ratio: f64,
     pub(crate) cores: Vec<CoreBusy>,
 }
 
@@ -339,19 +359,38 @@ impl BenchReport {
         );
         let _ = writeln!(
             text,
-            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:<11}  last failure",
-            "core", "physical", "executions", "busy ms", "busy/wall", "failures", "state"
+            "padding     {} pad rows for {} real rows ({:.1}% of executed rows)",
+            self.pad_rows,
+            self.rows_executed,
+            self.pad_ratio * 100.0
+        );
+        let _ = writeln!(
+            text,
+            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>13}  {:<11}  last failure",
+            "core",
+            "physical",
+            "executions",
+            "busy ms",
+            "busy/wall",
+            "failures",
+            "piece p50/p99",
+            "state"
         );
         for c in &self.cores {
             let _ = writeln!(
                 text,
-                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:<11}  {}",
+                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:>13}  {:<11}  {}",
                 c.device,
                 physical(c.physical_core),
                 c.executions,
                 c.busy_ms,
                 c.busy_share,
                 c.failures,
+                format!(
+                    "<{}/<{} µs",
+                    c.piece_p50_us.map_or("-".to_owned(), |v| v.to_string()),
+                    c.piece_p99_us.map_or("-".to_owned(), |v| v.to_string())
+                ),
                 c.state,
                 c.last_status.unwrap_or("-")
             );

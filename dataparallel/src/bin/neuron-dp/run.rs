@@ -226,9 +226,9 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
         )));
     }
     let runtime = crate::runtime()?;
-    let neff = crate::neff(&args.neff)?;
-    let engine =
-        DataParallel::new(&runtime, &neff, args.engine.config()).map_err(|e| engine_failure(&e))?;
+    let neffs = crate::neffs(&args.neffs)?;
+    let engine = DataParallel::with_buckets(&runtime, &neffs, args.engine.config())
+        .map_err(|e| engine_failure(&e))?;
     let spec = engine.spec();
     for output in &spec.outputs {
         match output.dtype {
@@ -302,6 +302,7 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
             rows: plan.rows,
             pieces: plan.pieces,
             pad_rows: plan.pad_rows,
+            batch_sizes: plan.batch_sizes.clone(),
             time_ms: report::ms(*time),
         })
         .collect();
@@ -309,7 +310,7 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
     let report = report::RunReport {
         schema: SCHEMA,
         command: "run",
-        model: report::Model::new(&args.neff, &neff, &engine),
+        model: report::Model::new(&args.neffs, &neffs, &engine),
         runtime: report::RuntimeInfo::new(&runtime),
         engine: report::Engine::new(&engine, &args.engine),
         rows: forward.rows,
