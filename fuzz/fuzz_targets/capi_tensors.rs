@@ -51,15 +51,21 @@ fn engine() -> *mut ndp_engine_t {
     ENGINE
         .get_or_init(|| {
             if std::env::var_os("NRT_DYLIB_PATH").is_none() {
-                let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/debug/libnrt_mock.so");
+                let path = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../target/debug/libnrt_mock.so"
+                );
                 // SAFETY: runs once, from libFuzzer's single fuzzing thread, before the
                 // runtime (or anything else that reads the environment) starts threads.
                 unsafe { std::env::set_var("NRT_DYLIB_PATH", path) };
             }
-            let neff = MockModel::new("m", Op::Affine {
-                scale: SCALE,
-                bias: BIAS,
-            })
+            let neff = MockModel::new(
+                "m",
+                Op::Affine {
+                    scale: SCALE,
+                    bias: BIAS,
+                },
+            )
             .input("x", DType::Float32, &[2, F as u32])
             .output("y", DType::Float32, &[2, F as u32])
             .to_neff_bytes();
@@ -92,7 +98,9 @@ fn last_error() -> String {
     }
     // SAFETY: ndp_last_error returns NULL or a NUL-terminated string valid until the next
     // call on this thread.
-    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Reads fuzz bytes; past the end it yields zeros.
@@ -160,7 +168,10 @@ fn descriptor(c: &mut Cursor<'_>, fill: &mut impl FnMut() -> u8) -> Owned {
         .try_fold(element_size(dtype), |acc, &d| acc.checked_mul(d));
     let (byte_len, null_data) = match c.byte() % 8 {
         0..=3 => (exact.filter(|&n| n <= MAX_BYTES).unwrap_or(0), false),
-        4 => (exact.map_or(1, |n| n.saturating_add(1)).min(MAX_BYTES), false),
+        4 => (
+            exact.map_or(1, |n| n.saturating_add(1)).min(MAX_BYTES),
+            false,
+        ),
         5 => (exact.unwrap_or(1).saturating_sub(1).min(MAX_BYTES), false),
         6 => (usize::from(c.byte()), true),
         _ => (usize::from(c.byte()), false),
@@ -193,12 +204,20 @@ fuzz_target!(|data: &[u8]| {
         seed = seed.wrapping_mul(31).wrapping_add(7);
         seed % 64
     };
-    let mut inputs: Vec<Owned> = (0..n_inputs).map(|_| descriptor(&mut c, &mut fill)).collect();
-    let mut outputs: Vec<Owned> = (0..n_outputs).map(|_| descriptor(&mut c, &mut fill)).collect();
+    let mut inputs: Vec<Owned> = (0..n_inputs)
+        .map(|_| descriptor(&mut c, &mut fill))
+        .collect();
+    let mut outputs: Vec<Owned> = (0..n_outputs)
+        .map(|_| descriptor(&mut c, &mut fill))
+        .collect();
     // Valid float32 input values (the fill bytes above are not).
     for input in &mut inputs {
         if input.dtype == 1 && input.data.len() % 4 == 0 {
-            let values: Vec<f32> = input.data.chunks_exact(4).map(|b| f32::from(b[0])).collect();
+            let values: Vec<f32> = input
+                .data
+                .chunks_exact(4)
+                .map(|b| f32::from(b[0]))
+                .collect();
             input.data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         }
     }
@@ -244,7 +263,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     // Accepted: one float32 input and one float32 output of the same [n, 3] shape.
-    assert_eq!((inputs.len(), outputs.len()), (1, 1), "accepted a bad arity");
+    assert_eq!(
+        (inputs.len(), outputs.len()),
+        (1, 1),
+        "accepted a bad arity"
+    );
     let (x, y) = (&inputs[0], &outputs[0]);
     assert_eq!((x.dtype, y.dtype), (1, 1));
     assert_eq!(x.shape.len(), 2);

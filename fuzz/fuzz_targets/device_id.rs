@@ -31,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(again) = DeviceIds::parse_list(&shown) {
             assert_eq!(again, ids, "{text:?} -> {shown:?}");
         }
-        assert_eq!(ids.validate(visible).is_ok(), all_below, "{text:?} with {visible}");
+        assert_eq!(
+            ids.validate(visible).is_ok(),
+            all_below,
+            "{text:?} with {visible}"
+        );
     }
 });

@@ -9,10 +9,17 @@ fuzz_target!(|data: &[u8]| {
     let full = NeffHeader::parse(data);
     let header_only = NeffHeader::parse_header_only(data);
     if full.is_ok() {
-        assert!(header_only.is_ok(), "the header alone must parse when the file does");
+        assert!(
+            header_only.is_ok(),
+            "the header alone must parse when the file does"
+        );
     }
     if let Ok(header) = &full {
-        let _ = (header.is_mock(), header.is_compressed(), header.uuid_string());
+        let _ = (
+            header.is_mock(),
+            header.is_compressed(),
+            header.uuid_string(),
+        );
     }
     if let Ok(neff) = Neff::from_bytes(data.to_vec()) {
         assert!(full.is_ok());

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!cores.is_empty(), "accepted an empty set: {text:?}");
-    assert!(cores.len() <= total, "{text:?}: {} cores of {total}", cores.len());
+    assert!(
+        cores.len() <= total,
+        "{text:?}: {} cores of {total}",
+        cores.len()
+    );
     let mut previous = None;
     for (logical, physical) in cores.iter().enumerate() {
         let logical = u32::try_from(logical).expect("fewer than 2^32 cores");
