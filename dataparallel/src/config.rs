@@ -136,7 +136,9 @@ impl Config {
     }
 
     /// Quarantine a core after this many hardware-class failures in a row (default 3; 0
-    /// never quarantines). Its chunks then go to the remaining cores.
+    /// never quarantines). A failure is one failed execution (piece), so a call whose chunk
+    /// runs as several pieces on a dead core can quarantine it at once. Its chunks then go to
+    /// the remaining cores.
     #[must_use]
     pub fn quarantine_after(mut self, failures: u32) -> Config {
         self.quarantine_after = failures;
