@@ -11,13 +11,18 @@
 //! | step | module | |
 //! |---|---|---|
 //! | validate | `validate` | inputs against the model's tensors; errors before any device call |
-//! | plan | `plan` | pure chunk math: chunks → cores, pieces, pad rows |
+//! | plan | `plan`, `buckets` | pure chunk math: chunks → cores; pieces of the compiled batch size(s), pad rows |
 //! | dispatch | `engine` | one job per piece onto its core's channel |
 //! | worker | `worker` | caller rows → device tensors, execute, device → caller rows |
 //! | complete | `call` | wait for every job; report the lowest failing chunk |
 //!
 //! Nothing is staged in intermediate host buffers: rows move between the caller's memory and
 //! device tensors in as few contiguous runs as the layout allows (`layout`).
+//!
+//! Beyond the reference: several NEFFs of one model as batch-size buckets
+//! ([`DataParallel::with_buckets`]), core health with quarantine and re-admission
+//! ([`DataParallel::health`], [`DataParallel::readmit`]), [`Metrics`], a request
+//! [`batcher`] for serving, and a C ABI ([`capi`]).
 //!
 //! # Example
 //!
