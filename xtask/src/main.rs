@@ -8,14 +8,14 @@
 //! | `mock-build [--release]` | [`mock_build`] | builds the mock libnrt; prints its path last |
 //! | `mock-neff --out F ...` | [`mock_neff`] | writes a mock NEFF |
 //! | `mock-test` | [`mock_test`] | every test and example against the mock (the test command) |
-//! | `demo` | [`demo`] | the quickstart example on a demo NEFF, against the mock |
+//! | `demo` | [`demo`] | the main job: `neuron-dp run` and `bench` on a demo NEFF over 24 mock cores |
 //! | `bindgen [--check]` | [`bindgen`] | regenerates or checks `neuron-sys/src/bindings.rs` |
 //! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/include/neuron_dp.h` |
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
 //! | `miri` | [`miri`] | the `plan` and `layout` tests under Miri (nightly) |
-//! | `bench [--quick] [--json PATH]` | [`bench`] | the engine's benchmark suite against the release mock |
+//! | `bench [--quick] [--json PATH]` | [`bench`](mod@bench) | the engine's benchmark suite against the release mock |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
 
@@ -59,10 +59,10 @@ enum Command {
     /// Write a mock NEFF file that the mock libnrt can load.
     MockNeff(mock_neff::MockNeffArgs),
     /// Build the mock, then run every test, doctest and example of the workspace against it
-    /// (and check the C header when it exists). This is the project's test command.
+    /// (and check the C header and run the C/C++ hosts). This is the project's test command.
     MockTest,
-    /// Build the mock, write a demo NEFF to target/demo/ and run the neuron-rt quickstart
-    /// example on it.
+    /// The main job: build the mock and neuron-dp, write a ResNet-shaped demo NEFF and a
+    /// batch of 64 to target/demo/, then `neuron-dp run` and `bench` over 24 mock cores.
     Demo,
     /// Regenerate neuron-sys/src/bindings.rs from neuron-sys/include/nrt_abi.h.
     Bindgen {
@@ -100,7 +100,7 @@ enum Command {
         /// A reduced set that runs in under a minute.
         #[arg(long)]
         quick: bool,
-        /// Where to write the JSON results (default: <target>/bench/results.json).
+        /// Where to write the JSON results (default: `<target>/bench/results.json`).
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
     },
