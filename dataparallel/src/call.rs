@@ -72,6 +72,8 @@ impl ChunkTiming {
 #[derive(Clone, Copy)]
 pub(crate) struct Job {
     call: *const Call<'static>,
+    /// The replica (index into the engine's cores) that runs the piece.
+    pub(crate) replica: usize,
     /// The chunk's index in the call.
     pub(crate) chunk: usize,
     /// The chunk's first row on the split dim.
@@ -90,6 +92,7 @@ unsafe impl Send for Job {}
 impl Job {
     pub(crate) fn new(
         call: &Call<'_>,
+        replica: usize,
         chunk: usize,
         chunk_start: usize,
         bucket: usize,
@@ -97,6 +100,7 @@ impl Job {
     ) -> Job {
         Job {
             call: std::ptr::from_ref(call).cast(),
+            replica,
             chunk,
             chunk_start,
             bucket,

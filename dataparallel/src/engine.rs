@@ -2,12 +2,11 @@
 //! (validate → plan → dispatch → complete) for callers on any number of threads.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, bounded};
 use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
 
 use crate::buckets::{BucketPiece, Buckets};
@@ -17,10 +16,11 @@ use crate::error::{Error, Result};
 use crate::health::{CoreHealth, CoreState};
 use crate::metrics::{CoreReport, Metrics};
 use crate::plan::{Piece, Split};
+use crate::queue::JobQueue;
 use crate::spec::{IoSpec, ModelSpec};
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
-use crate::worker::{self, Replica, WorkerSetup};
+use crate::worker::{self, Replica, Station, WorkerSetup};
 
 /// Jobs each core's channel holds before `forward` waits for a worker to take one.
 const QUEUE_DEPTH: usize = 1024;
@@ -37,7 +37,13 @@ pub struct DataParallel {
     buckets: Buckets,
     devices: DeviceIds,
     replicas: Vec<Arc<Replica>>,
-    senders: Vec<Sender<Job>>,
+    /// The job queues, and which queue serves each replica.
+    queues: Vec<Arc<JobQueue>>,
+    queue_of: Vec<usize>,
+    /// Per core, the stations its workers (and callers running a piece) use.
+    stations: Arc<[Vec<Mutex<Station>>]>,
+    /// Whether callers run the last piece of a call themselves.
+    caller_runs: bool,
     workers: Vec<JoinHandle<()>>,
     dim: usize,
     dynamic: AtomicBool,
@@ -180,8 +186,35 @@ impl DataParallel {
             replicas.push(Arc::new(Replica::new(models, config.quarantine_after)));
         }
 
-        let (senders, receivers): (Vec<_>, Vec<_>) =
-            (0..cores).map(|_| bounded::<Job>(QUEUE_DEPTH)).unzip();
+        // With at least one worker per core, each core has a queue its workers share
+        // (worker w serves core w % k); with fewer workers than cores, each worker has a
+        // queue for the cores c with c % num_workers == w.
+        let per_core = num_workers >= cores;
+        let queue_of: Vec<usize> = (0..cores)
+            .map(|c| if per_core { c } else { c % num_workers })
+            .collect();
+        let queues: Vec<Arc<JobQueue>> = (0..cores.min(num_workers))
+            .map(|_| Arc::new(JobQueue::new(QUEUE_DEPTH)))
+            .collect();
+        // One station (tensor sets) per worker serving a core. A caller runs the last piece
+        // of its call itself on a free station instead of handing it over and sleeping;
+        // not when fewer workers than cores were asked for, which caps concurrency on
+        // purpose.
+        let stations: Arc<[Vec<Mutex<Station>>]> = replicas
+            .iter()
+            .enumerate()
+            .map(|(c, replica)| {
+                let serving = if per_core {
+                    (c..num_workers).step_by(cores).count()
+                } else {
+                    1
+                };
+                (0..serving)
+                    .map(|_| Ok(Mutex::new(Station::new(Arc::clone(replica))?)))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into();
         let cpus = if config.pin_cpus {
             allowed_cpus()
         } else {
@@ -193,48 +226,33 @@ impl DataParallel {
             buckets,
             devices,
             replicas,
-            senders,
+            queues,
+            queue_of,
+            stations: Arc::clone(&stations),
+            caller_runs: per_core,
             workers: Vec::with_capacity(num_workers),
             dim: config.dim,
             dynamic: AtomicBool::new(dynamic),
             split_size: config.split_size_value(),
             attach: config.attach,
         };
-        let (ready_tx, ready_rx) = bounded(num_workers);
         for w in 0..num_workers {
-            // With at least one worker per core, worker w serves core w % k; with fewer,
-            // worker w serves every core c with c % num_workers == w.
-            let serves: Vec<usize> = if num_workers >= cores {
-                vec![w % cores]
-            } else {
-                (w..cores).step_by(num_workers).collect()
-            };
+            let first_core = if per_core { w % cores } else { w };
             let setup = WorkerSetup {
-                serves: serves
-                    .iter()
-                    .map(|&c| (Arc::clone(&engine.replicas[c]), receivers[c].clone()))
-                    .collect(),
+                queue: Arc::clone(&engine.queues[engine.queue_of[first_core]]),
+                stations: Arc::clone(&stations),
+                home: if per_core { w / cores } else { 0 },
                 cpu: (!cpus.is_empty()).then(|| cpus[w % cpus.len()]),
             };
-            let ready = ready_tx.clone();
             let name = format!(
                 "neuron-dp-w{w}-nc{}",
-                engine.devices.as_slice()[serves[0]].index()
+                engine.devices.as_slice()[first_core].index()
             );
             let handle = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || worker::run(setup, ready))
+                .spawn(move || worker::run(setup))
                 .map_err(|e| Error::Config(format!("cannot start a worker thread: {e}")))?;
             engine.workers.push(handle);
-        }
-        drop(ready_tx);
-        drop(receivers);
-        for _ in 0..num_workers {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(error),
-                Err(_) => return Err(Error::Config("a worker thread exited at start".to_owned())),
-            }
         }
         Ok(engine)
     }
@@ -611,6 +629,9 @@ impl DataParallel {
         // unwind. Jobs are counted one by one as they are sent, so the wait never counts a
         // job that was not.
         let _wait = WaitOnDrop(&call.completion);
+        // The newest job is held back: once every other job is queued, the caller runs it
+        // itself if that core's spare station is free.
+        let mut held: Option<Job> = None;
         for chunk in split.iter() {
             let replica = self.replica_for_slot(chunk.slot);
             // Without dynamic batching a chunk is exactly one piece, of the one model.
@@ -630,26 +651,47 @@ impl DataParallel {
             );
             for BucketPiece { bucket, piece } in pieces {
                 call.completion.expect(1);
-                let job = Job::new(call, chunk.index, chunk.start, bucket, piece);
-                if self.senders[replica].send(job).is_err() {
-                    call.completion.fail(Failure {
-                        chunk: chunk.index,
-                        error: Error::WorkersGone {
-                            core: self.replicas[replica].core,
-                        },
-                    });
-                    call.completion.finish();
+                let job = Job::new(call, replica, chunk.index, chunk.start, bucket, piece);
+                if let Some(previous) = held.replace(job) {
+                    self.send(call, previous);
                 }
             }
+        }
+        if let Some(job) = held {
+            let free = self
+                .caller_runs
+                .then(|| self.stations.get(job.replica))
+                .flatten()
+                .and_then(|stations| worker::try_lock_any(stations, 0));
+            match free {
+                Some(mut station) => worker::serve(&mut station, job),
+                None => self.send(call, job),
+            }
+        }
+    }
+
+    /// Queues a job for its core's workers; if they are gone, fails it in place.
+    fn send(&self, call: &Call<'_>, job: Job) {
+        let queue = &self.queues[self.queue_of[job.replica]];
+        if let Err(job) = queue.push(job) {
+            call.completion.fail(Failure {
+                chunk: job.chunk,
+                error: Error::WorkersGone {
+                    core: self.replicas[job.replica].core,
+                },
+            });
+            call.completion.finish();
         }
     }
 }
 
 impl Drop for DataParallel {
     fn drop(&mut self) {
-        // Closing the channels ends the workers' loops; join them before the replicas (and
-        // the runtime handle) go.
-        self.senders.clear();
+        // Closing the queues ends the workers' loops once they are drained; join them before
+        // the replicas (and the runtime handle) go.
+        for queue in &self.queues {
+            queue.close();
+        }
         for handle in self.workers.drain(..) {
             if handle.join().is_err() {
                 log::error!("a neuron-dp worker panicked outside a job");

@@ -61,6 +61,7 @@ mod health;
 mod layout;
 mod metrics;
 mod plan;
+mod queue;
 mod spec;
 mod validate;
 mod view;

@@ -5,10 +5,9 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Select};
 use neuron_rt::{DeviceId, Model, Tensor, TensorSet};
 
 use crate::call::{Call, Failure, Job};
@@ -16,6 +15,7 @@ use crate::error::Error;
 use crate::health::Health;
 use crate::layout::{Geometry, LayoutError};
 use crate::metrics::AtomicHistogram;
+use crate::queue::JobQueue;
 use crate::validate::find;
 
 /// One replica: the model loaded on a core, and that core's counters and health.
@@ -85,14 +85,16 @@ pub(crate) struct CoreStats {
     pub(crate) piece_latency: AtomicHistogram,
 }
 
-/// A worker's tensor sets on one core, one input and one output set per bucket.
-struct Station {
+/// Tensor sets on one core, one input and one output set per bucket: what a thread needs
+/// to run pieces there. A core has one per worker serving it; a worker uses its own, and a
+/// caller that runs a piece itself borrows a free one.
+pub(crate) struct Station {
     replica: Arc<Replica>,
     sets: Vec<(TensorSet<'static>, TensorSet<'static>)>,
 }
 
 impl Station {
-    fn new(replica: Arc<Replica>) -> Result<Station, neuron_rt::Error> {
+    pub(crate) fn new(replica: Arc<Replica>) -> Result<Station, neuron_rt::Error> {
         let sets = (0..replica.buckets())
             .filter_map(|bucket| replica.model(bucket))
             .map(|model| Ok((model.allocate_inputs()?, model.allocate_outputs()?)))
@@ -105,69 +107,72 @@ impl Station {
     }
 }
 
-/// What a worker needs at start: the replicas (with their receivers) it serves, and a CPU.
+/// What a worker needs: its queue, the stations of every core (it uses those of the cores
+/// whose jobs come through its queue), the station it prefers, and a CPU.
 pub(crate) struct WorkerSetup {
-    pub(crate) serves: Vec<(Arc<Replica>, Receiver<Job>)>,
+    pub(crate) queue: Arc<JobQueue>,
+    pub(crate) stations: Arc<[Vec<Mutex<Station>>]>,
+    /// Index of this worker's own station within a core's stations.
+    pub(crate) home: usize,
     pub(crate) cpu: Option<usize>,
 }
 
-/// The body of a worker thread. Reports start-up success or failure through `ready`, then
-/// serves jobs until every channel it listens on is closed.
-pub(crate) fn run(setup: WorkerSetup, ready: crossbeam_channel::Sender<Result<(), Error>>) {
+/// The body of a worker thread: serves jobs until its queue is closed and drained.
+pub(crate) fn run(setup: WorkerSetup) {
     if let Some(cpu) = setup.cpu {
         pin_to_cpu(cpu);
     }
-    let stations: Result<Vec<Station>, neuron_rt::Error> = setup
-        .serves
-        .iter()
-        .map(|(replica, _)| Station::new(Arc::clone(replica)))
-        .collect();
-    let mut stations = match stations {
-        Ok(stations) => stations,
-        Err(error) => {
-            let _ = ready.send(Err(Error::Runtime(error)));
-            return;
-        }
-    };
-    let receivers: Vec<&Receiver<Job>> = setup.serves.iter().map(|(_, rx)| rx).collect();
-    warm_up_waiting();
-    if ready.send(Ok(())).is_err() {
-        return;
-    }
-    drop(ready);
-
-    if let [receiver] = receivers.as_slice() {
-        while let Ok(job) = receiver.recv() {
-            serve(&mut stations[0], job);
-        }
-        return;
-    }
-    let mut select = Select::new();
-    for receiver in &receivers {
-        select.recv(receiver);
-    }
-    let mut open = receivers.len();
-    while open > 0 {
-        let operation = select.select();
-        let index = operation.index();
-        match operation.recv(receivers[index]) {
-            Ok(job) => serve(&mut stations[index], job),
-            Err(_) => {
-                select.remove(index);
-                open -= 1;
+    while let Some(job) = setup.queue.pop() {
+        match setup.stations.get(job.replica) {
+            Some(stations) if !stations.is_empty() => {
+                let mut station = lock_station(stations, setup.home);
+                serve(&mut station, job);
             }
+            _ => misrouted(job),
         }
     }
 }
 
-/// Makes crossbeam set up this thread's wait context now. It does so lazily, the first
-/// time the thread blocks on a channel; a worker that always found a job ready during
-/// warm-up would otherwise allocate that context in the middle of some later call, breaking
-/// the engine's no-allocation steady state. A zero-capacity channel always goes through the
-/// waiting path, even with a zero timeout.
-fn warm_up_waiting() {
-    let (_sender, receiver) = crossbeam_channel::bounded::<()>(0);
-    let _ = receiver.recv_timeout(std::time::Duration::ZERO);
+/// This worker's own station, or another free one of the core while a caller borrows it;
+/// waits for its own when all are busy.
+fn lock_station(stations: &[Mutex<Station>], home: usize) -> MutexGuard<'_, Station> {
+    let home = home % stations.len();
+    if let Some(free) = try_lock_any(stations, home) {
+        return free;
+    }
+    stations[home]
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A free station of the core, trying `first` first.
+pub(crate) fn try_lock_any(
+    stations: &[Mutex<Station>],
+    first: usize,
+) -> Option<MutexGuard<'_, Station>> {
+    let n = stations.len();
+    (0..n).find_map(|i| match stations[(first + i) % n].try_lock() {
+        Ok(guard) => Some(guard),
+        // A panic while a station was held is caught inside `serve`; the station itself is
+        // left consistent either way.
+        Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    })
+}
+
+/// A job for a core this worker does not serve (an engine bug): fail it, never drop it.
+fn misrouted(job: Job) {
+    // SAFETY: the call outlives this job until `finish` below, after which it is not used.
+    let call = unsafe { job.call() };
+    call.completion.fail(Failure {
+        chunk: job.chunk,
+        error: Error::WorkerPanicked {
+            chunk: job.chunk,
+            core: DeviceId::new(u32::try_from(job.replica).unwrap_or(u32::MAX)),
+            message: "job routed to a worker that does not serve its core".to_owned(),
+        },
+    });
+    call.completion.finish();
 }
 
 fn pin_to_cpu(cpu: usize) {
@@ -188,7 +193,7 @@ fn pin_to_cpu(cpu: usize) {
 }
 
 /// Runs one job and signals its completion, whatever happens.
-fn serve(station: &mut Station, job: Job) {
+pub(crate) fn serve(station: &mut Station, job: Job) {
     // SAFETY: the call outlives this job until `finish` below, after which it is not used.
     let call = unsafe { job.call() };
     let started = Instant::now();

@@ -91,10 +91,6 @@ fn allocations_during(f: impl FnOnce()) -> usize {
 
 const WARM_UP: usize = 10;
 const MEASURED: usize = 100;
-/// After the warm-up calls the caller idles this long, so every worker also blocks once on
-/// its channels: crossbeam sizes a channel's waiter list the first time a thread waits on it,
-/// a one-time cost that belongs to warm-up, not to any call.
-const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn affine(shape: &[u32], exec_us: u64) -> Neff {
     let bytes = MockModel::new(
@@ -138,7 +134,6 @@ fn steady_state_allocations(
     for _ in 0..WARM_UP {
         call(&mut y);
     }
-    std::thread::sleep(IDLE);
     let count = allocations_during(|| {
         for _ in 0..MEASURED {
             call(&mut y);
@@ -180,7 +175,6 @@ fn concurrent_allocations(engine: &DataParallel, shape: &[usize]) -> usize {
                 for _ in 0..WARM_UP {
                     call(&mut y);
                 }
-                std::thread::sleep(IDLE);
                 ready.wait();
                 start.wait();
                 for _ in 0..MEASURED {
