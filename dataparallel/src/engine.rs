@@ -22,8 +22,15 @@ use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
 use crate::worker::{self, Replica, Station, WorkerSetup};
 
-/// Jobs each core's channel holds before `forward` waits for a worker to take one.
+/// Jobs each core's queue holds before `forward` waits for a worker to take one.
 const QUEUE_DEPTH: usize = 1024;
+
+/// Pieces that recently took less than this run on the calling thread: handing a piece to a
+/// sleeping worker costs the caller a wake-up of a few microseconds (and the worker a
+/// context switch), more than running such a piece itself. Real NeuronCore executions take
+/// far longer, so on hardware this only catches trivial models. (rayon's sequential
+/// threshold, measured per core instead of guessed.)
+const INLINE_PIECE_NS: u64 = 5_000;
 
 /// A model replicated on several NeuronCores, running each batch data-parallel.
 ///
@@ -629,44 +636,75 @@ impl DataParallel {
         // unwind. Jobs are counted one by one as they are sent, so the wait never counts a
         // job that was not.
         let _wait = WaitOnDrop(&call.completion);
+        let inline_all = self.caller_runs && self.fits_inline();
         // The newest job is held back: once every other job is queued, the caller runs it
-        // itself if that core's spare station is free.
+        // itself if one of that core's stations is free. Calls of tiny pieces run every
+        // piece that way.
         let mut held: Option<Job> = None;
         for chunk in split.iter() {
             let replica = self.replica_for_slot(chunk.slot);
-            // Without dynamic batching a chunk is exactly one piece, of the one model.
-            let single = (!call.dynamic).then_some(BucketPiece {
-                bucket: 0,
-                piece: Piece {
-                    start: 0,
-                    rows: chunk.rows,
-                    pad: 0,
-                },
-            });
-            let pieces = single.into_iter().chain(
-                call.dynamic
-                    .then(|| self.buckets.pieces(chunk.rows))
-                    .into_iter()
-                    .flatten(),
-            );
-            for BucketPiece { bucket, piece } in pieces {
+            for BucketPiece { bucket, piece } in self.pieces_of(call, chunk.rows) {
                 call.completion.expect(1);
                 let job = Job::new(call, replica, chunk.index, chunk.start, bucket, piece);
                 if let Some(previous) = held.replace(job) {
-                    self.send(call, previous);
+                    if inline_all {
+                        self.run_here_or_send(call, previous);
+                    } else {
+                        self.send(call, previous);
+                    }
                 }
             }
         }
         if let Some(job) = held {
-            let free = self
-                .caller_runs
-                .then(|| self.stations.get(job.replica))
-                .flatten()
-                .and_then(|stations| worker::try_lock_any(stations, 0));
-            match free {
-                Some(mut station) => worker::serve(&mut station, job),
-                None => self.send(call, job),
-            }
+            self.run_here_or_send(call, job);
+        }
+    }
+
+    /// The pieces a chunk of `rows` rows runs as: buckets with dynamic batching, else one
+    /// piece of the one model.
+    fn pieces_of<'a>(
+        &'a self,
+        call: &Call<'_>,
+        rows: usize,
+    ) -> impl Iterator<Item = BucketPiece> + 'a {
+        let single = (!call.dynamic).then_some(BucketPiece {
+            bucket: 0,
+            piece: Piece {
+                start: 0,
+                rows,
+                pad: 0,
+            },
+        });
+        single.into_iter().chain(
+            call.dynamic
+                .then(|| self.buckets.pieces(rows))
+                .into_iter()
+                .flatten(),
+        )
+    }
+
+    /// Whether the cores' recent pieces were shorter than handing them to a worker.
+    fn fits_inline(&self) -> bool {
+        let recent = self
+            .replicas
+            .iter()
+            .map(|r| r.stats.recent_piece_ns.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        recent != 0 && recent < INLINE_PIECE_NS
+    }
+
+    /// Runs a job on the calling thread if one of its core's stations is free, else queues
+    /// it.
+    fn run_here_or_send(&self, call: &Call<'_>, job: Job) {
+        let free = self
+            .caller_runs
+            .then(|| self.stations.get(job.replica))
+            .flatten()
+            .and_then(|stations| worker::try_lock_any(stations, 0));
+        match free {
+            Some(mut station) => worker::serve(&mut station, job),
+            None => self.send(call, job),
         }
     }
 

@@ -77,12 +77,24 @@ impl Replica {
 /// Counters per core, updated by its workers.
 #[derive(Debug, Default)]
 pub(crate) struct CoreStats {
+    /// A moving average of recent piece times in nanoseconds (0: none measured yet).
+    pub(crate) recent_piece_ns: AtomicU64,
     pub(crate) executions: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
     pub(crate) failures: AtomicU64,
     pub(crate) rows: AtomicU64,
     pub(crate) pad_rows: AtomicU64,
     pub(crate) piece_latency: AtomicHistogram,
+}
+
+impl CoreStats {
+    /// Folds one piece's time into the moving average (weight 1/8; racy updates only lose
+    /// a sample).
+    fn record_piece_ns(&self, ns: u64) {
+        let old = self.recent_piece_ns.load(Ordering::Relaxed);
+        let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
+        self.recent_piece_ns.store(new.max(1), Ordering::Relaxed);
+    }
 }
 
 /// Tensor sets on one core, one input and one output set per bucket: what a thread needs
@@ -203,10 +215,9 @@ pub(crate) fn serve(station: &mut Station, job: Job) {
         timing.record(started, ended);
     }
     let stats = &station.replica.stats;
-    stats.busy_ns.fetch_add(
-        u64::try_from((ended - started).as_nanos()).unwrap_or(u64::MAX),
-        Ordering::Relaxed,
-    );
+    let piece_ns = u64::try_from((ended - started).as_nanos()).unwrap_or(u64::MAX);
+    stats.record_piece_ns(piece_ns);
+    stats.busy_ns.fetch_add(piece_ns, Ordering::Relaxed);
     let error = match result {
         Ok(Ok(())) => None,
         Ok(Err(source)) => Some(Error::Chunk {
@@ -283,13 +294,15 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
     let src_row = job.chunk_start + piece.start;
     // Attach needs whole, unpadded dim-0 pieces whose output rows are the input rows: always
     // so with dynamic batching, and without it when every output has b rows on dim 0.
-    let rows_line_up = call.dynamic
-        || call
-            .spec
-            .outputs
-            .iter()
-            .all(|o| o.shape.first() == Some(&b));
-    if call.attach && call.dim == 0 && piece.pad == 0 && piece.rows == b && rows_line_up {
+    let rows_line_up = || {
+        call.dynamic
+            || call
+                .spec
+                .outputs
+                .iter()
+                .all(|o| o.shape.first() == Some(&b))
+    };
+    if call.attach && call.dim == 0 && piece.pad == 0 && piece.rows == b && rows_line_up() {
         return run_attached(station, call, job.bucket, b, src_row);
     }
     let model = station
