@@ -54,6 +54,17 @@ impl IoSpec {
         })
     }
 
+    /// True when `shape` is this tensor's compiled shape on every dim but `dim` (the batch
+    /// dim, whose size is free).
+    pub fn accepts_shape(&self, shape: &[usize], dim: usize) -> bool {
+        shape.len() == self.shape.len()
+            && shape
+                .iter()
+                .zip(&self.shape)
+                .enumerate()
+                .all(|(d, (got, want))| d == dim || got == want)
+    }
+
     /// The dtype's name for messages.
     pub(crate) fn dtype_name(&self) -> String {
         self.dtype.map_or_else(

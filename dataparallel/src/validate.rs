@@ -166,15 +166,7 @@ pub(crate) fn inputs(
                 model.shape.len()
             )));
         }
-        let same_rank = view.shape.len() == model.shape.len();
-        let other_dims_match = same_rank
-            && view
-                .shape
-                .iter()
-                .zip(&model.shape)
-                .enumerate()
-                .all(|(d, (got, want))| d == dim || got == want);
-        if !other_dims_match {
+        if !model.accepts_shape(view.shape, dim) {
             return Err(Error::Input(format!(
                 "input `{}` has shape {:?} but the model was compiled for {:?}; only dim {dim} \
                  (the batch) may differ",

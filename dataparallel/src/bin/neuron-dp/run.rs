@@ -123,14 +123,7 @@ fn check_fit(spec: &IoSpec, path: &Path, array: &Array, dim: usize) -> CliResult
             array.dtype.name()
         )));
     }
-    let fits = array.shape.len() == spec.shape.len()
-        && array
-            .shape
-            .iter()
-            .zip(&spec.shape)
-            .enumerate()
-            .all(|(d, (got, want))| d == dim || got == want);
-    if !fits {
+    if !spec.accepts_shape(&array.shape, dim) {
         return Err(Failure::Usage(format!(
             "input `{}` ({}): shape does not fit the model: expected {} (any N on dim {dim}), \
              got {}",
