@@ -12,6 +12,41 @@
 //!   so the buffer provably outlives every use by the runtime. A buffer attached through a
 //!   shared borrow is read-only: its guard hands out only `&Tensor`, and only
 //!   [`WritableTensor`]s can be added to a set as execution outputs.
+//!
+//! The compiler holds these rules. An attached buffer cannot be touched while the runtime
+//! may use it:
+//!
+//! ```compile_fail
+//! # fn f(rt: &neuron_rt::Runtime) -> neuron_rt::Result<()> {
+//! let mut buffer = vec![0u8; 64];
+//! let attached = neuron_rt::Tensor::attach_mut(rt, &mut buffer, "y")?;
+//! buffer[0] = 1; // error: `buffer` is mutably borrowed by `attached`
+//! drop(attached);
+//! # Ok(()) }
+//! ```
+//!
+//! A read-only attachment cannot become an execution output:
+//!
+//! ```compile_fail
+//! # fn f(rt: &neuron_rt::Runtime) -> neuron_rt::Result<()> {
+//! let buffer = vec![0u8; 64];
+//! let mut attached = neuron_rt::Tensor::attach(rt, &buffer, "x")?;
+//! let mut outputs = neuron_rt::TensorSet::new(rt)?;
+//! outputs.add_mut("x", &mut attached)?; // error: `Attached` is not a `WritableTensor`
+//! # Ok(()) }
+//! ```
+//!
+//! and a slice cannot outlive the tensor it views:
+//!
+//! ```compile_fail
+//! # fn f(rt: &neuron_rt::Runtime) -> neuron_rt::Result<()> {
+//! let slice = {
+//!     let tensor = neuron_rt::Tensor::allocate_host(rt, 64, "t")?;
+//!     tensor.slice(0, 32, "half")?
+//! }; // error: `tensor` dropped while still borrowed
+//! drop(slice);
+//! # Ok(()) }
+//! ```
 
 use std::ffi::CString;
 use std::fmt;
