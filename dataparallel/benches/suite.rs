@@ -12,6 +12,7 @@
 //! | 3. bytes moved and heap allocations per forward | `copies` |
 //! | 4. concurrent callers | `concurrent` |
 //! | 5. transfer overlap, 1 vs 2 workers per core | `overlap` |
+//! | 6. serving: open-loop single-row requests, batcher vs one forward per request | `serving` |
 //!
 //! Arguments (after `--`): `--quick` (a reduced set), `--only overhead,copies` (the mock ceiling and these scenarios, for
 //! profiling), `--json PATH` (where to write the
@@ -43,6 +44,8 @@ mod overlap;
 mod report;
 #[path = "suite/scaling.rs"]
 mod scaling;
+#[path = "suite/serving.rs"]
+mod serving;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -129,6 +132,9 @@ fn main() -> BoxResult {
     }
     if wanted("overlap") {
         overlap::run(&mut ctx, &mut report)?;
+    }
+    if wanted("serving") {
+        serving::run(&mut ctx, &mut report)?;
     }
 
     report.set_elapsed(started.elapsed());
