@@ -11,13 +11,15 @@
 //! Run with the mock: `NRT_DYLIB_PATH=.../libnrt_mock.so cargo test -p dataparallel --test
 //! faults` (or `cargo xtask mock-test`).
 
-use std::sync::mpsc;
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{
+    affine_model, assert_no_leaks, child_scenario, mock_counters, mock_executions, neff, ref_affine,
+};
 use dataparallel::{Config, DataParallel, Error, Input, Output};
-use neuron_rt::{DeviceId, Neff, Runtime, Status};
-use nrt_mock::neff::{DType, MockModel, Op};
-use nrt_mock::testing::in_child;
+use neuron_rt::{DeviceId, Neff, Status};
 
 /// Features per row of the test model.
 const F: usize = 3;
@@ -25,45 +27,11 @@ const F: usize = 3;
 const B: usize = 2;
 const SCALE: f32 = 1.5;
 const BIAS: f32 = -0.25;
-
-/// Aborts the process (failing the child, hence the test) if it is still alive after
-/// `limit`: no scenario may hang. Generous: only there to turn a hang into a failure.
-struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn new(what: &'static str, limit: Duration) -> Watchdog {
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("watchdog: {what} still running after {limit:?}: a call hangs");
-                std::process::abort();
-            }
-        });
-        Watchdog(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
+/// How long a scenario may run before its watchdog aborts it (no scenario may hang).
+const LIMIT: Duration = Duration::from_secs(120);
 
 fn affine_neff() -> Neff {
-    let model = MockModel::new(
-        "affine",
-        Op::Affine {
-            scale: SCALE,
-            bias: BIAS,
-        },
-    )
-    .input("x", DType::Float32, &[B as u32, F as u32])
-    .output("y", DType::Float32, &[B as u32, F as u32])
-    .exec_us(50);
-    model.validate().expect("valid mock model");
-    Neff::from_bytes(model.to_neff_bytes()).expect("mock NEFF parses")
+    neff(affine_model(B as u32, F as u32, SCALE, BIAS))
 }
 
 /// Bytes of one tensor of the test model.
@@ -74,7 +42,7 @@ fn input(rows: usize) -> Vec<f32> {
 }
 
 fn reference(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|v| v * SCALE + BIAS).collect()
+    ref_affine(x, SCALE, BIAS)
 }
 
 /// Runs `rows` rows into a NaN-filled buffer; returns the result and the buffer.
@@ -103,22 +71,6 @@ fn assert_chunk_ok(out: &[f32], rows: usize, chunk: usize, chunk_rows: usize) {
     assert_eq!(out[range.clone()], want[range], "chunk {chunk} is right");
 }
 
-/// Asserts the mock holds no live tensors, tensor sets or models.
-fn assert_no_leaks(when: &str) {
-    let c = nrt_mock::control::counters().expect("mock counters");
-    assert_eq!(
-        (c.live_tensors, c.live_tensor_sets, c.live_models),
-        (0, 0, 0),
-        "{when}: live tensors, tensor sets, models"
-    );
-}
-
-fn executions(phys: usize) -> u64 {
-    nrt_mock::control::counters()
-        .expect("mock counters")
-        .executions[phys]
-}
-
 /// Checks the chunk error's location, status and message.
 fn assert_chunk_error(err: &Error, chunk: usize, core: u32, phys: u32, status: Status) {
     assert_eq!(
@@ -141,17 +93,16 @@ fn dead_core_fails_its_chunk_every_call_and_leaks_nothing() {
     // Logical nc:0-3 are physical 4-7; every execution on physical 6 (nc:2) fails with
     // NRT_EXEC_UNIT_UNRECOVERABLE (101). Quarantine is off so the dead core keeps its chunks.
     const NAME: &str = "dead_core_fails_its_chunk_every_call_and_leaks_nothing";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NEURON_RT_VISIBLE_CORES", "4-7"),
             ("NRT_MOCK_FAULTS", "6:*:101"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     assert_no_leaks("before the engine");
     {
         let dp = DataParallel::new(
@@ -169,7 +120,11 @@ fn dead_core_fails_its_chunk_every_call_and_leaks_nothing() {
                 assert_chunk_ok(&out, rows, chunk, B);
             }
         }
-        assert_eq!(executions(6), 5, "every call ran chunk 2 on the dead core");
+        assert_eq!(
+            mock_executions(6),
+            5,
+            "every call ran chunk 2 on the dead core"
+        );
         // The core recovers (faults cleared): the same engine serves.
         nrt_mock::control::set_faults("").expect("clear faults");
         assert_serves(&dp, rows);
@@ -182,17 +137,16 @@ fn dead_core_fails_its_chunk_every_call_and_leaks_nothing() {
 fn intermittent_failure_fails_one_call_only() {
     // The 2nd execution on physical core 1 returns NRT_EXEC_COMPLETED_WITH_ERR (1004).
     const NAME: &str = "intermittent_failure_fails_one_call_only";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "4"),
             ("NRT_MOCK_FAULTS", "1:2:1004"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         let rows = 4 * B; // one piece per chunk: one execution per core per call
@@ -217,18 +171,17 @@ fn intermittent_failure_fails_one_call_only() {
 fn hung_execution_times_out_and_the_engine_serves_on() {
     // The first execution on physical core 1 hangs; NEURON_RT_EXEC_TIMEOUT=1 bounds it.
     const NAME: &str = "hung_execution_times_out_and_the_engine_serves_on";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
             ("NRT_MOCK_FAULTS", "1:1:hang"),
             ("NEURON_RT_EXEC_TIMEOUT", "1"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         let rows = 2 * B;
@@ -256,17 +209,16 @@ fn failing_load_fails_the_build_and_leaks_nothing() {
     // NRT_INVALID) or an unsupported NEFF. The build must fail with the status and leave
     // nothing loaded.
     const NAME: &str = "failing_load_fails_the_build_and_leaks_nothing";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
             ("NEURON_RT_EXEC_TIMEOUT", "soon"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     let err =
         DataParallel::new(&runtime, &affine_neff(), Config::default()).expect_err("nrt_load fails");
     assert!(matches!(err, Error::Runtime(_)), "{err:?}");
@@ -286,15 +238,14 @@ fn build_failing_after_the_loads_unloads_every_replica() {
     // A configuration error found only once the model is loaded (dim out of range for the
     // model) must unload whatever was loaded.
     const NAME: &str = "build_failing_after_the_loads_unloads_every_replica";
-    if !in_child(NAME, &[("NRT_MOCK_TOTAL_CORES", "4")]) {
+    let Some((_watchdog, runtime)) = child_scenario(NAME, &[("NRT_MOCK_TOTAL_CORES", "4")], LIMIT)
+    else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     let err = DataParallel::new(&runtime, &affine_neff(), Config::default().dim(5))
         .expect_err("dim 5 is out of range");
     assert!(matches!(err, Error::Config(_)), "{err:?}");
-    let loads = nrt_mock::control::counters().expect("counters").loads;
+    let loads = mock_counters().loads;
     assert!(loads >= 1, "the model was loaded before the check");
     assert_no_leaks("after the failed build");
     // The runtime is still usable: a valid engine builds and serves.
@@ -311,17 +262,16 @@ fn out_of_device_memory_for_the_workers_fails_the_build_and_leaks_nothing() {
     // half-way through its sets. Loading is not charged, so every load succeeds.
     const NAME: &str = "out_of_device_memory_for_the_workers_fails_the_build_and_leaks_nothing";
     let budget = (3 * TENSOR_BYTES).to_string();
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
             ("NRT_MOCK_CORE_MEMORY", budget.as_str()),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     let neff = affine_neff();
     for attempt in 0..3 {
         let err = DataParallel::new(&runtime, &neff, Config::default())
@@ -350,17 +300,16 @@ fn out_of_device_memory_for_the_first_tensor_fails_the_build() {
     // A budget smaller than one tensor: the very first allocation fails.
     const NAME: &str = "out_of_device_memory_for_the_first_tensor_fails_the_build";
     let budget = (TENSOR_BYTES - 1).to_string();
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
             ("NRT_MOCK_CORE_MEMORY", budget.as_str()),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     let err = DataParallel::new(&runtime, &affine_neff(), Config::default().num_workers(1))
         .expect_err("no tensor fits");
     assert_eq!(err.status(), Some(Status::Resource), "{err:?}");
@@ -373,17 +322,16 @@ fn faults_on_every_core_at_once_report_the_lowest_chunk() {
     // Every core fails differently in the same call: the lowest chunk is reported, every
     // chunk ran, and the engine serves once the faults clear.
     const NAME: &str = "faults_on_every_core_at_once_report_the_lowest_chunk";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
             ("NRT_MOCK_FAULTS", "2:*:1004;1:*:6;0:*:1202"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(120));
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(
             &runtime,
@@ -407,18 +355,17 @@ fn concurrent_callers_under_faults_all_return_and_leak_nothing() {
     // Four caller threads while one core fails intermittently (every 3rd execution) and
     // another hangs once: every call returns, successes are exact, failures name a chunk.
     const NAME: &str = "concurrent_callers_under_faults_all_return_and_leak_nothing";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
             ("NRT_MOCK_FAULTS", "0:3:1004;0:6:1004;0:9:1004;2:4:hang"),
             ("NEURON_RT_EXEC_TIMEOUT", "1"),
         ],
-    ) {
+        Duration::from_secs(300),
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME, Duration::from_secs(300));
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(
             &runtime,

@@ -5,13 +5,16 @@
 //! `NRT_MOCK_FAULTS` and counters. Calls use one piece per chunk (rows = cores x compiled
 //! batch), so one failing call is one failure on the dead core.
 
-use std::sync::mpsc;
+mod common;
+
 use std::time::Duration;
 
+use common::{
+    affine_model, assert_no_leaks, child_scenario, core_id_model, mock_counters, mock_executions,
+    neff, planned_core_per_row, ref_affine,
+};
 use dataparallel::{Config, CoreState, DataParallel, Error, Input, Output};
-use neuron_rt::{DeviceId, Neff, Runtime, Status};
-use nrt_mock::neff::{DType, MockModel, Op};
-use nrt_mock::testing::in_child;
+use neuron_rt::{DeviceId, Neff, Status};
 
 /// Compiled batch of the test models.
 const B: usize = 2;
@@ -19,60 +22,16 @@ const B: usize = 2;
 const F: usize = 4;
 const SCALE: f32 = -2.0;
 const BIAS: f32 = 0.75;
-
-/// Aborts the child if it runs past `limit` (no call may hang).
-struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn new(what: &'static str) -> Watchdog {
-        let limit = Duration::from_secs(120);
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("watchdog: {what} still running after {limit:?}: a call hangs");
-                std::process::abort();
-            }
-        });
-        Watchdog(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-fn neff(model: MockModel) -> Neff {
-    model.validate().expect("valid mock model");
-    Neff::from_bytes(model.to_neff_bytes()).expect("mock NEFF parses")
-}
+/// How long a test may run before its watchdog aborts it (no call may hang).
+const LIMIT: Duration = Duration::from_secs(120);
 
 /// `core_id`: float32 `x` `[B, 2]` → int32 `core` `[B, 1]`, the physical core that ran it.
 fn core_id_neff() -> Neff {
-    neff(
-        MockModel::new("core_id", Op::CoreId)
-            .input("x", DType::Float32, &[B as u32, 2])
-            .output("core", DType::Int32, &[B as u32, 1])
-            .exec_us(50),
-    )
+    neff(core_id_model(B as u32))
 }
 
 fn affine_neff() -> Neff {
-    neff(
-        MockModel::new(
-            "affine",
-            Op::Affine {
-                scale: SCALE,
-                bias: BIAS,
-            },
-        )
-        .input("x", DType::Float32, &[B as u32, F as u32])
-        .output("y", DType::Float32, &[B as u32, F as u32])
-        .exec_us(50),
-    )
+    neff(affine_model(B as u32, F as u32, SCALE, BIAS))
 }
 
 /// Runs `rows` rows through the `core_id` engine: the physical core of each row.
@@ -92,15 +51,7 @@ fn cores_per_row(dp: &DataParallel, rows: usize) -> Result<Vec<i32>, Error> {
 
 /// The physical core of each row according to `dp.plan(rows)`.
 fn planned_cores_per_row(dp: &DataParallel, rows: usize) -> Vec<i32> {
-    let mut cores = Vec::new();
-    for chunk in dp.plan(rows).expect("plan") {
-        assert_eq!(chunk.start, cores.len());
-        let phys = chunk
-            .physical_core
-            .expect("the mock reports physical cores");
-        cores.extend(std::iter::repeat_n(phys as i32, chunk.rows));
-    }
-    cores
+    planned_core_per_row(&dp.plan(rows).expect("plan"))
 }
 
 fn affine(dp: &DataParallel, rows: usize) -> Result<Vec<f32>, Error> {
@@ -114,42 +65,26 @@ fn affine(dp: &DataParallel, rows: usize) -> Result<Vec<f32>, Error> {
     )?;
     assert_eq!(
         out,
-        x.iter().map(|v| v * SCALE + BIAS).collect::<Vec<_>>(),
+        ref_affine(&x, SCALE, BIAS),
         "{rows} rows equal plain Rust"
     );
     Ok(out)
-}
-
-fn executions(phys: usize) -> u64 {
-    nrt_mock::control::counters()
-        .expect("mock counters")
-        .executions[phys]
-}
-
-fn assert_no_leaks() {
-    let c = nrt_mock::control::counters().expect("mock counters");
-    assert_eq!(
-        (c.live_tensors, c.live_tensor_sets, c.live_models),
-        (0, 0, 0),
-        "live tensors, tensor sets, models"
-    );
 }
 
 #[test]
 fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
     // Logical nc:0-3 are physical 4-7; physical 6 (nc:2) fails every execution with 101.
     const NAME: &str = "dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NEURON_RT_VISIBLE_CORES", "4-7"),
             ("NRT_MOCK_FAULTS", "6:*:101"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &core_id_neff(), Config::default()).expect("engine");
         assert_eq!(dataparallel::DEFAULT_QUARANTINE_AFTER, 3);
@@ -176,7 +111,7 @@ fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
                 assert_eq!((h.consecutive_failures, h.last_status), (0, None));
             }
         }
-        let dead_executions = executions(6);
+        let dead_executions = mock_executions(6);
         assert_eq!(dead_executions, 3);
 
         // Quarantined: its chunks go to physical 4, 5 and 7, and every call succeeds.
@@ -191,7 +126,7 @@ fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
             "one chunk per healthy core"
         );
         assert_eq!(
-            executions(6),
+            mock_executions(6),
             dead_executions,
             "nothing ran on the dead core"
         );
@@ -205,7 +140,7 @@ fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
         assert_eq!(health.consecutive_failures, 0);
         let got = cores_per_row(&dp, 4 * B).expect("all four cores serve");
         assert_eq!(got, [4, 4, 5, 5, 6, 6, 7, 7]);
-        assert_eq!(executions(6), dead_executions + 1);
+        assert_eq!(mock_executions(6), dead_executions + 1);
 
         // Re-admitting a core the engine does not have is a configuration error.
         let err = dp
@@ -213,7 +148,7 @@ fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
             .expect_err("nc:9 is not in the engine");
         assert!(matches!(err, Error::Config(_)), "{err:?}");
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }
 
 #[test]
@@ -221,14 +156,13 @@ fn quarantined_core_outputs_stay_exact_on_the_other_cores() {
     // Physical 1 of 3 is dead (HW error 6); after quarantine, batches of every size equal
     // plain Rust.
     const NAME: &str = "quarantined_core_outputs_stay_exact_on_the_other_cores";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[("NRT_MOCK_TOTAL_CORES", "3"), ("NRT_MOCK_FAULTS", "1:*:6")],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         for _ in 0..3 {
@@ -237,29 +171,28 @@ fn quarantined_core_outputs_stay_exact_on_the_other_cores() {
             assert_eq!(err.chunk(), Some((1, DeviceId::new(1), Some(1))));
         }
         assert_eq!(dp.health()[1].state, CoreState::Quarantined);
-        let before = executions(1);
+        let before = mock_executions(1);
         for rows in 0..=17 {
             affine(&dp, rows).expect("serves on the healthy cores");
         }
-        assert_eq!(executions(1), before);
+        assert_eq!(mock_executions(1), before);
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }
 
 #[test]
 fn all_cores_quarantined_fails_fast_without_device_calls() {
     const NAME: &str = "all_cores_quarantined_fails_fast_without_device_calls";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
             ("NRT_MOCK_FAULTS", "0:*:101;1:*:1203"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         for _ in 0..3 {
@@ -273,7 +206,7 @@ fn all_cores_quarantined_fails_fast_without_device_calls() {
             "{:?}",
             dp.health()
         );
-        let before = nrt_mock::control::counters().expect("counters");
+        let before = mock_counters();
         for rows in [1, 2 * B, 9] {
             let err = affine(&dp, rows).expect_err("no core in service");
             assert!(
@@ -286,7 +219,7 @@ fn all_cores_quarantined_fails_fast_without_device_calls() {
             dp.plan(4),
             Err(Error::AllCoresQuarantined { cores: 2 })
         ));
-        let after = nrt_mock::control::counters().expect("counters");
+        let after = mock_counters();
         assert_eq!(after.total_executions(), before.total_executions());
         assert_eq!(after.bytes_written, before.bytes_written);
 
@@ -300,7 +233,7 @@ fn all_cores_quarantined_fails_fast_without_device_calls() {
         affine(&dp, 2 * B).expect("both serve");
         assert_eq!(dp.plan(2 * B).expect("plan").len(), 2);
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }
 
 #[test]
@@ -309,11 +242,10 @@ fn request_class_errors_never_quarantine() {
     // NRT_INVALID (2), NRT_EXEC_BAD_INPUT (1002), NRT_EXEC_COMPLETED_WITH_NUM_ERR (1003),
     // NRT_EXEC_OOB (1006). Ten failing calls each leave the core in service.
     const NAME: &str = "request_class_errors_never_quarantine";
-    if !in_child(NAME, &[("NRT_MOCK_TOTAL_CORES", "2")]) {
+    let Some((_watchdog, runtime)) = child_scenario(NAME, &[("NRT_MOCK_TOTAL_CORES", "2")], LIMIT)
+    else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         for status in [1u32, 2, 1002, 1003, 1006] {
@@ -331,7 +263,7 @@ fn request_class_errors_never_quarantine() {
         nrt_mock::control::set_faults("").expect("clear faults");
         affine(&dp, 2 * B).expect("serves");
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }
 
 #[test]
@@ -339,7 +271,7 @@ fn only_consecutive_hardware_failures_count() {
     // Physical 0 fails executions 1, 2, 4, 5, 7, 8 (101): a success between every two
     // failures resets the count, so the core is never quarantined; then 3 in a row are.
     const NAME: &str = "only_consecutive_hardware_failures_count";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -348,11 +280,10 @@ fn only_consecutive_hardware_failures_count() {
                 "0:1:101;0:2:101;0:4:101;0:5:101;0:7:101;0:8:101;0:10:101;0:11:101;0:12:101",
             ),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         for execution in 1..=9 {
@@ -367,25 +298,24 @@ fn only_consecutive_hardware_failures_count() {
         assert_eq!(dp.health()[0].consecutive_failures, 3);
         affine(&dp, 2 * B).expect("served by physical 1");
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }
 
 #[test]
 fn timeouts_count_as_hardware_failures_and_the_threshold_is_configurable() {
     // quarantine_after(1): a single hung execution (NRT_TIMEOUT) quarantines the core.
     const NAME: &str = "timeouts_count_as_hardware_failures_and_the_threshold_is_configurable";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
             ("NRT_MOCK_FAULTS", "1:1:hang"),
             ("NEURON_RT_EXEC_TIMEOUT", "1"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(
             &runtime,
@@ -402,23 +332,22 @@ fn timeouts_count_as_hardware_failures_and_the_threshold_is_configurable() {
         dp.readmit(DeviceId::new(1)).expect("readmit");
         affine(&dp, 2 * B).expect("both serve (the hang fault fired once)");
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }
 
 #[test]
 fn readmitting_a_still_dead_core_quarantines_it_again() {
     const NAME: &str = "readmitting_a_still_dead_core_quarantines_it_again";
-    if !in_child(
+    let Some((_watchdog, runtime)) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
             ("NRT_MOCK_FAULTS", "0:*:1201"),
         ],
-    ) {
+        LIMIT,
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(NAME);
-    let runtime = Runtime::init().expect("runtime");
+    };
     {
         let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
         for round in 0..3 {
@@ -435,8 +364,8 @@ fn readmitting_a_still_dead_core_quarantines_it_again() {
                 .expect("readmit (reload succeeds)");
             assert_eq!(dp.health()[0].state, CoreState::Healthy);
         }
-        let loads = nrt_mock::control::counters().expect("counters").loads;
+        let loads = mock_counters().loads;
         assert_eq!(loads, 2 + 3, "each readmit reloads the model once");
     }
-    assert_no_leaks();
+    assert_no_leaks("after the engine dropped");
 }

@@ -13,54 +13,27 @@
 //! default). Seed: `DP_STRESS_SEED` (default: from the clock; printed, and shown when the
 //! test fails, so a failure can be replayed).
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::{
+    MockModel, XorShift, add_model, affine_model, assert_no_leaks, child_scenario, neff, ref_add,
+    ref_affine, ref_rowsum, rowsum_model,
+};
 use dataparallel::{Config, DataParallel, Error, Input, Output};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
-use nrt_mock::testing::in_child;
 
 /// Physical cores of the simulated instance.
 const CORES: usize = 8;
 /// Caller threads per engine.
 const CALLERS: usize = 8;
 
-/// A seeded xorshift64* generator.
-#[derive(Debug, Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.max(1))
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-
-    /// True with probability `percent` / 100.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    /// Small floats with few mantissa bits (no NaN, no overflow).
-    fn f32s(&mut self, len: usize) -> Vec<f32> {
-        (0..len)
-            .map(|_| ((self.next() >> 44) as i32 - (1 << 19)) as f32 / 4096.0)
-            .collect()
-    }
+/// Small floats with few mantissa bits (no NaN, no overflow).
+fn small_f32s(rng: &mut XorShift, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|_| ((rng.next_u64() >> 44) as i32 - (1 << 19)) as f32 / 4096.0)
+        .collect()
 }
 
 /// The model an engine runs, with its plain-Rust reference.
@@ -81,7 +54,7 @@ enum Kind {
 }
 
 impl Kind {
-    fn random(rng: &mut Rng) -> Kind {
+    fn random(rng: &mut XorShift) -> Kind {
         match rng.range(0, 2) {
             0 => Kind::Affine {
                 scale: rng.range(1, 8) as f32 * 0.5 - 2.0,
@@ -105,21 +78,9 @@ impl Kind {
                 scale,
                 bias,
                 features,
-            } => MockModel::new("affine", Op::Affine { scale, bias })
-                .input("x", DType::Float32, &[b, features as u32])
-                .output("y", DType::Float32, &[b, features as u32]),
-            Kind::Add { features } => MockModel::new("add", Op::Add)
-                .input("a", DType::Float32, &[b, features as u32])
-                .input("b", DType::Float32, &[b, features as u32])
-                .output("sum", DType::Float32, &[b, features as u32]),
-            Kind::RowSum { features, out } => MockModel::new(
-                "rowsum",
-                Op::RowSum {
-                    out_features: out as u32,
-                },
-            )
-            .input("x", DType::Float32, &[b, features as u32])
-            .output("y", DType::Float32, &[b, out as u32]),
+            } => affine_model(b, features as u32, scale, bias),
+            Kind::Add { features } => add_model(b, features as u32),
+            Kind::RowSum { features, out } => rowsum_model(b, features as u32, out as u32),
         };
         model.exec_us(20)
     }
@@ -148,26 +109,9 @@ impl Kind {
 
     fn reference(self, rows: usize, inputs: &[Vec<f32>]) -> Vec<f32> {
         match self {
-            Kind::Affine { scale, bias, .. } => {
-                inputs[0].iter().map(|v| v * scale + bias).collect()
-            }
-            Kind::Add { .. } => inputs[0]
-                .iter()
-                .zip(&inputs[1])
-                .map(|(a, b)| a + b)
-                .collect(),
-            Kind::RowSum { features, out } => {
-                let mut y = vec![0.0f32; rows * out];
-                for r in 0..rows {
-                    for (i, v) in inputs[0][r * features..(r + 1) * features]
-                        .iter()
-                        .enumerate()
-                    {
-                        y[r * out + i % out] += *v;
-                    }
-                }
-                y
-            }
+            Kind::Affine { scale, bias, .. } => ref_affine(&inputs[0], scale, bias),
+            Kind::Add { .. } => ref_add(&inputs[0], &inputs[1]),
+            Kind::RowSum { out, .. } => ref_rowsum(&inputs[0], rows, out),
         }
     }
 }
@@ -185,7 +129,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn random(rng: &mut Rng) -> Setup {
+    fn random(rng: &mut XorShift) -> Setup {
         let kind = Kind::random(rng);
         let batch = rng.range(1, 4);
         let mut devices: Vec<i64> = (0..CORES as i64).filter(|_| rng.chance(50)).collect();
@@ -232,7 +176,7 @@ impl Setup {
     }
 
     /// A batch size the engine must accept.
-    fn rows(&self, rng: &mut Rng) -> usize {
+    fn rows(&self, rng: &mut XorShift) -> usize {
         if self.dynamic {
             rng.range(0, 40)
         } else if self.split_size.is_some() {
@@ -243,41 +187,8 @@ impl Setup {
     }
 }
 
-/// Aborts the child if it outlives `limit` (no call may hang).
-struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    fn new(limit: Duration) -> Watchdog {
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("watchdog: the stress test is still running after {limit:?}");
-                std::process::abort();
-            }
-        });
-        Watchdog(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-fn assert_no_leaks(when: &str) {
-    let c = nrt_mock::control::counters().expect("mock counters");
-    assert_eq!(
-        (c.live_tensors, c.live_tensor_sets, c.live_models),
-        (0, 0, 0),
-        "{when}: live tensors, tensor sets, models"
-    );
-}
-
 /// One caller: random valid calls (checked bit for bit) and the odd invalid one (rejected).
-fn caller(dp: &DataParallel, setup: &Setup, mut rng: Rng, until: Instant, calls: &AtomicU64) {
+fn caller(dp: &DataParallel, setup: &Setup, mut rng: XorShift, until: Instant, calls: &AtomicU64) {
     let kind = setup.kind;
     let (fin, fout) = (kind.in_features(), kind.out_features());
     let names = ["a", "b"];
@@ -287,7 +198,9 @@ fn caller(dp: &DataParallel, setup: &Setup, mut rng: Rng, until: Instant, calls:
         let rows = setup.rows(&mut rng);
         let in_shape = [rows, fin];
         let out_shape = [rows, fout];
-        let data: Vec<Vec<f32>> = (0..kind.inputs()).map(|_| rng.f32s(rows * fin)).collect();
+        let data: Vec<Vec<f32>> = (0..kind.inputs())
+            .map(|_| small_f32s(&mut rng, rows * fin))
+            .collect();
         if rng.chance(5) {
             // Invalid: one feature too many. Rejected before any device call.
             let bad_shape = [rows, fin + 1];
@@ -363,10 +276,13 @@ fn stress_random_engines_callers_and_batches() {
     };
     let cores = CORES.to_string();
     // The child inherits DP_STRESS_SECONDS and DP_STRESS_SEED.
-    if !in_child(NAME, &[("NRT_MOCK_TOTAL_CORES", cores.as_str())]) {
+    let Some((_watchdog, runtime)) = child_scenario(
+        NAME,
+        &[("NRT_MOCK_TOTAL_CORES", cores.as_str())],
+        Duration::from_secs(seconds * 4 + 300),
+    ) else {
         return;
-    }
-    let _watchdog = Watchdog::new(Duration::from_secs(seconds * 4 + 300));
+    };
     let seed: u64 = std::env::var("DP_STRESS_SEED")
         .ok()
         .and_then(|s| s.trim().parse().ok())
@@ -376,8 +292,8 @@ fn stress_random_engines_callers_and_batches() {
                 .map_or(1, |d| d.as_nanos() as u64)
         });
     println!("stress: {seconds} s, DP_STRESS_SEED={seed}");
-    let mut rng = Rng::new(seed);
-    let runtime = Runtime::init().expect("runtime");
+    // `max(1)`: seed 0 replays as it always did (xorshift needs a non-zero state).
+    let mut rng = XorShift::new(seed.max(1));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let calls = AtomicU64::new(0);
@@ -385,9 +301,7 @@ fn stress_random_engines_callers_and_batches() {
     // At least one engine, even with DP_STRESS_SECONDS=0.
     while engines == 0 || Instant::now() < deadline {
         let setup = Setup::random(&mut rng);
-        let model = setup.kind.model(setup.batch);
-        model.validate().expect("valid mock model");
-        let neff = Neff::from_bytes(model.to_neff_bytes()).expect("mock NEFF");
+        let neff = neff(setup.kind.model(setup.batch));
         let slice = Duration::from_millis(rng.range(500, 4000) as u64);
         let until = (Instant::now() + slice).min(deadline.max(Instant::now()));
         {
@@ -395,7 +309,7 @@ fn stress_random_engines_callers_and_batches() {
                 .unwrap_or_else(|e| panic!("build {setup:?}: {e}"));
             std::thread::scope(|s| {
                 for _ in 0..CALLERS {
-                    let thread_rng = Rng::new(rng.next());
+                    let thread_rng = XorShift::new(rng.next_u64());
                     let (dp, setup, calls) = (&dp, &setup, &calls);
                     s.spawn(move || caller(dp, setup, thread_rng, until, calls));
                 }

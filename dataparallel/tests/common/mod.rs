@@ -1,16 +1,19 @@
 //! Shared support for the engine's integration tests against the mock libnrt: one runtime per
 //! process, mock NEFFs, plain-Rust reference implementations of the mock ops, seeded data,
-//! and a logger that captures the calling thread's log records (for the warnings of §8).
+//! child-process scenarios with a watchdog, leak checks against the mock's counters, and a
+//! logger that captures the calling thread's log records (for the warnings of §8).
 //!
 //! Run with the mock: `NRT_DYLIB_PATH=.../libnrt_mock.so cargo test -p dataparallel` (or
 //! `cargo xtask mock-test`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::cell::RefCell;
-use std::sync::{Once, OnceLock};
+use std::sync::{Once, OnceLock, mpsc};
+use std::time::Duration;
 
 use dataparallel::{ChunkPlan, Config, DataParallel, Input, OutputTensor};
 use neuron_rt::{Neff, Runtime};
+use nrt_mock::counters::Counters;
 pub use nrt_mock::neff::{DType as MockDType, MockModel, Op};
 
 /// Simulated device time per execution used by most tests (small: the suite must be fast).
@@ -41,11 +44,22 @@ pub fn engine(neff: &Neff, config: Config) -> DataParallel {
     DataParallel::new(&runtime(), neff, config).expect("build the engine")
 }
 
+/// The first `k` cores, as integers.
+pub fn cores(k: usize) -> Config {
+    Config::default().device_indices((0..k as i64).collect::<Vec<_>>())
+}
+
 /// `affine {scale, bias}` with one float32 input `x` and output `y`, both `[b, features]`.
 pub fn affine_model(b: u32, features: u32, scale: f32, bias: f32) -> MockModel {
+    affine_shape_model(&[b, features], scale, bias)
+}
+
+/// `affine {scale, bias}` with one float32 input `x` and output `y`, both of `shape` (the
+/// compiled batch first).
+pub fn affine_shape_model(shape: &[u32], scale: f32, bias: f32) -> MockModel {
     MockModel::new("affine", Op::Affine { scale, bias })
-        .input("x", MockDType::Float32, &[b, features])
-        .output("y", MockDType::Float32, &[b, features])
+        .input("x", MockDType::Float32, shape)
+        .output("y", MockDType::Float32, shape)
         .exec_us(EXEC_US)
 }
 
@@ -98,6 +112,11 @@ pub fn ref_rowsum(x: &[f32], rows: usize, out_features: usize) -> Vec<f32> {
     out
 }
 
+/// The bit patterns of `values` (for comparisons that tell -0.0 from 0.0 and show every bit).
+pub fn bits(values: &[f32]) -> Vec<u32> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
 /// A seeded xorshift64* generator for test data.
 #[derive(Debug, Clone)]
 pub struct XorShift(u64);
@@ -120,6 +139,21 @@ impl XorShift {
         x ^= x >> 27;
         self.0 = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> usize {
+        usize::try_from(self.next_u64() % n).expect("fits usize")
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        lo + self.below((hi - lo + 1) as u64)
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
     }
 
     /// A float in [-8, 8) with few mantissa bits, so sums stay exact-ish and NaN never
@@ -207,6 +241,78 @@ pub fn executions(dp: &DataParallel) -> Vec<u64> {
 /// Total executions of an engine so far.
 pub fn total_executions(dp: &DataParallel) -> u64 {
     executions(dp).iter().sum()
+}
+
+// ---------------------------------------------------------------------------------------
+// Child-process scenarios and the mock's counters: a scenario that sets its own environment
+// (`NRT_MOCK_FAULTS`, `NRT_MOCK_TOTAL_CORES`, ...) or reads the process-wide counters runs in
+// a child process of its own (`nrt_mock::testing::in_child`).
+
+/// Aborts the process (failing the child, hence the test) if it is still alive after
+/// `limit`: no scenario may hang. Generous: only there to turn a hang into a failure.
+#[derive(Debug)]
+pub struct Watchdog(Option<mpsc::Sender<()>>);
+
+impl Watchdog {
+    /// Starts the watchdog of `what` (named in the message it aborts with).
+    pub fn new(what: &'static str, limit: Duration) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!("watchdog: {what} still running after {limit:?}: a call hangs");
+                std::process::abort();
+            }
+        });
+        Watchdog(Some(tx))
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Runs test `name` in a child process with `env` added to its environment. In the parent:
+/// waits, asserts the child passed and returns `None` (the test returns). In the child:
+/// returns a watchdog that aborts it after `limit` (keep it alive for the whole test) and the
+/// runtime.
+pub fn child_scenario(
+    name: &'static str,
+    env: &[(&str, &str)],
+    limit: Duration,
+) -> Option<(Watchdog, Runtime)> {
+    if !nrt_mock::testing::in_child(name, env) {
+        return None;
+    }
+    let watchdog = Watchdog::new(name, limit);
+    Some((watchdog, runtime()))
+}
+
+/// The mock's process-wide counters.
+pub fn mock_counters() -> Counters {
+    nrt_mock::control::counters().expect("mock counters")
+}
+
+/// Executions so far on physical core `phys`, by the mock's counters.
+pub fn mock_executions(phys: usize) -> u64 {
+    mock_counters().executions[phys]
+}
+
+/// `(live tensors, live tensor sets, live models)` of the mock's counters.
+pub fn live_handles(c: &Counters) -> (u64, u64, u64) {
+    (c.live_tensors, c.live_tensor_sets, c.live_models)
+}
+
+/// Asserts the mock holds no live tensors, tensor sets or models.
+pub fn assert_no_leaks(when: &str) {
+    assert_eq!(
+        live_handles(&mock_counters()),
+        (0, 0, 0),
+        "{when}: live tensors, tensor sets, models"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
