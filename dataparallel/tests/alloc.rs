@@ -16,9 +16,11 @@ use std::cell::Cell;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+mod common;
+
+use common::{affine_shape_model, neff, runtime};
 use dataparallel::{Config, DataParallel, Input, Output};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
+use neuron_rt::Neff;
 
 /// Counts allocations (and reallocations) of every thread while `COUNTING` is set.
 struct Counting;
@@ -93,18 +95,7 @@ const WARM_UP: usize = 10;
 const MEASURED: usize = 100;
 
 fn affine(shape: &[u32], exec_us: u64) -> Neff {
-    let bytes = MockModel::new(
-        "affine",
-        Op::Affine {
-            scale: 2.0,
-            bias: 1.0,
-        },
-    )
-    .input("x", DType::Float32, shape)
-    .output("y", DType::Float32, shape)
-    .exec_us(exec_us)
-    .to_neff_bytes();
-    Neff::from_bytes(bytes).expect("a valid mock NEFF")
+    neff(affine_shape_model(shape, 2.0, 1.0).exec_us(exec_us))
 }
 
 /// Warms `engine` up with `forward_into` on `shape`, then counts the allocations of
@@ -205,7 +196,7 @@ fn forward_into_allocates_nothing_in_steady_state() {
         std::env::var_os("DP_ALLOC_TRACE").is_some_and(|v| v == "1"),
         Ordering::SeqCst,
     );
-    let rt = Runtime::init().expect("the mock runtime");
+    let rt = runtime();
     let mut results = Vec::new();
 
     // Default config (2 workers per core, dynamic batching) on 4 cores, compiled batch 2:

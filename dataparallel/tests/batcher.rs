@@ -17,7 +17,10 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{MockDType, MockModel, Op, add_model, affine_model, core_id_model, engine, neff};
+use common::{
+    MockDType, MockModel, Op, add_model, affine_model, bits, core_id_model, engine, neff,
+    ref_affine,
+};
 use dataparallel::batcher::{
     Batcher, BatcherConfig, OwnedTensor, Request, RequestError, SubmitTimeoutError, Ticket,
     TrySubmitError,
@@ -44,14 +47,6 @@ fn tagged(tag: usize, rows: usize) -> (Request, Vec<f32>) {
     (request, x)
 }
 
-fn affine(x: &[f32]) -> Vec<f32> {
-    x.iter().map(|v| v * SCALE + BIAS).collect()
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
-}
-
 /// Checks a response holds exactly `x`'s rows, transformed.
 fn check_affine(what: &str, ticket: Ticket, x: &[f32]) {
     let response = ticket.wait().unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -61,7 +56,11 @@ fn check_affine(what: &str, ticket: Ticket, x: &[f32]) {
     assert_eq!(y.dtype, DType::Float32, "{what}");
     assert_eq!(y.shape, vec![x.len() / FEATURES, FEATURES], "{what}");
     let got = y.to_vec::<f32>().expect("float32 bytes");
-    assert_eq!(bits(&got), bits(&affine(x)), "{what}: got {got:?}");
+    assert_eq!(
+        bits(&got),
+        bits(&ref_affine(x, SCALE, BIAS)),
+        "{what}: got {got:?}"
+    );
     assert!(response.batch_rows >= x.len() / FEATURES, "{what}");
 }
 
@@ -340,7 +339,7 @@ fn max_delay_is_a_lower_bound_and_full_batches_go_at_once() {
     assert_eq!((response.batch_rows, response.batch_requests), (1, 1));
     assert_eq!(
         bits(&response.outputs[0].to_vec::<f32>().unwrap()),
-        bits(&affine(&x))
+        bits(&ref_affine(&x, SCALE, BIAS))
     );
 
     // A full batch does not wait (were it to wait, this would take an hour).
@@ -594,7 +593,7 @@ fn tickets_poll_wait_with_timeout_and_await() {
     };
     assert_eq!(
         bits(&response.outputs[0].to_vec::<f32>().unwrap()),
-        bits(&affine(&x))
+        bits(&ref_affine(&x, SCALE, BIAS))
     );
 
     // `.await` from a hand-rolled executor, several in flight.
@@ -608,7 +607,7 @@ fn tickets_poll_wait_with_timeout_and_await() {
         let response = block_on(ticket).expect("awaited");
         assert_eq!(
             bits(&response.outputs[0].to_vec::<f32>().unwrap()),
-            bits(&affine(&x))
+            bits(&ref_affine(&x, SCALE, BIAS))
         );
     }
 }

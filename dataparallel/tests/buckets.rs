@@ -1,26 +1,25 @@
 //! Batch-size buckets: one engine over several NEFFs of the same model compiled at different
 //! batch sizes, each chunk run as the pieces that minimise padding, then executions.
 
+mod common;
+
+use common::{MockDType as DType, MockModel, Op, neff, runtime};
 use dataparallel::{Config, DataParallel, Error, Input};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
+use neuron_rt::Neff;
 
+/// `affine {2, 1}` over `[batch, 8]`, named after its batch, no simulated device time.
 fn affine(batch: u32) -> Neff {
-    let bytes = MockModel::new(
-        format!("affine-b{batch}"),
-        Op::Affine {
-            scale: 2.0,
-            bias: 1.0,
-        },
+    neff(
+        MockModel::new(
+            format!("affine-b{batch}"),
+            Op::Affine {
+                scale: 2.0,
+                bias: 1.0,
+            },
+        )
+        .input("x", DType::Float32, &[batch, 8])
+        .output("y", DType::Float32, &[batch, 8]),
     )
-    .input("x", DType::Float32, &[batch, 8])
-    .output("y", DType::Float32, &[batch, 8])
-    .to_neff_bytes();
-    Neff::from_bytes(bytes).expect("mock NEFF")
-}
-
-fn runtime() -> Runtime {
-    Runtime::init().expect("the mock libnrt (run with `cargo xtask mock-test`)")
 }
 
 #[test]
@@ -60,13 +59,11 @@ fn chunks_run_as_the_least_padded_pieces_and_outputs_are_exact() {
 #[test]
 fn buckets_must_be_the_same_model_at_different_batches() {
     let rt = runtime();
-    let other = Neff::from_bytes(
+    let other = neff(
         MockModel::new("identity-b4", Op::Identity)
             .input("x", DType::Float32, &[4, 9])
-            .output("y", DType::Float32, &[4, 9])
-            .to_neff_bytes(),
-    )
-    .unwrap();
+            .output("y", DType::Float32, &[4, 9]),
+    );
     let config = || Config::default().device_list("nc:0");
     let error = DataParallel::with_buckets(&rt, &[affine(1), other], config()).unwrap_err();
     assert!(

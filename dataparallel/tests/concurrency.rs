@@ -7,10 +7,13 @@
 //! every output row of chunk i holds the physical core of device i (in the order the devices
 //! were given), under a visible-core remapping so physical and logical indices differ.
 
+mod common;
+
 use std::thread;
 
+use common::{XorShift, bits, ref_affine, ref_rowsum, runtime};
 use dataparallel::{Config, DataParallel, Error, Input, Output, OutputTensor};
-use neuron_rt::{DType as RtDType, Neff, Runtime};
+use neuron_rt::{DType as RtDType, Neff};
 use nrt_mock::neff::{DType, MockModel, Op};
 
 /// Caller threads per engine.
@@ -20,38 +23,23 @@ const FORWARDS: usize = 20;
 /// Batch sizes are drawn from `0..MAX_ROWS`.
 const MAX_ROWS: u64 = 64;
 
-/// xorshift64*: small, seeded, good enough to pick sizes and data.
-struct Rng(u64);
+/// The xorshift64* generator seeded `seed` (small and seeded, so a failure replays).
+fn seeded(seed: u64) -> XorShift {
+    XorShift::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+}
 
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> usize {
-        usize::try_from(self.next() % n).expect("fits usize")
-    }
-
-    /// A finite f32 with a random sign and mantissa and an exponent in 2^-12..2^12, so that
-    /// sums depend on the order they are taken in.
-    fn f32(&mut self) -> f32 {
-        let r = self.next();
-        let sign = u32::from(r & 1 == 1) << 31;
-        let exponent = u32::try_from(127 - 12 + (r >> 1) % 25).expect("small") << 23;
-        let mantissa = u32::try_from((r >> 8) & 0x7F_FFFF).expect("23 bits");
-        f32::from_bits(sign | exponent | mantissa)
-    }
-
-    fn f32s(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.f32()).collect()
-    }
+/// `n` finite f32s with a random sign and mantissa and an exponent in 2^-12..2^12, so that
+/// sums depend on the order they are taken in.
+fn wide_f32s(rng: &mut XorShift, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let r = rng.next_u64();
+            let sign = u32::from(r & 1 == 1) << 31;
+            let exponent = u32::try_from(127 - 12 + (r >> 1) % 25).expect("small") << 23;
+            let mantissa = u32::try_from((r >> 8) & 0x7F_FFFF).expect("23 bits");
+            f32::from_bits(sign | exponent | mantissa)
+        })
+        .collect()
 }
 
 /// The models under test.
@@ -109,7 +97,7 @@ fn neff(kind: Kind, b: usize, exec_us: u64) -> Neff {
             )
         }
     };
-    Neff::from_bytes(model.exec_us(exec_us).to_neff_bytes()).expect("a valid mock NEFF")
+    common::neff(model.exec_us(exec_us))
 }
 
 /// Outputs of one forward: `(shape, data)` per model output.
@@ -122,7 +110,7 @@ struct Batch {
 }
 
 impl Batch {
-    fn random(kind: Kind, n: usize, rng: &mut Rng) -> Batch {
+    fn random(kind: Kind, n: usize, rng: &mut XorShift) -> Batch {
         let row_shapes: Vec<Vec<usize>> = match kind {
             Kind::Affine2 => vec![vec![AFFINE_X], AFFINE_Z.to_vec()],
             Kind::RowSum => vec![ROWSUM_IN.to_vec()],
@@ -133,7 +121,7 @@ impl Batch {
             .collect();
         let data = shapes
             .iter()
-            .map(|s| rng.f32s(s.iter().product()))
+            .map(|s| wide_f32s(rng, s.iter().product()))
             .collect();
         Batch { shapes, data }
     }
@@ -161,34 +149,21 @@ impl Batch {
 /// The op computed in plain Rust: one `(shape, data)` per model output.
 fn reference(kind: Kind, batch: &Batch) -> Tensors {
     match kind {
+        // Two roundings, as the mock computes it (Rust never fuses these).
         Kind::Affine2 => batch
             .shapes
             .iter()
             .zip(&batch.data)
-            .map(|(shape, data)| {
-                // Two roundings, as the mock computes it (Rust never fuses these).
-                (
-                    shape.clone(),
-                    data.iter().map(|&v| v * SCALE + BIAS).collect(),
-                )
-            })
+            .map(|(shape, data)| (shape.clone(), ref_affine(data, SCALE, BIAS)))
             .collect(),
         Kind::RowSum => {
             let n = batch.shapes[0][0];
-            let row: usize = ROWSUM_IN.iter().product();
-            let mut out = vec![0.0f32; n * ROWSUM_OUT];
-            for r in 0..n {
-                for (i, &v) in batch.data[0][r * row..(r + 1) * row].iter().enumerate() {
-                    out[r * ROWSUM_OUT + i % ROWSUM_OUT] += v;
-                }
-            }
-            vec![(vec![n, ROWSUM_OUT], out)]
+            vec![(
+                vec![n, ROWSUM_OUT],
+                ref_rowsum(&batch.data[0], n, ROWSUM_OUT),
+            )]
         }
     }
-}
-
-fn bits(values: &[f32]) -> Vec<u32> {
-    values.iter().map(|v| v.to_bits()).collect()
 }
 
 fn check_outputs(
@@ -268,10 +243,6 @@ struct Case {
     exact: bool,
 }
 
-fn runtime() -> Runtime {
-    Runtime::init().expect("the mock runtime (set NRT_DYLIB_PATH to libnrt_mock.so)")
-}
-
 /// 8 threads × 20 forwards of random sizes on `case`'s engine; each result compared with the
 /// plain-Rust op and with a single-core engine.
 fn hammer(seed: u64, case: &Case) {
@@ -290,10 +261,10 @@ fn hammer(seed: u64, case: &Case) {
             .map(|t| {
                 let (engine, single) = (&engine, &single);
                 scope.spawn(move || {
-                    let mut rng = Rng::new(seed * 1000 + t);
+                    let mut rng = seeded(seed * 1000 + t);
                     for i in 0..FORWARDS {
                         let n = rng.below(MAX_ROWS);
-                        let (named, into) = (rng.next() & 1 == 1, rng.next() & 2 == 2);
+                        let (named, into) = (rng.next_u64() & 1 == 1, rng.next_u64() & 2 == 2);
                         let batch = Batch::random(case.kind, n, &mut rng);
                         let what = format!(
                             "seed {seed} thread {t} forward {i}: n={n} named={named} \
@@ -514,9 +485,8 @@ fn core_id_rows_follow_device_order() {
     let model = MockModel::new("core", Op::CoreId)
         .input("x", DType::Float32, &[b, 3])
         .output("core", DType::Int32, &[b, 1])
-        .exec_us(30)
-        .to_neff_bytes();
-    let neff = Neff::from_bytes(model).expect("mock NEFF");
+        .exec_us(30);
+    let neff = common::neff(model);
     let physical = [8i32, 11, 13];
     for (seed, config) in [
         (20u64, Config::default()),
@@ -531,13 +501,13 @@ fn core_id_rows_follow_device_order() {
             for t in 0..THREADS {
                 let engine = &engine;
                 scope.spawn(move || {
-                    let mut rng = Rng::new(seed * 1000 + t);
+                    let mut rng = seeded(seed * 1000 + t);
                     for _ in 0..FORWARDS {
                         let n = rng.below(MAX_ROWS);
-                        let x = rng.f32s(n * 3);
+                        let x = wide_f32s(&mut rng, n * 3);
                         let shape = [n, 3];
                         let plan = engine.plan(n).expect("plan");
-                        let out = if rng.next() & 1 == 1 {
+                        let out = if rng.next_u64() & 1 == 1 {
                             let out = engine.forward(&[Input::f32(&shape, &x)]).expect("forward");
                             assert_eq!(out[0].shape, vec![n, 1]);
                             out[0].to_vec::<i32>().expect("int32")
@@ -597,19 +567,19 @@ fn disabling_dynamic_batching_mid_flight() {
         for t in 0..THREADS {
             let engine = &engine;
             scope.spawn(move || {
-                let mut rng = Rng::new(30_000 + t);
+                let mut rng = seeded(30_000 + t);
                 for i in 0..FORWARDS {
                     if t == 0 && i == FORWARDS / 2 {
                         engine.disable_dynamic_batching();
                     }
                     // Half the calls use the one size that is valid either way.
-                    let n = if rng.next() & 1 == 1 {
+                    let n = if rng.next_u64() & 1 == 1 {
                         exact
                     } else {
                         rng.below(MAX_ROWS)
                     };
                     let batch = Batch::random(Kind::Affine2, n, &mut rng);
-                    let into = rng.next() & 1 == 1;
+                    let into = rng.next_u64() & 1 == 1;
                     match run(engine, &batch, false, into) {
                         Ok(got) => check_outputs(
                             &format!("thread {t} forward {i} n={n}"),
@@ -625,7 +595,7 @@ fn disabling_dynamic_batching_mid_flight() {
         }
     });
     assert!(!engine.dynamic_batching());
-    let batch = Batch::random(Kind::Affine2, exact, &mut Rng::new(31_000));
+    let batch = Batch::random(Kind::Affine2, exact, &mut seeded(31_000));
     let got = run(&engine, &batch, true, true).expect("cores x b rows");
     check_outputs("after disabling", &got, &reference(Kind::Affine2, &batch))
         .unwrap_or_else(|e| panic!("{e}"));

@@ -17,10 +17,7 @@ const F: usize = 3;
 
 /// Affine (b=2, 3 features) on the first `k` cores.
 fn affine_engine(k: usize) -> DataParallel {
-    engine(
-        &neff(affine_model(2, F as u32, SCALE, BIAS)),
-        Config::default().device_indices((0..k as i64).collect::<Vec<_>>()),
-    )
+    engine(&neff(affine_model(2, F as u32, SCALE, BIAS)), cores(k))
 }
 
 /// A valid forward (and forward_into) on `dp` with every value checked.

@@ -30,11 +30,6 @@ use dataparallel::{Config, DataParallel, Error, Input, Output, PlanError};
 use neuron_rt::{DType, DeviceId, DeviceIdError, DeviceIds};
 use nrt_mock::testing::in_child;
 
-/// The first `k` cores, as integers.
-fn cores(k: usize) -> Config {
-    Config::default().device_indices((0..k as i64).collect::<Vec<_>>())
-}
-
 /// Physical core of every replica, in device order.
 fn physical(dp: &DataParallel) -> Vec<i32> {
     dp.physical_cores()

@@ -6,11 +6,15 @@
 //! The counters are process-global, so every measurement runs in its own child process
 //! (`nrt_mock::testing::in_child`), where nothing else touches the mock.
 
+mod common;
+
+use common::{
+    affine_shape_model, assert_no_leaks, live_handles, mock_counters, neff, ref_affine, runtime,
+};
 use dataparallel::{Config, DataParallel, Input, Output};
-use neuron_rt::{Neff, Runtime};
+use neuron_rt::Neff;
 use nrt_mock::control;
 use nrt_mock::counters::Counters;
-use nrt_mock::neff::{DType, MockModel, Op};
 use nrt_mock::testing::in_child;
 
 const SCALE: f32 = 3.0;
@@ -21,22 +25,7 @@ const COLS: usize = 8;
 const ROW_BYTES: u64 = (COLS * size_of::<f32>()) as u64;
 
 fn affine(shape: &[u32]) -> Neff {
-    let bytes = MockModel::new(
-        "affine",
-        Op::Affine {
-            scale: SCALE,
-            bias: BIAS,
-        },
-    )
-    .input("x", DType::Float32, shape)
-    .output("y", DType::Float32, shape)
-    .exec_us(10)
-    .to_neff_bytes();
-    Neff::from_bytes(bytes).expect("a valid mock NEFF")
-}
-
-fn runtime() -> Runtime {
-    Runtime::init().expect("the mock runtime")
+    neff(affine_shape_model(shape, SCALE, BIAS).exec_us(10))
 }
 
 fn data(len: usize) -> Vec<f32> {
@@ -45,8 +34,8 @@ fn data(len: usize) -> Vec<f32> {
 
 fn check_affine(x: &[f32], y: &[f32]) {
     assert_eq!(x.len(), y.len());
-    for (i, (a, b)) in x.iter().zip(y).enumerate() {
-        assert_eq!((a * SCALE + BIAS).to_bits(), b.to_bits(), "element {i}");
+    for (i, (a, b)) in ref_affine(x, SCALE, BIAS).iter().zip(y).enumerate() {
+        assert_eq!(a.to_bits(), b.to_bits(), "element {i}");
     }
 }
 
@@ -54,7 +43,7 @@ fn check_affine(x: &[f32], y: &[f32]) {
 fn measure(f: impl FnOnce()) -> Counters {
     control::reset_counters();
     f();
-    control::counters().expect("mock counters")
+    mock_counters()
 }
 
 /// One `forward_into` of `n` rows of the `[4, 8]` affine model over 3 cores, which runs
@@ -247,10 +236,6 @@ fn dim_nonzero_writes_input_bytes_exactly() {
     assert_eq!(&c.executions[..3], &[1, 1, 0]);
 }
 
-fn live(c: &Counters) -> (u64, u64, u64) {
-    (c.live_tensors, c.live_models, c.live_tensor_sets)
-}
-
 /// Engines of several configurations (attach mode, dim 1, one worker for several cores) run
 /// good and bad calls, including a failing execution in attach mode; each call leaves the
 /// live handles as they were, and dropping the engines leaves none.
@@ -264,8 +249,7 @@ fn dropping_the_engine_leaks_nothing() {
     ) {
         return;
     }
-    let start = control::counters().expect("counters");
-    assert_eq!(live(&start), (0, 0, 0));
+    assert_no_leaks("at the start");
     let rt = runtime();
     {
         let b4 = affine(&[4, 8]);
@@ -293,7 +277,7 @@ fn dropping_the_engine_leaks_nothing() {
             )
             .expect("dim-1 engine"),
         ];
-        let built = control::counters().expect("counters");
+        let built = mock_counters();
         assert_eq!(built.live_models, 3 + 2 + 3 + 2);
         let mut failures = 0;
         for engine in &engines {
@@ -315,10 +299,10 @@ fn dropping_the_engine_leaks_nothing() {
                     }
                 }
                 let _ = engine.forward(&[Input::f32(shape, &x)]);
-                let now = control::counters().expect("counters");
+                let now = mock_counters();
                 assert_eq!(
-                    live(&now),
-                    live(&built),
+                    live_handles(&now),
+                    live_handles(&built),
                     "live handles after {shape:?}: {result:?}"
                 );
             }
@@ -326,11 +310,6 @@ fn dropping_the_engine_leaks_nothing() {
         // The bad shapes ([12, 7] three times, [2, 8, 4] once) and the injected fault.
         assert_eq!(failures, 5);
     }
-    let end = control::counters().expect("counters");
-    assert_eq!(
-        live(&end),
-        (0, 0, 0),
-        "live tensors, models, tensor sets after drop"
-    );
+    assert_no_leaks("after drop");
     drop(rt);
 }
