@@ -706,3 +706,89 @@ fn a_file_that_is_not_a_neff_is_bad_input() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
 }
+
+#[test]
+fn bench_serve_reports_the_batcher_and_latency_from_the_schedule() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s.run(&[
+        "bench",
+        &neff,
+        "--serve",
+        "--rate",
+        "2000",
+        "--iterations",
+        "200",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(report["schema"], "neuron-dp/1");
+    assert_eq!(report["command"], "bench");
+    assert_eq!(report["batch"], 1);
+    let serve = &report["serve"];
+    assert_eq!(serve["rate_per_s"].as_f64(), Some(2000.0));
+    assert_eq!(serve["request_rows"], 1);
+    assert_eq!(serve["max_delay_us"], 1000);
+    // Default: 4 cores x compiled batch 2.
+    assert_eq!(serve["max_batch_rows"], 8);
+    assert_eq!(serve["requests_scheduled"], 200);
+    let completed = serve["requests_completed"].as_u64().unwrap();
+    let rejected = serve["requests_rejected"].as_u64().unwrap();
+    assert_eq!(completed + rejected, 200);
+    assert_eq!(report["iterations"].as_u64(), Some(completed));
+    assert!(completed > 0);
+    assert!(serve["throughput_requests_per_s"].as_f64().unwrap() > 0.0);
+    // Every row that ran was in some batch of at most max_batch_rows rows.
+    let buckets = serve["batch_rows"].as_array().unwrap();
+    let batches: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    assert_eq!(serve["batches"].as_u64(), Some(batches));
+    assert!(batches > 0);
+    for b in buckets {
+        assert!(b["min"].as_u64().unwrap() >= 1);
+        assert!(b["max"].as_u64().unwrap() <= 8);
+    }
+    let mean = serve["mean_batch_rows"].as_f64().unwrap();
+    assert!((1.0..=8.0).contains(&mean), "{mean}");
+    assert!(serve["queue_depth"]["max"].as_u64().is_some());
+    assert!(serve["queue_depth"]["mean"].as_f64().is_some());
+    assert!(serve["queue_depth"]["samples"].as_u64().unwrap() >= 1);
+    assert!(serve["batcher_latency_ms"]["p99"].as_f64().is_some());
+    for field in ["min", "mean", "p50", "p90", "p99", "max"] {
+        assert!(
+            report["latency_ms"][field].as_f64().is_some(),
+            "latency lacks {field}"
+        );
+    }
+    assert!(report["latency_ms"]["p50"].as_f64() <= report["latency_ms"]["p99"].as_f64());
+    // The engine ran exactly the completed requests' rows, plus padding to the compiled batch.
+    assert_eq!(report["rows_executed"].as_u64(), Some(completed));
+    let ratio = report["pad_ratio"].as_f64().unwrap();
+    assert!((0.0..1.0).contains(&ratio), "{ratio}");
+    let cores = report["cores"].as_array().unwrap();
+    assert_eq!(cores.len(), 4);
+    for core in cores {
+        assert_eq!(core["failures"], 0);
+        assert_eq!(core["state"], "healthy");
+    }
+
+    // The text summary names the serving numbers; --serve needs --rate, and --batch is for
+    // the closed loop only.
+    let out = s.run(&[
+        "bench",
+        &neff,
+        "--serve",
+        "--rate",
+        "1000",
+        "--iterations",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in ["requests/s", "queue", "batches", "from the scheduled time"] {
+        assert!(text.contains(needle), "{needle} missing in {text}");
+    }
+    assert_usage(&s.run(&["bench", &neff, "--serve", "--iterations", "2"]));
+    assert_usage(&s.run(&["bench", &neff, "--rate", "100", "--iterations", "2"]));
+    assert_usage(&s.run(&["bench", &neff, "--serve", "--rate", "100", "--batch", "4"]));
+}

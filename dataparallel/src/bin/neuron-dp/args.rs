@@ -26,6 +26,14 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           cores:[{logical_core, device, physical_core, executions, busy_ms, busy_share,
                   failures, piece_p50_us, piece_p99_us, state:\"healthy\"|\"quarantined\", consecutive_failures,
                   last_status: str|null}]}
+          With --serve, the same object plus \"serve\"; batch is the rows per request,
+          iterations the requests completed, latency_ms counts from each request's scheduled
+          time, throughput_batches_per_s is requests per second:
+          serve:{rate_per_s, request_rows, max_delay_us, max_batch_rows, queue_capacity,
+                 requests_scheduled, requests_completed, requests_rejected,
+                 throughput_requests_per_s, batches, mean_batch_rows,
+                 batch_rows:[{min, max, count}], queue_depth:{max, mean, samples},
+                 batcher_latency_ms:{p50, p99} | null}
   model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
   runtime: {library, version, mock}
   busy_share = busy_ms / elapsed: above 1 when several workers per core overlap.
@@ -184,14 +192,34 @@ pub(crate) struct BenchArgs {
     #[arg(value_name = "NEFF", required = true, num_args = 1..)]
     pub(crate) neffs: Vec<PathBuf>,
     /// Rows per forward on --dim. Default: cores x the model's compiled batch.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "serve")]
     pub(crate) batch: Option<NonZeroUsize>,
-    /// Run for this long (default 5 s when --iterations is not given).
+    /// Run for this long (default 5 s when --iterations is not given). With --serve: the
+    /// length of the request schedule (rate x seconds requests).
     #[arg(long, value_name = "S", value_parser = parse_seconds, conflicts_with = "iterations")]
     pub(crate) seconds: Option<Duration>,
-    /// Run exactly this many forwards (after one warm-up forward).
+    /// Run exactly this many forwards (after one warm-up forward). With --serve: this many
+    /// requests.
     #[arg(long, value_name = "I")]
     pub(crate) iterations: Option<NonZeroUsize>,
+    /// Serving mode: an open-loop load of requests at --rate through the request batcher
+    /// (requests are issued on a fixed schedule whatever the completions do; latency counts
+    /// from each request's scheduled time). Reports throughput, latency percentiles, the
+    /// batcher's queue depth and batch sizes, padding and the per-core table.
+    #[arg(long, requires = "rate")]
+    pub(crate) serve: bool,
+    /// With --serve: requests per second.
+    #[arg(long, value_name = "R", requires = "serve", value_parser = parse_rate)]
+    pub(crate) rate: Option<f64>,
+    /// With --serve: rows per request [default: 1].
+    #[arg(long, value_name = "N", requires = "serve")]
+    pub(crate) request_rows: Option<NonZeroUsize>,
+    /// With --serve: the longest a batch waits to fill, in microseconds [default: 1000].
+    #[arg(long, value_name = "D", requires = "serve")]
+    pub(crate) max_delay_us: Option<u64>,
+    /// With --serve: most rows per batch [default: cores x the model's compiled batch].
+    #[arg(long, value_name = "M", requires = "serve")]
+    pub(crate) max_batch_rows: Option<NonZeroUsize>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
@@ -200,6 +228,19 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object on stdout instead of the text summary (schema in --help).
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of requests per second"))?;
+    if !(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0) {
+        return Err(format!(
+            "{text:?} is out of range: give requests per second above 0 and at most 1e7"
+        ));
+    }
+    Ok(rate)
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {

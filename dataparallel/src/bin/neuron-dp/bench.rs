@@ -5,7 +5,7 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use dataparallel::{DataParallel, Input, IoSpec, Output};
+use dataparallel::{CoreHealth, CoreReport, DataParallel, Input, IoSpec, Output};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use neuron_rt::DType;
 
@@ -19,7 +19,7 @@ const DEFAULT_SECONDS: u64 = 5;
 
 /// splitmix64: a small, fast, deterministic generator for the random inputs.
 #[derive(Debug)]
-struct SplitMix64(u64);
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
     fn next(&mut self) -> u64 {
@@ -38,7 +38,7 @@ impl SplitMix64 {
 
 /// Fills `bytes` with random elements of `dtype`: floats in [-1, 1) (never NaN), integers
 /// over their whole range.
-fn fill(bytes: &mut [u8], dtype: Option<DType>, rng: &mut SplitMix64) {
+pub(crate) fn fill(bytes: &mut [u8], dtype: Option<DType>, rng: &mut SplitMix64) {
     match dtype {
         Some(DType::Float32 | DType::Fp32R) => {
             for value in bytes.chunks_exact_mut(4) {
@@ -71,7 +71,7 @@ fn fill(bytes: &mut [u8], dtype: Option<DType>, rng: &mut SplitMix64) {
 }
 
 /// The shape of a random input of `batch` rows on `dim`.
-fn input_shape(spec: &IoSpec, dim: usize, batch: usize) -> Vec<usize> {
+pub(crate) fn input_shape(spec: &IoSpec, dim: usize, batch: usize) -> Vec<usize> {
     let mut shape = spec.shape.clone();
     if let Some(rows) = shape.get_mut(dim) {
         *rows = batch;
@@ -79,7 +79,7 @@ fn input_shape(spec: &IoSpec, dim: usize, batch: usize) -> Vec<usize> {
     shape
 }
 
-fn progress(len: u64, seconds: bool) -> ProgressBar {
+pub(crate) fn progress(len: u64, seconds: bool) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -94,8 +94,11 @@ fn progress(len: u64, seconds: bool) -> ProgressBar {
     ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr()).with_style(style)
 }
 
-/// The subcommand.
+/// The subcommand (`--serve` is [`crate::serve`]).
 pub(crate) fn run(args: &BenchArgs) -> CliResult {
+    if args.serve {
+        return crate::serve::run(args);
+    }
     let runtime = crate::runtime()?;
     let neffs = crate::neffs(&args.neffs)?;
     let engine = DataParallel::with_buckets(&runtime, &neffs, args.engine.config())
@@ -220,13 +223,60 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let health = engine.health();
     drop(outputs);
 
-    let rows_executed: u64 =
-        after.iter().map(|a| a.rows).sum::<u64>() - before.iter().map(|b| b.rows).sum::<u64>();
-    let pad_rows: u64 = after.iter().map(|a| a.pad_rows).sum::<u64>()
-        - before.iter().map(|b| b.pad_rows).sum::<u64>();
+    let (rows_executed, pad_rows, pad_ratio) = padding(&before, &after);
     let iterations = latencies.len();
     let seconds = elapsed.as_secs_f64().max(f64::MIN_POSITIVE);
-    let cores = after
+    let cores = core_table(&before, &after, &health, seconds);
+    let report = report::BenchReport {
+        schema: SCHEMA,
+        command: "bench",
+        model: report::Model::new(&args.neffs, &neffs, &engine),
+        runtime: report::RuntimeInfo::new(&runtime),
+        engine: report::Engine::new(&engine, &args.engine),
+        batch,
+        warmup_iterations: warmup,
+        iterations,
+        elapsed_s: elapsed.as_secs_f64(),
+        throughput_rows_per_s: (iterations * batch) as f64 / seconds,
+        throughput_batches_per_s: iterations as f64 / seconds,
+        latency_ms: report::Latency::of(&mut latencies),
+        rows_executed,
+        pad_rows,
+        pad_ratio,
+        cores,
+        serve: None,
+    };
+    if args.json {
+        report::print_json(&report)
+    } else {
+        print!("{}", report.text());
+        Ok(())
+    }
+}
+
+/// Real rows and pad rows executed between two snapshots, and pad / (rows + pad).
+pub(crate) fn padding(before: &[CoreReport], after: &[CoreReport]) -> (u64, u64, f64) {
+    let rows: u64 =
+        after.iter().map(|a| a.rows).sum::<u64>() - before.iter().map(|b| b.rows).sum::<u64>();
+    let pad: u64 = after.iter().map(|a| a.pad_rows).sum::<u64>()
+        - before.iter().map(|b| b.pad_rows).sum::<u64>();
+    let ratio = if rows + pad == 0 {
+        0.0
+    } else {
+        pad as f64 / (rows + pad) as f64
+    };
+    (rows, pad, ratio)
+}
+
+/// Each core's executions, busy time and piece latency between two snapshots taken
+/// `seconds` apart, with its health now.
+pub(crate) fn core_table(
+    before: &[CoreReport],
+    after: &[CoreReport],
+    health: &[CoreHealth],
+    seconds: f64,
+) -> Vec<report::CoreBusy> {
+    after
         .iter()
         .map(|a| {
             let b = before.iter().find(|b| b.core == a.core);
@@ -253,35 +303,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
                 last_status: h.and_then(|h| h.last_status).map(|s| s.name()),
             }
         })
-        .collect();
-    let report = report::BenchReport {
-        schema: SCHEMA,
-        command: "bench",
-        model: report::Model::new(&args.neffs, &neffs, &engine),
-        runtime: report::RuntimeInfo::new(&runtime),
-        engine: report::Engine::new(&engine, &args.engine),
-        batch,
-        warmup_iterations: warmup,
-        iterations,
-        elapsed_s: elapsed.as_secs_f64(),
-        throughput_rows_per_s: (iterations * batch) as f64 / seconds,
-        throughput_batches_per_s: iterations as f64 / seconds,
-        latency_ms: report::Latency::of(&mut latencies),
-        rows_executed,
-        pad_rows,
-        pad_ratio: if rows_executed + pad_rows == 0 {
-            0.0
-        } else {
-            pad_rows as f64 / (rows_executed + pad_rows) as f64
-        },
-        cores,
-    };
-    if args.json {
-        report::print_json(&report)
-    } else {
-        print!("{}", report.text());
-        Ok(())
-    }
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! | `info` | [`info`] | library, version, cores (logical → physical), Neuron environment |
 //! | `run` | [`run`] | `.npy` inputs → model on every core → `.npy` outputs and a report |
 //! | `bench` | [`bench`](mod@bench) | repeated forwards: throughput, latency percentiles, core busy share |
+//! | `bench --serve` | [`serve`] | open-loop requests through the batcher: latency from the schedule, queue depth, batch sizes |
 //!
 //! Exit status: 0 success; 2 bad input or usage; 1 runtime failure. Errors are one line on
 //! stderr, `neuron-dp: error: ...`. Logging goes to stderr through `env_logger` (`RUST_LOG`,
@@ -16,6 +17,7 @@ mod info;
 mod npy;
 mod report;
 mod run;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -334,6 +334,69 @@ pub(crate) struct BenchReport {
     pub(crate) pad_rows: u64,
     pub(crate) pad_ratio: f64,
     pub(crate) cores: Vec<CoreBusy>,
+    /// `bench --serve` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) serve: Option<Serve>,
+}
+
+/// Rows per batch: one histogram bucket.
+#[derive(Debug, Serialize)]
+pub(crate) struct BatchRows {
+    pub(crate) min: u64,
+    pub(crate) max: u64,
+    pub(crate) count: u64,
+}
+
+/// The batcher's queue depth, sampled periodically during the run.
+#[derive(Debug, Serialize)]
+pub(crate) struct QueueDepth {
+    pub(crate) max: usize,
+    pub(crate) mean: f64,
+    pub(crate) samples: usize,
+}
+
+/// The batcher's own submit-to-completion latency, in milliseconds.
+#[derive(Debug, Serialize)]
+pub(crate) struct BatcherLatency {
+    pub(crate) p50: f64,
+    pub(crate) p99: f64,
+}
+
+/// What `bench --serve` adds: the load and the batcher's view of it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Serve {
+    pub(crate) rate_per_s: f64,
+    pub(crate) request_rows: usize,
+    pub(crate) max_delay_us: u64,
+    pub(crate) max_batch_rows: usize,
+    pub(crate) queue_capacity: usize,
+    pub(crate) requests_scheduled: usize,
+    pub(crate) requests_completed: usize,
+    /// Turned away because the queue was full (open loop: never retried).
+    pub(crate) requests_rejected: usize,
+    pub(crate) throughput_requests_per_s: f64,
+    pub(crate) batches: u64,
+    pub(crate) mean_batch_rows: f64,
+    pub(crate) batch_rows: Vec<BatchRows>,
+    pub(crate) queue_depth: QueueDepth,
+    pub(crate) batcher_latency_ms: Option<BatcherLatency>,
+}
+
+impl Serve {
+    /// The batch-size histogram on one line: `rows:count`, or `lo-hi:count` for a range.
+    fn batch_rows_text(&self) -> String {
+        self.batch_rows
+            .iter()
+            .map(|b| {
+                if b.min == b.max {
+                    format!("{}:{}", b.min, b.count)
+                } else {
+                    format!("{}-{}:{}", b.min, b.max, b.count)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    }
 }
 
 impl BenchReport {
@@ -341,22 +404,58 @@ impl BenchReport {
     pub(crate) fn text(&self) -> String {
         let mut text = String::new();
         header(&mut text, &self.model, &self.runtime, &self.engine);
-        let _ = writeln!(
-            text,
-            "\nbench    batch {} rows, {} forwards in {:.2} s (after {} warm-up)",
-            self.batch, self.iterations, self.elapsed_s, self.warmup_iterations
-        );
-        let _ = writeln!(
-            text,
-            "throughput  {:.1} rows/s ({:.1} batches/s)",
-            self.throughput_rows_per_s, self.throughput_batches_per_s
-        );
+        if let Some(serve) = &self.serve {
+            self.serve_text(&mut text, serve);
+        } else {
+            let _ = writeln!(
+                text,
+                "\nbench    batch {} rows, {} forwards in {:.2} s (after {} warm-up)",
+                self.batch, self.iterations, self.elapsed_s, self.warmup_iterations
+            );
+            let _ = writeln!(
+                text,
+                "throughput  {:.1} rows/s ({:.1} batches/s)",
+                self.throughput_rows_per_s, self.throughput_batches_per_s
+            );
+        }
         let l = &self.latency_ms;
         let _ = writeln!(
             text,
-            "latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  (min {:.3}, mean {:.3}, max {:.3})",
-            l.p50, l.p90, l.p99, l.min, l.mean, l.max
+            "latency     p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  (min {:.3}, mean {:.3}, max {:.3}){}",
+            l.p50,
+            l.p90,
+            l.p99,
+            l.min,
+            l.mean,
+            l.max,
+            if self.serve.is_some() {
+                " from the scheduled time"
+            } else {
+                ""
+            }
         );
+        if let Some(serve) = &self.serve {
+            if let Some(b) = &serve.batcher_latency_ms {
+                let _ = writeln!(
+                    text,
+                    "            batcher's own submit to completion: p50 {:.3} ms  p99 {:.3} ms",
+                    b.p50, b.p99
+                );
+            }
+            let q = &serve.queue_depth;
+            let _ = writeln!(
+                text,
+                "queue       depth max {}, mean {:.1} ({} samples every {} ms; capacity {})",
+                q.max, q.mean, q.samples, SERVE_SAMPLE_MS, serve.queue_capacity
+            );
+            let _ = writeln!(
+                text,
+                "batches     {} (mean {:.1} rows); rows:count  {}",
+                serve.batches,
+                serve.mean_batch_rows,
+                serve.batch_rows_text()
+            );
+        }
         let _ = writeln!(
             text,
             "padding     {} pad rows for {} real rows ({:.1}% of executed rows)",
@@ -401,6 +500,40 @@ impl BenchReport {
              when several workers per core overlap transfers with execution)"
         );
         text
+    }
+}
+
+/// How often `bench --serve` samples the batcher's queue depth, in milliseconds.
+pub(crate) const SERVE_SAMPLE_MS: u64 = 5;
+
+impl BenchReport {
+    /// The first lines of a `bench --serve` summary: the load and what was served.
+    fn serve_text(&self, text: &mut String, serve: &Serve) {
+        let _ = writeln!(
+            text,
+            "\nserve    open loop at {} requests/s, {} rows per request; batcher max delay {} µs, \
+             max batch {} rows, queue {}",
+            serve.rate_per_s,
+            serve.request_rows,
+            serve.max_delay_us,
+            serve.max_batch_rows,
+            serve.queue_capacity
+        );
+        let _ = writeln!(
+            text,
+            "requests    {} scheduled, {} completed, {} turned away (queue full) in {:.2} s \
+             (after {} warm-up forward)",
+            serve.requests_scheduled,
+            serve.requests_completed,
+            serve.requests_rejected,
+            self.elapsed_s,
+            self.warmup_iterations
+        );
+        let _ = writeln!(
+            text,
+            "throughput  {:.1} requests/s, {:.1} rows/s",
+            serve.throughput_requests_per_s, self.throughput_rows_per_s
+        );
     }
 }
 
