@@ -13,33 +13,24 @@
 //! flattened pixels `i` with `i % 10 == j`, accumulated in f32. Exits 1 with the error's
 //! message on any failure.
 
+mod common;
+
 use std::error::Error;
 use std::process::ExitCode;
 
+use common::{CLASSES, IMAGE, PIXELS};
 use dataparallel::{Config, DataParallel, Input};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
+use neuron_rt::Runtime;
 
-const IMAGE: [usize; 3] = [3, 8, 8];
-const CLASSES: usize = 10;
 const BATCH: usize = 5;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let model = MockModel::new("resnet-like", Op::RowSum { out_features: 10 })
-        .input("image", DType::Float32, &[1, 3, 8, 8])
-        .output("logits", DType::Float32, &[1, 10])
-        .exec_us(200);
-    let neff = Neff::from_bytes(model.to_neff_bytes())?;
+    // Compiled for one image: `[1, 3, 8, 8]` -> `[1, 10]`.
+    let neff = common::resnet_like()?;
 
     let runtime = Runtime::init()?;
     let engine = DataParallel::new(&runtime, &neff, Config::default())?;
@@ -51,8 +42,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         engine.num_workers()
     );
 
-    let pixels: usize = IMAGE.iter().product();
-    let images: Vec<f32> = (0..BATCH * pixels)
+    let images: Vec<f32> = (0..BATCH * PIXELS)
         .map(|i| (i % 97) as f32 * 0.125)
         .collect();
     let shape = [BATCH, IMAGE[0], IMAGE[1], IMAGE[2]];
@@ -74,29 +64,7 @@ fn run() -> Result<(), Box<dyn Error>> {
         "input {shape:?} -> output `{}` {:?}",
         logits.name, logits.shape
     );
-    if logits.shape != [BATCH, CLASSES] {
-        return Err(format!(
-            "expected output shape [{BATCH}, {CLASSES}], got {:?}",
-            logits.shape
-        )
-        .into());
-    }
-
-    let got = logits.to_vec::<f32>().ok_or("output is not float32")?;
-    for (r, image) in images.chunks_exact(pixels).enumerate() {
-        let mut want = [0.0f32; CLASSES];
-        for (i, &v) in image.iter().enumerate() {
-            want[i % CLASSES] += v;
-        }
-        let row = &got[r * CLASSES..(r + 1) * CLASSES];
-        if row
-            .iter()
-            .zip(&want)
-            .any(|(a, b)| a.to_bits() != b.to_bits())
-        {
-            return Err(format!("image {r}: got {row:?}, expected {want:?}").into());
-        }
-    }
+    let got = common::check_logits(&images, logits)?;
     println!("first row: {:?}", &got[..CLASSES]);
     println!("check: all {BATCH} rows equal the model computed on one core");
     Ok(())

@@ -15,21 +15,17 @@
 //! (the mock's `affine` op with scale 1, bias 1), which keeps the shape: the output is
 //! `[1, 3, 16, 8]`. Exits 1 with the error's message on any failure.
 
+mod common;
+
 use std::error::Error;
 use std::process::ExitCode;
 
 use dataparallel::{Config, DataParallel, Input};
-use neuron_rt::{Neff, Runtime};
+use neuron_rt::Runtime;
 use nrt_mock::neff::{DType, MockModel, Op};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
@@ -43,7 +39,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     .input("x", DType::Float32, &[1, 3, 8, 8])
     .output("y", DType::Float32, &[1, 3, 8, 8])
     .exec_us(200);
-    let neff = Neff::from_bytes(model.to_neff_bytes())?;
+    let neff = common::mock_neff(&model)?;
 
     let runtime = Runtime::init()?;
     let engine = DataParallel::new(

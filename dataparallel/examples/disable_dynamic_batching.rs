@@ -12,32 +12,22 @@
 //! The model is the mock's `rowsum` op standing in for a classifier (`[1, 3, 8, 8]` ->
 //! `[1, 10]`). Exits 1 with the error's message on any unexpected failure.
 
+mod common;
+
 use std::error::Error;
 use std::process::ExitCode;
 
+use common::PIXELS;
 use dataparallel::{Config, DataParallel, Input};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
-
-const PIXELS: usize = 3 * 8 * 8;
-const CLASSES: usize = 10;
+use neuron_rt::Runtime;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let model = MockModel::new("resnet-like", Op::RowSum { out_features: 10 })
-        .input("image", DType::Float32, &[1, 3, 8, 8])
-        .output("logits", DType::Float32, &[1, 10])
-        .exec_us(200);
-    let neff = Neff::from_bytes(model.to_neff_bytes())?;
+    // Compiled for one image: `[1, 3, 8, 8]` -> `[1, 10]`.
+    let neff = common::resnet_like()?;
 
     let runtime = Runtime::init()?;
     let engine = DataParallel::new(&runtime, &neff, Config::default().device_list("nc:0,nc:1"))?;
@@ -63,19 +53,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     let outputs = engine.forward(&[Input::f32(&shape, &images)])?;
     println!("batch 2: output {:?}", outputs[0].shape);
-    if outputs[0].shape != [2, CLASSES] {
-        return Err(format!("expected [2, {CLASSES}], got {:?}", outputs[0].shape).into());
-    }
-    let got = outputs[0].to_vec::<f32>().ok_or("output is not float32")?;
-    for (r, image) in images.chunks_exact(PIXELS).enumerate() {
-        let mut want = [0.0f32; CLASSES];
-        for (i, &v) in image.iter().enumerate() {
-            want[i % CLASSES] += v;
-        }
-        if got[r * CLASSES..(r + 1) * CLASSES] != want {
-            return Err(format!("batch 2, image {r}: wrong output").into());
-        }
-    }
+    common::check_logits(&images, &outputs[0]).map_err(|e| format!("batch 2: {e}"))?;
 
     // 4 rows on 2 cores of a batch-1 model: refused, with the rule in the message.
     let images = vec![0.5f32; 4 * PIXELS];

@@ -11,32 +11,22 @@
 //! The model is the mock's `rowsum` op standing in for a classifier (`[1, 3, 8, 8]` ->
 //! `[1, 10]`). Exits 1 with the error's message on any failure.
 
+mod common;
+
 use std::error::Error;
 use std::process::ExitCode;
 
+use common::PIXELS;
 use dataparallel::{Config, DataParallel, Input};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
-
-const PIXELS: usize = 3 * 8 * 8;
-const CLASSES: usize = 10;
+use neuron_rt::Runtime;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let model = MockModel::new("resnet-like", Op::RowSum { out_features: 10 })
-        .input("image", DType::Float32, &[1, 3, 8, 8])
-        .output("logits", DType::Float32, &[1, 10])
-        .exec_us(200);
-    let neff = Neff::from_bytes(model.to_neff_bytes())?;
+    // Compiled for one image: `[1, 3, 8, 8]` -> `[1, 10]`.
+    let neff = common::resnet_like()?;
 
     let runtime = Runtime::init()?;
     let engine = DataParallel::new(&runtime, &neff, Config::default())?;
@@ -59,30 +49,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             chunks.join(", "),
             logits.shape
         );
-        if logits.shape != [batch, CLASSES] {
-            return Err(format!(
-                "batch {batch}: expected [{batch}, {CLASSES}], got {:?}",
-                logits.shape
-            )
-            .into());
-        }
-        let got = logits.to_vec::<f32>().ok_or("output is not float32")?;
-        for (r, image) in images.chunks_exact(PIXELS).enumerate() {
-            let mut want = [0.0f32; CLASSES];
-            for (i, &v) in image.iter().enumerate() {
-                want[i % CLASSES] += v;
-            }
-            let row = &got[r * CLASSES..(r + 1) * CLASSES];
-            if row
-                .iter()
-                .zip(&want)
-                .any(|(a, b)| a.to_bits() != b.to_bits())
-            {
-                return Err(
-                    format!("batch {batch}, image {r}: got {row:?}, expected {want:?}").into(),
-                );
-            }
-        }
+        common::check_logits(&images, logits).map_err(|e| format!("batch {batch}: {e}"))?;
     }
     println!("check: every batch size ran on the same engine with correct rows");
     Ok(())

@@ -10,6 +10,8 @@
 //! prints throughput, latency percentiles and the batch-size histogram, and checks every
 //! result. Exits 1 with the error's message on any failure.
 
+mod common;
+
 use std::error::Error;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request, Ticket};
 use dataparallel::{Config, DataParallel};
-use neuron_rt::{Neff, Runtime};
+use neuron_rt::Runtime;
 use nrt_mock::neff::{DType, MockModel, Op};
 
 const CLIENTS: usize = 8;
@@ -29,13 +31,7 @@ const SCALE: f32 = 2.0;
 const BIAS: f32 = 1.0;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error + Send + Sync>> {
@@ -49,7 +45,7 @@ fn run() -> Result<(), Box<dyn Error + Send + Sync>> {
     .input("x", DType::Float32, &[8, FEATURES as u32])
     .output("y", DType::Float32, &[8, FEATURES as u32])
     .exec_us(300);
-    let neff = Neff::from_bytes(model.to_neff_bytes())?;
+    let neff = common::mock_neff(&model)?;
     let runtime = Runtime::init()?;
     let engine = Arc::new(DataParallel::new(
         &runtime,

@@ -11,33 +11,24 @@
 //! The model is the mock's `rowsum` op standing in for a classifier (`[1, 3, 8, 8]` ->
 //! `[1, 10]`). Exits 1 with the error's message on any failure.
 
+mod common;
+
 use std::error::Error;
 use std::process::ExitCode;
 
+use common::PIXELS;
 use dataparallel::{Config, DataParallel, Input};
-use neuron_rt::{Neff, Runtime};
-use nrt_mock::neff::{DType, MockModel, Op};
+use neuron_rt::Runtime;
 
-const PIXELS: usize = 3 * 8 * 8;
-const CLASSES: usize = 10;
 const BATCH: usize = 5;
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    common::exit_code(run())
 }
 
 fn run() -> Result<(), Box<dyn Error>> {
-    let model = MockModel::new("resnet-like", Op::RowSum { out_features: 10 })
-        .input("image", DType::Float32, &[1, 3, 8, 8])
-        .output("logits", DType::Float32, &[1, 10])
-        .exec_us(200);
-    let neff = Neff::from_bytes(model.to_neff_bytes())?;
+    // Compiled for one image: `[1, 3, 8, 8]` -> `[1, 10]`.
+    let neff = common::resnet_like()?;
 
     let runtime = Runtime::init()?;
     // The same as `.device_indices([0, 1])`.
@@ -61,28 +52,7 @@ fn run() -> Result<(), Box<dyn Error>> {
     let outputs = engine.forward(&[Input::f32(&shape, &images)])?;
     let logits = &outputs[0];
     println!("input {shape:?} -> output {:?}", logits.shape);
-    if logits.shape != [BATCH, CLASSES] {
-        return Err(format!(
-            "expected output shape [{BATCH}, {CLASSES}], got {:?}",
-            logits.shape
-        )
-        .into());
-    }
-    let got = logits.to_vec::<f32>().ok_or("output is not float32")?;
-    for (r, image) in images.chunks_exact(PIXELS).enumerate() {
-        let mut want = [0.0f32; CLASSES];
-        for (i, &v) in image.iter().enumerate() {
-            want[i % CLASSES] += v;
-        }
-        let row = &got[r * CLASSES..(r + 1) * CLASSES];
-        if row
-            .iter()
-            .zip(&want)
-            .any(|(a, b)| a.to_bits() != b.to_bits())
-        {
-            return Err(format!("image {r}: got {row:?}, expected {want:?}").into());
-        }
-    }
+    common::check_logits(&images, logits)?;
     for report in engine.core_stats() {
         println!("{}: {} execution(s)", report.core, report.executions);
     }
