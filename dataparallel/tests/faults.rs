@@ -19,7 +19,7 @@ use common::{
     affine_model, assert_no_leaks, child_scenario, mock_counters, mock_executions, neff, ref_affine,
 };
 use dataparallel::{Config, DataParallel, Error, Input, Output};
-use neuron_rt::{DeviceId, Neff, Status};
+use neuron_rt::{DeviceId, Neff, Runtime, Status};
 
 /// Features per row of the test model.
 const F: usize = 3;
@@ -32,6 +32,11 @@ const LIMIT: Duration = Duration::from_secs(120);
 
 fn affine_neff() -> Neff {
     neff(affine_model(B as u32, F as u32, SCALE, BIAS))
+}
+
+/// The affine engine on `runtime` with `config`, panicking with the error on failure.
+fn affine_engine(runtime: &Runtime, config: Config) -> DataParallel {
+    DataParallel::new(runtime, &affine_neff(), config).expect("engine")
 }
 
 /// Bytes of one tensor of the test model.
@@ -105,12 +110,7 @@ fn dead_core_fails_its_chunk_every_call_and_leaks_nothing() {
     };
     assert_no_leaks("before the engine");
     {
-        let dp = DataParallel::new(
-            &runtime,
-            &affine_neff(),
-            Config::default().quarantine_after(0),
-        )
-        .expect("engine");
+        let dp = affine_engine(&runtime, Config::default().quarantine_after(0));
         let rows = 4 * B;
         for _ in 0..5 {
             let (result, out) = run(&dp, rows);
@@ -148,7 +148,7 @@ fn intermittent_failure_fails_one_call_only() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         let rows = 4 * B; // one piece per chunk: one execution per core per call
         assert_serves(&dp, rows);
         let (result, out) = run(&dp, rows);
@@ -183,7 +183,7 @@ fn hung_execution_times_out_and_the_engine_serves_on() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         let rows = 2 * B;
         let started = Instant::now();
         let (result, out) = run(&dp, rows);
@@ -249,7 +249,7 @@ fn build_failing_after_the_loads_unloads_every_replica() {
     assert!(loads >= 1, "the model was loaded before the check");
     assert_no_leaks("after the failed build");
     // The runtime is still usable: a valid engine builds and serves.
-    let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+    let dp = affine_engine(&runtime, Config::default());
     assert_serves(&dp, 9);
     drop(dp);
     assert_no_leaks("after the engine dropped");
@@ -333,12 +333,7 @@ fn faults_on_every_core_at_once_report_the_lowest_chunk() {
         return;
     };
     {
-        let dp = DataParallel::new(
-            &runtime,
-            &affine_neff(),
-            Config::default().quarantine_after(0),
-        )
-        .expect("engine");
+        let dp = affine_engine(&runtime, Config::default().quarantine_after(0));
         let (result, _) = run(&dp, 3 * B);
         let err = result.expect_err("every chunk fails");
         assert_chunk_error(&err, 0, 0, 0, Status::ExecHwErrNcUe);
@@ -367,12 +362,7 @@ fn concurrent_callers_under_faults_all_return_and_leak_nothing() {
         return;
     };
     {
-        let dp = DataParallel::new(
-            &runtime,
-            &affine_neff(),
-            Config::default().quarantine_after(0),
-        )
-        .expect("engine");
+        let dp = affine_engine(&runtime, Config::default().quarantine_after(0));
         let failures = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for t in 0..4 {

@@ -14,7 +14,7 @@ use common::{
     neff, planned_core_per_row, ref_affine,
 };
 use dataparallel::{Config, CoreState, DataParallel, Error, Input, Output};
-use neuron_rt::{DeviceId, Neff, Status};
+use neuron_rt::{DeviceId, Neff, Runtime, Status};
 
 /// Compiled batch of the test models.
 const B: usize = 2;
@@ -32,6 +32,11 @@ fn core_id_neff() -> Neff {
 
 fn affine_neff() -> Neff {
     neff(affine_model(B as u32, F as u32, SCALE, BIAS))
+}
+
+/// The affine engine on `runtime` with `config`, panicking with the error on failure.
+fn affine_engine(runtime: &Runtime, config: Config) -> DataParallel {
+    DataParallel::new(runtime, &affine_neff(), config).expect("engine")
 }
 
 /// Runs `rows` rows through the `core_id` engine: the physical core of each row.
@@ -164,7 +169,7 @@ fn quarantined_core_outputs_stay_exact_on_the_other_cores() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         for _ in 0..3 {
             let err = affine(&dp, 3 * B).expect_err("physical 1 fails");
             assert_eq!(err.status(), Some(Status::HwError));
@@ -194,7 +199,7 @@ fn all_cores_quarantined_fails_fast_without_device_calls() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         for _ in 0..3 {
             let err = affine(&dp, 2 * B).expect_err("both cores fail");
             assert_eq!(err.chunk().map(|c| c.0), Some(0), "{err:?}");
@@ -247,7 +252,7 @@ fn request_class_errors_never_quarantine() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         for status in [1u32, 2, 1002, 1003, 1006] {
             nrt_mock::control::set_faults(&format!("1:*:{status}")).expect("set faults");
             for _ in 0..10 {
@@ -285,7 +290,7 @@ fn only_consecutive_hardware_failures_count() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         for execution in 1..=9 {
             let failed = affine(&dp, 2 * B).is_err();
             assert_eq!(failed, execution % 3 != 0, "execution {execution}");
@@ -317,12 +322,7 @@ fn timeouts_count_as_hardware_failures_and_the_threshold_is_configurable() {
         return;
     };
     {
-        let dp = DataParallel::new(
-            &runtime,
-            &affine_neff(),
-            Config::default().quarantine_after(1),
-        )
-        .expect("engine");
+        let dp = affine_engine(&runtime, Config::default().quarantine_after(1));
         let err = affine(&dp, 2 * B).expect_err("hangs, then times out");
         assert_eq!(err.status(), Some(Status::Timeout));
         let health = dp.health()[1];
@@ -349,7 +349,7 @@ fn readmitting_a_still_dead_core_quarantines_it_again() {
         return;
     };
     {
-        let dp = DataParallel::new(&runtime, &affine_neff(), Config::default()).expect("engine");
+        let dp = affine_engine(&runtime, Config::default());
         for round in 0..3 {
             for _ in 0..3 {
                 affine(&dp, 2 * B).expect_err("physical 0 fails");

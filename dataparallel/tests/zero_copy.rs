@@ -46,6 +46,20 @@ fn measure(f: impl FnOnce()) -> Counters {
     mock_counters()
 }
 
+/// Counters moved by one `forward_into` of seeded data of `shape` on `engine` alone, whose
+/// outputs are checked against plain Rust.
+fn measured_forward(engine: &DataParallel, shape: &[usize]) -> Counters {
+    let x = data(shape.iter().product());
+    let mut y = vec![f32::NAN; x.len()];
+    let counters = measure(|| {
+        engine
+            .forward_into(&[Input::f32(shape, &x)], &mut [Output::f32(shape, &mut y)])
+            .expect("forward_into");
+    });
+    check_affine(&x, &y);
+    counters
+}
+
 /// One `forward_into` of `n` rows of the `[4, 8]` affine model over 3 cores, which runs
 /// `pieces` executions on each core.
 fn affine_b4_k3(attach: bool, n: usize, pieces: u64) -> Counters {
@@ -58,18 +72,7 @@ fn affine_b4_k3(attach: bool, n: usize, pieces: u64) -> Counters {
             .attach(attach),
     )
     .expect("engine");
-    let x = data(n * COLS);
-    let mut y = vec![f32::NAN; n * COLS];
-    let shape = [n, COLS];
-    let counters = measure(|| {
-        engine
-            .forward_into(
-                &[Input::f32(&shape, &x)],
-                &mut [Output::f32(&shape, &mut y)],
-            )
-            .expect("forward_into");
-    });
-    check_affine(&x, &y);
+    let counters = measured_forward(&engine, &[n, COLS]);
     println!(
         "attach={attach} n={n}: plan {:?}; written {} memset {} read {} (writes {}, reads {})",
         engine.plan(n).expect("plan"),
@@ -164,19 +167,7 @@ fn attach_mode_without_dynamic_batching_moves_no_bytes() {
             .attach(true),
     )
     .expect("engine");
-    let n = 8;
-    let x = data(n * COLS);
-    let mut y = vec![f32::NAN; n * COLS];
-    let shape = [n, COLS];
-    let c = measure(|| {
-        engine
-            .forward_into(
-                &[Input::f32(&shape, &x)],
-                &mut [Output::f32(&shape, &mut y)],
-            )
-            .expect("forward_into");
-    });
-    check_affine(&x, &y);
+    let c = measured_forward(&engine, &[8, COLS]);
     println!(
         "attach, dynamic off, n=8: written {} memset {} read {}",
         c.bytes_written, c.bytes_memset, c.bytes_read
@@ -207,19 +198,8 @@ fn dim_nonzero_writes_input_bytes_exactly() {
             .dynamic_batching(false),
     )
     .expect("engine");
-    let shape = [2, 8, 3];
-    let x = data(2 * 8 * 3);
-    let mut y = vec![f32::NAN; x.len()];
-    let c = measure(|| {
-        engine
-            .forward_into(
-                &[Input::f32(&shape, &x)],
-                &mut [Output::f32(&shape, &mut y)],
-            )
-            .expect("forward_into");
-    });
-    check_affine(&x, &y);
-    let bytes = (x.len() * size_of::<f32>()) as u64;
+    let c = measured_forward(&engine, &[2, 8, 3]);
+    let bytes = (2 * 8 * 3 * size_of::<f32>()) as u64;
     println!(
         "dim=1: written {} memset {} read {} (writes {}, reads {})",
         c.bytes_written, c.bytes_memset, c.bytes_read, c.tensor_writes, c.tensor_reads
