@@ -19,6 +19,16 @@ fn phys_of(vnc: i32) -> i32 {
     ids[0]
 }
 
+/// After `nrt_init`: `visible` cores are visible and each `(logical, physical)` pair of
+/// `cores` runs on that physical core. Then `nrt_close`.
+fn assert_cores_and_close(visible_cores: u32, cores: &[(i32, i32)]) {
+    assert_eq!(visible(), Ok(visible_cores));
+    for &(logical, physical) in cores {
+        assert_eq!(phys_of(logical), physical, "logical core {logical}");
+    }
+    close();
+}
+
 #[test]
 fn default_topology_counts_before_and_after_init() {
     if !in_child("default_topology_counts_before_and_after_init", &[]) {
@@ -27,9 +37,8 @@ fn default_topology_counts_before_and_after_init() {
     assert_eq!(total(), Ok(24));
     assert_eq!(visible(), Ok(24));
     init_ok();
-    assert_eq!((total(), visible()), (Ok(24), Ok(24)));
-    assert_eq!(phys_of(23), 23);
-    close();
+    assert_eq!(total(), Ok(24));
+    assert_cores_and_close(24, &[(23, 23)]);
 }
 
 #[test]
@@ -54,9 +63,8 @@ fn visible_single_index() {
     }
     assert_eq!(visible(), Ok(1));
     init_ok();
-    assert_eq!((total(), visible()), (Ok(24), Ok(1)));
-    assert_eq!(phys_of(0), 5);
-    close();
+    assert_eq!(total(), Ok(24));
+    assert_cores_and_close(1, &[(0, 5)]);
 }
 
 #[test]
@@ -66,9 +74,7 @@ fn visible_range() {
     }
     assert_eq!(visible(), Ok(12));
     init_ok();
-    assert_eq!(visible(), Ok(12));
-    assert_eq!(phys_of(11), 11);
-    close();
+    assert_cores_and_close(12, &[(11, 11)]);
 }
 
 #[test]
@@ -80,10 +86,7 @@ fn visible_range_and_index() {
         return;
     }
     init_ok();
-    assert_eq!(visible(), Ok(4));
-    assert_eq!(phys_of(0), 3);
-    assert_eq!(phys_of(3), 6);
-    close();
+    assert_cores_and_close(4, &[(0, 3), (3, 6)]);
 }
 
 #[test]
@@ -92,10 +95,7 @@ fn visible_list() {
         return;
     }
     init_ok();
-    assert_eq!(visible(), Ok(2));
-    assert_eq!(phys_of(0), 1);
-    assert_eq!(phys_of(1), 3);
-    close();
+    assert_cores_and_close(2, &[(0, 1), (1, 3)]);
 }
 
 #[test]
@@ -108,9 +108,7 @@ fn num_cores_takes_first_free() {
     }
     assert_eq!(visible(), Ok(3));
     init_ok();
-    assert_eq!(visible(), Ok(3));
-    assert_eq!(phys_of(2), 2);
-    close();
+    assert_cores_and_close(3, &[(2, 2)]);
 }
 
 #[test]
@@ -139,16 +137,34 @@ fn init_probe() {
     close();
 }
 
-fn probe(env: &[(&str, &str)]) -> std::process::Output {
-    child_output("init_probe", env)
+/// Runs `init_probe` in a child with `env` (which sets `PROBE_EXPECT`), asserts that it
+/// passed and returns its stderr.
+fn probe(env: &[(&str, &str)]) -> String {
+    let out = child_output("init_probe", env);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{env:?}: {stderr}");
+    stderr
+}
+
+/// Runs test `name` in a child owning the `visible` cores, with a lock directory of its own
+/// that the probes it starts share. In the child: returns that directory, which is also its
+/// `NRT_MOCK_LOCK_DIR`. In the parent: asserts the child passed and returns `None`.
+fn in_child_with_locks(name: &str, visible: &str) -> Option<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    if !in_child(name, &[("NEURON_RT_VISIBLE_CORES", visible), ("LOCKS", d)]) {
+        return None;
+    }
+    let d = std::env::var("LOCKS").unwrap();
+    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &d) };
+    Some(d)
 }
 
 #[test]
 fn malformed_visible_cores_fail_init_naming_the_value() {
     for bad in ["3-1", "a", "0-99", "", "1,,2", "1,1", "2,0-3"] {
-        let out = probe(&[("NEURON_RT_VISIBLE_CORES", bad), ("PROBE_EXPECT", "2")]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{bad:?}: {stderr}");
+        let stderr = probe(&[("NEURON_RT_VISIBLE_CORES", bad), ("PROBE_EXPECT", "2")]);
         assert!(
             stderr.contains(&format!(
                 "nrt-mock: nrt_init: NEURON_RT_VISIBLE_CORES={bad:?}"
@@ -161,99 +177,59 @@ fn malformed_visible_cores_fail_init_naming_the_value() {
         ("NEURON_RT_NUM_CORES", "x"),
         ("NRT_MOCK_TOTAL_CORES", "0"),
     ] {
-        let out = probe(&[(var, bad), ("PROBE_EXPECT", "2")]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{var}={bad}: {stderr}");
+        let stderr = probe(&[(var, bad), ("PROBE_EXPECT", "2")]);
         assert!(stderr.contains(var), "{stderr}");
     }
 }
 
 #[test]
 fn disjoint_processes_both_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    if !in_child(
-        "disjoint_processes_both_start",
-        &[("NEURON_RT_VISIBLE_CORES", "0-11"), ("LOCKS", d)],
-    ) {
+    let Some(d) = in_child_with_locks("disjoint_processes_both_start", "0-11") else {
         return;
-    }
-    let d = std::env::var("LOCKS").unwrap();
-    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
-    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &d) };
+    };
     init_ok();
-    let out = probe(&[
+    probe(&[
         ("NEURON_RT_VISIBLE_CORES", "12-23"),
         ("NRT_MOCK_LOCK_DIR", &d),
         ("PROBE_EXPECT", "0"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     close();
 }
 
 #[test]
 fn overlapping_process_fails_naming_busy_cores() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    if !in_child(
-        "overlapping_process_fails_naming_busy_cores",
-        &[("NEURON_RT_VISIBLE_CORES", "0-11"), ("LOCKS", d)],
-    ) {
+    let Some(d) = in_child_with_locks("overlapping_process_fails_naming_busy_cores", "0-11") else {
         return;
-    }
-    let d = std::env::var("LOCKS").unwrap();
-    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
-    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &d) };
+    };
     init_ok();
-    let out = probe(&[
+    let stderr = probe(&[
         ("NEURON_RT_VISIBLE_CORES", "11-12"),
         ("NRT_MOCK_LOCK_DIR", &d),
         ("PROBE_EXPECT", &NRT_RESOURCE.to_string()),
     ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("NeuronCore(s) not available - Requested:nc11-nc12"),
         "{stderr}"
     );
     assert!(stderr.contains("busy: nc11-nc11"), "{stderr}");
     // NUM_CORES counts only free cores: 12 are left.
-    let out = probe(&[
+    probe(&[
         ("NEURON_RT_NUM_CORES", "13"),
         ("NRT_MOCK_LOCK_DIR", &d),
         ("PROBE_EXPECT", "4"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = probe(&[
+    probe(&[
         ("NEURON_RT_NUM_CORES", "12"),
         ("NRT_MOCK_LOCK_DIR", &d),
         ("PROBE_EXPECT", "0"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // nrt_close releases the cores.
     close();
-    let out = probe(&[
+    probe(&[
         ("NEURON_RT_VISIBLE_CORES", "11-12"),
         ("NRT_MOCK_LOCK_DIR", &d),
         ("PROBE_EXPECT", "0"),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]
