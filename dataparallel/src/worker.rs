@@ -1,7 +1,8 @@
-//! Worker threads: each owns pre-allocated input and output tensor sets on the core(s) it
-//! serves, takes pieces from those cores' channels, and for each piece writes the caller's
-//! rows into device tensors (zeroing pad rows), executes, and reads the outputs straight into
-//! the caller's output rows.
+//! Running pieces: the per-core replica (models, counters, health), the stations
+//! (pre-allocated input and output tensor sets on a core), the worker threads that take jobs
+//! from their queue, and [`serve`], which runs one piece — on a worker, or on a caller that
+//! runs it itself — writing the caller's rows into device tensors (zeroing pad rows),
+//! executing, and reading the outputs straight into the caller's output rows.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
