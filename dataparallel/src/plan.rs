@@ -5,8 +5,9 @@
 //! of rows `n` on the split dim, the number of cores `k` and the model's compiled batch `b`,
 //! it says
 //! - how the rows are cut into chunks and which core slot runs each chunk ([`Split`]);
-//! - how a chunk runs as pieces of `b` rows with zero padding when dynamic batching is on
-//!   ([`pieces`]);
+//! - the [`Piece`] a chunk runs as: rows of the chunk plus zero pad rows (which compiled
+//!   sizes a chunk's pieces use is `buckets.rs`; the single-size split `pieces` kept here,
+//!   `ceil(c / b)` pieces of `b`, is the reference the bucket planner is tested against);
 //! - whether the batch is acceptable when dynamic batching is off ([`Split::check_exact`]).
 //!
 //! Everything here is plain integer math: no allocation, no I/O, no panics on any input, and
