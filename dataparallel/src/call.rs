@@ -2,7 +2,7 @@
 //! caller's stack, and the [`Job`]s that point into it. The caller blocks until every job of
 //! the call has completed, so the borrowed views outlive every use by a worker.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
 use std::time::Instant;
@@ -132,6 +132,9 @@ pub(crate) struct Failure {
 pub(crate) struct Completion {
     remaining: AtomicUsize,
     waiter: Thread,
+    /// Set (before `remaining` drops) when `failure` holds something, so a call without
+    /// failures never takes the lock.
+    failed: AtomicBool,
     failure: Mutex<Option<Failure>>,
 }
 
@@ -140,6 +143,7 @@ impl Completion {
         Completion {
             remaining: AtomicUsize::new(0),
             waiter: thread::current(),
+            failed: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
     }
@@ -155,6 +159,7 @@ impl Completion {
         if slot.as_ref().is_none_or(|f| failure.chunk < f.chunk) {
             *slot = Some(failure);
         }
+        self.failed.store(true, Ordering::Relaxed);
     }
 
     /// Marks one job finished. After this returns the completion may be gone: callers must
@@ -177,6 +182,11 @@ impl Completion {
 
     /// The recorded failure, after `wait`.
     pub(crate) fn take_failure(&self) -> Option<Failure> {
+        // `wait` returned after an Acquire load of `remaining` that saw every job's
+        // AcqRel decrement, which came after its `failed` store.
+        if !self.failed.load(Ordering::Relaxed) {
+            return None;
+        }
         self.failure
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
