@@ -1,9 +1,14 @@
 //! Exclusive ownership of physical cores across processes.
 //!
-//! This module owns the per-core lock files: `<dir>/nc<PHYS>.lock`, locked with
-//! `flock(LOCK_EX | LOCK_NB)`, under `NRT_MOCK_LOCK_DIR` (default `<temp>/nrt-mock-locks`).
-//! A lock lives as long as its open file: it is released by `nrt_close` (dropping
-//! [`CoreLocks`]) or by the kernel when the process exits, however it exits.
+//! This module owns the per-core lock files: `<dir>/nc<PHYS>.lock` under `NRT_MOCK_LOCK_DIR`
+//! (default `<temp>/nrt-mock-locks`), each write-locked with a POSIX record lock
+//! (`fcntl(F_SETLK)`). A lock lives as long as its open file: it is released by `nrt_close`
+//! (dropping [`CoreLocks`]) or by the kernel when the process exits, however it exits.
+//!
+//! Record locks belong to the process, not to the open file: a child being forked by this
+//! process (a test spawning a helper, say) does not share them in the instant between fork
+//! and exec. `flock` locks are shared that way, so a close-then-init that happened during a
+//! sibling thread's spawn found its own cores still held and failed with `NRT_RESOURCE`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -34,19 +39,25 @@ fn try_lock(dir: &Path, phys: u32) -> io::Result<Option<File>> {
         .truncate(false)
         .open(&path)
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-    // SAFETY: flock takes a file descriptor and flags; the descriptor is valid because `file`
-    // is open and outlives the call.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    // SAFETY: all-zero bytes are a valid `struct flock`; the fields that matter are set next.
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = libc::F_WRLCK as libc::c_short;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock.l_start = 0;
+    lock.l_len = 0; // the whole file
+    // SAFETY: F_SETLK takes a descriptor and a pointer to a `struct flock` it only reads; the
+    // descriptor is valid because `file` is open, and `lock` outlives the call.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &lock) };
     if rc == 0 {
         return Ok(Some(file));
     }
     let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+    if matches!(err.raw_os_error(), Some(libc::EACCES | libc::EAGAIN)) {
         Ok(None)
     } else {
         Err(io::Error::new(
             err.kind(),
-            format!("flock {}: {err}", path.display()),
+            format!("lock {}: {err}", path.display()),
         ))
     }
 }
