@@ -465,7 +465,7 @@ impl BenchReport {
         );
         let _ = writeln!(
             text,
-            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>13}  {:<11}  last failure",
+            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>17}  {:<11}  last failure",
             "core",
             "physical",
             "executions",
@@ -478,7 +478,7 @@ impl BenchReport {
         for c in &self.cores {
             let _ = writeln!(
                 text,
-                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:>13}  {:<11}  {}",
+                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:>17}  {:<11}  {}",
                 c.device,
                 physical(c.physical_core),
                 c.executions,
