@@ -3,7 +3,7 @@
 //! the call has completed, so the borrowed views outlive every use by a worker.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::{self, Thread};
 use std::time::Instant;
 
@@ -131,7 +131,9 @@ pub(crate) struct Failure {
 /// with the lowest chunk index. Needs no allocation.
 pub(crate) struct Completion {
     remaining: AtomicUsize,
-    waiter: Thread,
+    /// The caller, to wake when the last job finishes; set before the first job goes to a
+    /// worker (a call run wholly on the caller never needs it).
+    waiter: OnceLock<Thread>,
     /// Set (before `remaining` drops) when `failure` holds something, so a call without
     /// failures never takes the lock.
     failed: AtomicBool,
@@ -142,7 +144,7 @@ impl Completion {
     pub(crate) fn new() -> Completion {
         Completion {
             remaining: AtomicUsize::new(0),
-            waiter: thread::current(),
+            waiter: OnceLock::new(),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
@@ -167,10 +169,17 @@ impl Completion {
     pub(crate) fn finish(&self) {
         // Clone the handle first: once `remaining` reaches zero the caller may return and
         // free this completion.
-        let waiter = self.waiter.clone();
+        let waiter = self.waiter.get().cloned();
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            waiter.unpark();
+            if let Some(waiter) = waiter {
+                waiter.unpark();
+            }
         }
+    }
+
+    /// Records the calling thread as the one to wake; call before handing a job to a worker.
+    pub(crate) fn before_handoff(&self) {
+        self.waiter.get_or_init(thread::current);
     }
 
     /// Blocks until every expected job has finished.

@@ -386,16 +386,17 @@ impl DataParallel {
     /// [`Error::Config`] when `core` is not one of the engine's cores; [`Error::Runtime`]
     /// when the reload fails (the core stays quarantined).
     pub fn readmit(&self, core: DeviceId) -> Result<()> {
-        let replica = self
+        let index = self
             .replicas
             .iter()
-            .find(|r| r.core == core)
+            .position(|r| r.core == core)
             .ok_or_else(|| {
                 Error::Config(format!(
                     "{core} is not one of this engine's cores ({})",
                     self.devices
                 ))
             })?;
+        let replica = &self.replicas[index];
         // Load every bucket afresh first, so a failed reload leaves the replica as it was.
         let mut reloaded = Vec::with_capacity(replica.buckets());
         for bucket in 0..replica.buckets() {
@@ -409,6 +410,14 @@ impl DataParallel {
         }
         for (bucket, model) in reloaded.into_iter().enumerate() {
             replica.replace_model(bucket, model);
+        }
+        // Every station of the core takes the new models now (waiting for a piece in
+        // flight on it), so the old ones unload before this returns.
+        for station in self.stations.get(index).into_iter().flatten() {
+            station
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .refresh();
         }
         replica.health.readmit();
         log::info!("{core} re-admitted after a reload");
@@ -711,6 +720,7 @@ impl DataParallel {
     /// Queues a job for its core's workers; if they are gone, fails it in place.
     fn send(&self, call: &Call<'_>, job: Job) {
         let queue = &self.queues[self.queue_of[job.replica]];
+        call.completion.before_handoff();
         if let Err(job) = queue.push(job) {
             call.completion.fail(Failure {
                 chunk: job.chunk,

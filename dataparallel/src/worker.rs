@@ -103,16 +103,34 @@ impl CoreStats {
 /// caller that runs a piece itself borrows a free one.
 pub(crate) struct Station {
     replica: Arc<Replica>,
+    /// The replica's models, one per bucket, held here so a piece needs no lock to reach
+    /// them; [`Station::refresh`] picks up a reload.
+    models: Vec<Arc<Model>>,
     sets: Vec<(TensorSet<'static>, TensorSet<'static>)>,
 }
 
 impl Station {
     pub(crate) fn new(replica: Arc<Replica>) -> Result<Station, neuron_rt::Error> {
-        let sets = (0..replica.buckets())
+        let models: Vec<Arc<Model>> = (0..replica.buckets())
             .filter_map(|bucket| replica.model(bucket))
+            .collect();
+        let sets = models
+            .iter()
             .map(|model| Ok((model.allocate_inputs()?, model.allocate_outputs()?)))
             .collect::<Result<_, neuron_rt::Error>>()?;
-        Ok(Station { replica, sets })
+        Ok(Station {
+            replica,
+            models,
+            sets,
+        })
+    }
+
+    /// Takes the replica's current models (after a reload); the old ones unload once no
+    /// station holds them.
+    pub(crate) fn refresh(&mut self) {
+        self.models = (0..self.replica.buckets())
+            .filter_map(|bucket| self.replica.model(bucket))
+            .collect();
     }
 
     fn core(&self) -> DeviceId {
@@ -237,9 +255,7 @@ pub(crate) fn serve(station: &mut Station, job: Job) {
                 .unwrap_or_else(|| "unknown panic".to_owned()),
         }),
     };
-    stats
-        .piece_latency
-        .record_us(u64::try_from((ended - started).as_micros()).unwrap_or(u64::MAX));
+    stats.piece_latency.record_us(piece_ns / 1_000);
     let health = &station.replica.health;
     match &error {
         None => {
@@ -307,8 +323,8 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
         return run_attached(station, call, job.bucket, b, src_row);
     }
     let model = station
-        .replica
-        .model(job.bucket)
+        .models
+        .get(job.bucket)
         .ok_or_else(|| missing("model", "of the bucket"))?;
     let (inputs, outputs) = station
         .sets
@@ -344,7 +360,7 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
         }
     }
 
-    execute(&station.replica, &model, inputs, outputs)?;
+    execute(&station.replica, model, inputs, outputs)?;
 
     for (index, spec) in call.spec.outputs.iter().enumerate() {
         let view = find(call.outputs, call.output_matching, index, &spec.name, |v| {
@@ -402,8 +418,8 @@ fn run_attached(
     src_row: usize,
 ) -> Result<(), neuron_rt::Error> {
     let model = station
-        .replica
-        .model(bucket)
+        .models
+        .get(bucket)
         .ok_or_else(|| missing("model", "of the bucket"))?;
     let runtime = model.runtime();
     let mut attached_inputs = Vec::with_capacity(call.spec.inputs.len());
@@ -446,7 +462,7 @@ fn run_attached(
     for (spec, tensor) in call.spec.outputs.iter().zip(attached_outputs.iter_mut()) {
         outputs.add_mut(&spec.name, tensor)?;
     }
-    execute(&station.replica, &model, &inputs, &mut outputs)
+    execute(&station.replica, model, &inputs, &mut outputs)
 }
 
 fn missing(what: &str, name: &str) -> neuron_rt::Error {
