@@ -201,8 +201,19 @@ impl Buckets {
     /// The pieces of a chunk of `rows` rows, largest sizes first; only the last piece (the
     /// smallest size used) carries pad rows.
     pub(crate) fn pieces(&self, rows: usize) -> BucketPieces<'_> {
-        let (extra, mut rest) = self.reduce(rows);
         let mut counts = [0usize; MAX_BUCKETS];
+        if let [size] = self.sizes.as_slice() {
+            // One size: ceil(rows / size) pieces, no table needed.
+            counts[0] = rows.div_ceil(*size);
+            return BucketPieces {
+                sizes: &self.sizes,
+                counts,
+                bucket: 1,
+                next: 0,
+                rows,
+            };
+        }
+        let (extra, mut rest) = self.reduce(rows);
         counts[self.sizes.len() - 1] = extra;
         while rest > 0 {
             let best = self.table[rest];

@@ -338,6 +338,19 @@ impl DataParallel {
             .count()
     }
 
+    /// Maps chunk slots to replicas for one call: slot i runs on the i-th core in service.
+    /// With every core in service (the usual case) that is the identity, with no scan.
+    fn slot_map(&self) -> impl Fn(usize) -> usize + '_ {
+        let identity = self.healthy_cores() == self.replicas.len();
+        move |slot| {
+            if identity {
+                slot
+            } else {
+                self.replica_for_slot(slot)
+            }
+        }
+    }
+
     /// The replica that chunk slot `slot` runs on: the `slot`th core in service (falls back
     /// to the slot itself if health changed since the split was made).
     fn replica_for_slot(&self, slot: usize) -> usize {
@@ -454,6 +467,7 @@ impl DataParallel {
         if !dynamic {
             split.check_exact(self.smallest_batch())?;
         }
+        let slot_map = self.slot_map();
         Ok(split
             .iter()
             .map(|chunk| {
@@ -465,7 +479,7 @@ impl DataParallel {
                 } else {
                     vec![chunk.rows]
                 };
-                let replica = &self.replicas[self.replica_for_slot(chunk.slot)];
+                let replica = &self.replicas[slot_map(chunk.slot)];
                 ChunkPlan {
                     chunk: chunk.index,
                     start: chunk.start,
@@ -650,8 +664,9 @@ impl DataParallel {
         // itself if one of that core's stations is free. Calls of tiny pieces run every
         // piece that way.
         let mut held: Option<Job> = None;
+        let slot_map = self.slot_map();
         for chunk in split.iter() {
-            let replica = self.replica_for_slot(chunk.slot);
+            let replica = slot_map(chunk.slot);
             for BucketPiece { bucket, piece } in self.pieces_of(call, chunk.rows) {
                 call.completion.expect(1);
                 let job = Job::new(call, replica, chunk.index, chunk.start, bucket, piece);
