@@ -25,6 +25,8 @@ pub(crate) struct Call<'a> {
     /// The compiled batch of each bucket (one per NEFF), ascending.
     pub(crate) batch_sizes: &'a [usize],
     pub(crate) attach: bool,
+    /// Wake a core's second worker as soon as a piece is queued (large transfers).
+    pub(crate) overlap_transfers: bool,
     pub(crate) completion: Completion,
     /// Per-chunk timing, when the caller asked for a report.
     pub(crate) timings: Option<&'a [ChunkTiming]>,

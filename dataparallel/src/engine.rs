@@ -32,6 +32,12 @@ const QUEUE_DEPTH: usize = 1024;
 /// threshold, measured per core instead of guessed.)
 const INLINE_PIECE_NS: u64 = 5_000;
 
+/// Pieces that move at least this many bytes (inputs plus outputs) wake a core's second
+/// worker as soon as it is queued, so one piece's transfers overlap another's execution;
+/// smaller pieces wait for the core's awake worker, whose next pop is cheaper than another
+/// thread's wake-up (measured in BENCHMARKS.md: scenarios 1 and 5).
+const OVERLAP_BYTES: usize = 64 * 1024;
+
 /// A model replicated on several NeuronCores, running each batch data-parallel.
 ///
 /// Build it with [`DataParallel::new`]; call [`forward`](Self::forward) or
@@ -51,6 +57,8 @@ pub struct DataParallel {
     stations: Arc<[Vec<Mutex<Station>>]>,
     /// Whether callers run the last piece of a call themselves.
     caller_runs: bool,
+    /// Whether pieces are large enough to wake a second worker at once.
+    overlap_transfers: bool,
     workers: Vec<JoinHandle<()>>,
     dim: usize,
     dynamic: AtomicBool,
@@ -201,7 +209,16 @@ impl DataParallel {
             .map(|c| if per_core { c } else { c % num_workers })
             .collect();
         let queues: Vec<Arc<JobQueue>> = (0..cores.min(num_workers))
-            .map(|_| Arc::new(JobQueue::new(QUEUE_DEPTH)))
+            .map(|q| {
+                // Workers serving queue q: with a queue per core, those with w % k == q;
+                // with a queue per worker, one.
+                let serving = if per_core {
+                    (q..num_workers).step_by(cores).count()
+                } else {
+                    1
+                };
+                Arc::new(JobQueue::new(QUEUE_DEPTH, serving))
+            })
             .collect();
         // One station (tensor sets) per worker serving a core. A caller runs the last piece
         // of its call itself on a free station instead of handing it over and sleeping;
@@ -227,6 +244,12 @@ impl DataParallel {
         } else {
             Vec::new()
         };
+        let piece_bytes: usize = spec
+            .inputs
+            .iter()
+            .chain(&spec.outputs)
+            .map(|t| t.size)
+            .sum();
         let mut engine = DataParallel {
             runtime: runtime.clone(),
             spec,
@@ -237,6 +260,7 @@ impl DataParallel {
             queue_of,
             stations: Arc::clone(&stations),
             caller_runs: per_core,
+            overlap_transfers: piece_bytes >= OVERLAP_BYTES,
             workers: Vec::with_capacity(num_workers),
             dim: config.dim,
             dynamic: AtomicBool::new(dynamic),
@@ -643,6 +667,7 @@ impl DataParallel {
             dynamic,
             batch_sizes: self.buckets.sizes(),
             attach: self.attach,
+            overlap_transfers: self.overlap_transfers,
             completion: Completion::new(),
             timings,
         };
@@ -736,7 +761,7 @@ impl DataParallel {
     fn send(&self, call: &Call<'_>, job: Job) {
         let queue = &self.queues[self.queue_of[job.replica]];
         call.completion.before_handoff();
-        if let Err(job) = queue.push(job) {
+        if let Err(job) = queue.push(job, call.overlap_transfers) {
             call.completion.fail(Failure {
                 chunk: job.chunk,
                 error: Error::WorkersGone {

@@ -18,6 +18,9 @@ struct State {
     closed: bool,
     /// Workers waiting for a job.
     idle: usize,
+    /// Idle workers notified but not yet running (so a burst of pushes does not wake more
+    /// workers than it needs).
+    waking: usize,
     /// Callers waiting for space.
     blocked: usize,
 }
@@ -26,21 +29,26 @@ struct State {
 pub(crate) struct JobQueue {
     state: Mutex<State>,
     capacity: usize,
+    /// Workers taking jobs from this queue.
+    workers: usize,
     job_ready: Condvar,
     space: Condvar,
 }
 
 impl JobQueue {
-    pub(crate) fn new(capacity: usize) -> JobQueue {
+    /// A queue of `capacity` jobs served by `workers` threads.
+    pub(crate) fn new(capacity: usize, workers: usize) -> JobQueue {
         let capacity = capacity.max(1);
         JobQueue {
             state: Mutex::new(State {
                 jobs: VecDeque::with_capacity(capacity),
                 closed: false,
                 idle: 0,
+                waking: 0,
                 blocked: 0,
             }),
             capacity,
+            workers,
             job_ready: Condvar::new(),
             space: Condvar::new(),
         }
@@ -53,7 +61,12 @@ impl JobQueue {
 
     /// Appends a job, waiting while the queue is full. Hands the job back if the queue is
     /// closed.
-    pub(crate) fn push(&self, job: Job) -> Result<(), Job> {
+    ///
+    /// `eager` wakes an idle worker whenever there is one, so two workers of a core overlap
+    /// one piece's transfers with another's execution. Otherwise a worker is woken only when
+    /// none is awake: an awake worker takes the job when it finishes its piece, which costs
+    /// less than another thread's wake-up when the transfers are small.
+    pub(crate) fn push(&self, job: Job, eager: bool) -> Result<(), Job> {
         let mut state = self.lock();
         while state.jobs.len() >= self.capacity && !state.closed {
             state.blocked += 1;
@@ -67,7 +80,13 @@ impl JobQueue {
             return Err(job);
         }
         state.jobs.push_back(job);
-        let wake = state.idle > 0;
+        // Counts are consistent under the lock: a worker registers as idle before it waits,
+        // so a job pushed while one is still awake is seen by it before it sleeps.
+        let all_asleep = state.idle >= self.workers && state.waking == 0;
+        let wake = state.idle > state.waking && (eager || all_asleep);
+        if wake {
+            state.waking += 1;
+        }
         drop(state);
         if wake {
             self.job_ready.notify_one();
@@ -97,6 +116,7 @@ impl JobQueue {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
             state.idle -= 1;
+            state.waking = state.waking.saturating_sub(1);
         }
     }
 
