@@ -31,24 +31,6 @@ pub(crate) const TARGETS: &[&str] = &[
     "capi_tensors",
 ];
 
-/// A `cargo +nightly` command in `dir`, through the rustup proxy (the `cargo` running xtask
-/// is a toolchain's own binary, which does not understand `+nightly`).
-fn nightly_cargo(dir: &Path) -> Command {
-    let mut command = Command::new("cargo");
-    command.arg("+nightly").current_dir(dir);
-    // Set by the stable cargo/rustup that runs xtask; they would pin the child to stable.
-    for var in [
-        "RUSTUP_TOOLCHAIN",
-        "RUSTC",
-        "RUSTDOC",
-        "CARGO",
-        "RUSTC_WRAPPER",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
 /// Fails with the install commands when nightly or cargo-fuzz is missing.
 fn check_tools(root: &Path) -> TaskResult {
     let quiet = |mut command: Command| {
@@ -58,7 +40,7 @@ fn check_tools(root: &Path) -> TaskResult {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let mut version = nightly_cargo(root);
+    let mut version = util::nightly("cargo", root);
     version.arg("--version");
     if !quiet(version) {
         return Err(
@@ -67,7 +49,7 @@ fn check_tools(root: &Path) -> TaskResult {
                 .to_owned(),
         );
     }
-    let mut fuzz = nightly_cargo(root);
+    let mut fuzz = util::nightly("cargo", root);
     fuzz.args(["fuzz", "--version"]);
     if !quiet(fuzz) {
         return Err("cargo-fuzz is missing: install it with `cargo install cargo-fuzz`".to_owned());
@@ -102,7 +84,7 @@ pub(crate) fn run(root: &Path, seconds: u64, only: &[String]) -> TaskResult {
     let logs = fuzz_dir.join("target").join("logs");
     util::create_dir_all(&logs)?;
 
-    let mut build = nightly_cargo(&fuzz_dir);
+    let mut build = util::nightly("cargo", &fuzz_dir);
     build.args(["fuzz", "build"]);
     util::run(&mut build)?;
 
@@ -120,7 +102,7 @@ pub(crate) fn run(root: &Path, seconds: u64, only: &[String]) -> TaskResult {
             util::create_dir_all(&grown)?;
             let log = File::create(&log_path)
                 .map_err(|e| format!("cannot create {}: {e}", log_path.display()))?;
-            let mut command = nightly_cargo(&fuzz_dir);
+            let mut command = util::nightly("cargo", &fuzz_dir);
             command
                 .args(["fuzz", "run", target])
                 .arg(&grown)

@@ -22,25 +22,9 @@ const SKIPPED: &str = "layout::tests::exhaustive_small_shapes_match_naive_copy";
 /// Proptest cases per property under Miri, unless `PROPTEST_CASES` says otherwise.
 const DEFAULT_CASES: &str = "16";
 
-/// A rustup-proxied command pinned to nightly (the `cargo` running xtask is stable's own).
-fn nightly(program: &str, dir: &Path) -> Command {
-    let mut command = Command::new(program);
-    command.arg("+nightly").current_dir(dir);
-    for var in [
-        "RUSTUP_TOOLCHAIN",
-        "RUSTC",
-        "RUSTDOC",
-        "CARGO",
-        "RUSTC_WRAPPER",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
 /// True when nightly has the miri component.
 fn has_miri(root: &Path) -> TaskResult<bool> {
-    let mut list = nightly("rustup", root);
+    let mut list = util::nightly("rustup", root);
     list.args(["component", "list", "--installed"]);
     let out = list.stderr(Stdio::null()).output().map_err(|e| {
         format!(
@@ -86,7 +70,7 @@ pub(crate) fn run(root: &Path) -> TaskResult {
         }
         _ => "-Zmiri-disable-isolation".to_owned(),
     };
-    let mut test = nightly("cargo", root);
+    let mut test = util::nightly("cargo", root);
     test.args([
         "miri",
         "test",

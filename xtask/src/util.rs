@@ -28,6 +28,24 @@ pub(crate) fn cargo_command(root: &Path) -> Command {
 }
 
 /// Quotes one word of a command line for display, the way a POSIX shell would need it.
+/// `program +nightly ...` in `dir`, through the rustup proxy. The `cargo` running xtask is
+/// a toolchain's own binary, which does not understand `+nightly`, and the variables the
+/// stable cargo/rustup set would pin the child to stable, so they are removed.
+pub(crate) fn nightly(program: &str, dir: &Path) -> Command {
+    let mut command = Command::new(program);
+    command.arg("+nightly").current_dir(dir);
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "CARGO",
+        "RUSTC_WRAPPER",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
 fn quote(word: &OsStr) -> String {
     let word = word.to_string_lossy();
     let plain = !word.is_empty()
