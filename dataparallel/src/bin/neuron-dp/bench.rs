@@ -5,12 +5,12 @@
 use std::io::IsTerminal as _;
 use std::time::{Duration, Instant};
 
-use dataparallel::{CoreHealth, CoreReport, DataParallel, Input, IoSpec, Output};
+use dataparallel::{CoreHealth, CoreReport, DataParallel, Input, IoSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use neuron_rt::DType;
 
 use crate::args::BenchArgs;
-use crate::npy::Buffer;
+use crate::npy::{self, Buffer};
 use crate::report::{self, SCHEMA};
 use crate::{CliResult, Failure, engine_failure};
 
@@ -152,22 +152,8 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let out_shapes = engine
         .output_shapes(&inputs)
         .map_err(|e| engine_failure(&e))?;
-    let mut out_buffers: Vec<Buffer> = spec
-        .outputs
-        .iter()
-        .zip(&out_shapes)
-        .map(|(o, shape)| Buffer::zeroed(shape.iter().product::<usize>() * o.elem_size))
-        .collect();
-    let mut outputs: Vec<Output<'_>> = spec
-        .outputs
-        .iter()
-        .zip(&out_shapes)
-        .zip(out_buffers.iter_mut())
-        .map(|((o, shape), buffer)| {
-            let dtype = o.dtype.unwrap_or(DType::UInt8);
-            Output::new(dtype, shape, buffer.bytes_mut()).named(&o.name)
-        })
-        .collect();
+    let mut out_buffers = npy::output_buffers(spec, &out_shapes);
+    let mut outputs = npy::output_views(spec, &out_shapes, &mut out_buffers);
 
     // One warm-up forward (first-touch of device tensors, thread wake-ups) is not counted.
     let warmup = 1;

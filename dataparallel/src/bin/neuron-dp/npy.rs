@@ -219,6 +219,33 @@ where
         .sync_all()
 }
 
+/// Zeroed buffers for the model's outputs at `shapes` (from `DataParallel::output_shapes`).
+pub(crate) fn output_buffers(spec: &dataparallel::ModelSpec, shapes: &[Vec<usize>]) -> Vec<Buffer> {
+    spec.outputs
+        .iter()
+        .zip(shapes)
+        .map(|(o, shape)| Buffer::zeroed(shape.iter().product::<usize>() * o.elem_size))
+        .collect()
+}
+
+/// Output views over `buffers`, named after the model's outputs (an output whose dtype the
+/// runtime does not report is viewed as bytes).
+pub(crate) fn output_views<'a>(
+    spec: &'a dataparallel::ModelSpec,
+    shapes: &'a [Vec<usize>],
+    buffers: &'a mut [Buffer],
+) -> Vec<dataparallel::Output<'a>> {
+    spec.outputs
+        .iter()
+        .zip(shapes)
+        .zip(buffers.iter_mut())
+        .map(|((o, shape), buffer)| {
+            let dtype = o.dtype.unwrap_or(neuron_rt::DType::UInt8);
+            dataparallel::Output::new(dtype, shape, buffer.bytes_mut()).named(&o.name)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,12 +13,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request, Ticket};
-use dataparallel::{DataParallel, Input, Output};
+use dataparallel::{DataParallel, Input};
 use neuron_rt::DType;
 
 use crate::args::BenchArgs;
 use crate::bench::{SplitMix64, core_table, fill, input_shape, padding, progress};
-use crate::npy::Buffer;
+use crate::npy;
 use crate::report::{self, SCHEMA, SERVE_SAMPLE_MS};
 use crate::{CliResult, Failure, engine_failure, one_line};
 
@@ -265,21 +265,8 @@ fn warm_up(engine: &DataParallel, template: &[(DType, Vec<usize>, Vec<u8>, Strin
         .output_shapes(&inputs)
         .map_err(|e| engine_failure(&e))?;
     let spec = engine.spec();
-    let mut buffers: Vec<Buffer> = spec
-        .outputs
-        .iter()
-        .zip(&shapes)
-        .map(|(o, shape)| Buffer::zeroed(shape.iter().product::<usize>() * o.elem_size))
-        .collect();
-    let mut outputs: Vec<Output<'_>> = spec
-        .outputs
-        .iter()
-        .zip(&shapes)
-        .zip(buffers.iter_mut())
-        .map(|((o, shape), buffer)| {
-            Output::new(o.dtype.unwrap_or(DType::UInt8), shape, buffer.bytes_mut()).named(&o.name)
-        })
-        .collect();
+    let mut buffers = npy::output_buffers(spec, &shapes);
+    let mut outputs = npy::output_views(spec, &shapes, &mut buffers);
     engine
         .forward_into(&inputs, &mut outputs)
         .map_err(|e| engine_failure(&e))
