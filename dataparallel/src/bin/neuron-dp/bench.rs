@@ -11,7 +11,7 @@ use neuron_rt::DType;
 
 use crate::args::BenchArgs;
 use crate::npy::{self, Buffer};
-use crate::report::{self, SCHEMA};
+use crate::report::{self, Report as _, SCHEMA};
 use crate::{CliResult, Failure, engine_failure};
 
 /// The run length when neither `--seconds` nor `--iterations` is given.
@@ -232,12 +232,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         cores,
         serve: None,
     };
-    if args.json {
-        report::print_json(&report)
-    } else {
-        print!("{}", report.text());
-        Ok(())
-    }
+    report.emit(args.json)
 }
 
 /// Real rows and pad rows executed between two snapshots, and pad / (rows + pad).

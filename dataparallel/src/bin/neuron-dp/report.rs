@@ -217,9 +217,9 @@ fn header(text: &mut String, model: &Model, runtime: &RuntimeInfo, engine: &Engi
     );
 }
 
-impl RunReport {
+impl Report for RunReport {
     /// The text report.
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         let mut text = String::new();
         header(&mut text, &self.model, &self.runtime, &self.engine);
         let _ = writeln!(
@@ -399,9 +399,9 @@ impl Serve {
     }
 }
 
-impl BenchReport {
+impl Report for BenchReport {
     /// The text summary.
-    pub(crate) fn text(&self) -> String {
+    fn text(&self) -> String {
         let mut text = String::new();
         header(&mut text, &self.model, &self.runtime, &self.engine);
         if let Some(serve) = &self.serve {
@@ -538,6 +538,22 @@ impl BenchReport {
 }
 
 /// Prints `value` as one line of JSON on stdout.
+/// A report printed as text, or with `--json` as one JSON object.
+pub(crate) trait Report: Serialize + Sized {
+    /// The text form.
+    fn text(&self) -> String;
+
+    /// Prints the report on stdout in the form the user asked for.
+    fn emit(&self, json: bool) -> crate::CliResult {
+        if json {
+            print_json(self)
+        } else {
+            print!("{}", self.text());
+            Ok(())
+        }
+    }
+}
+
 pub(crate) fn print_json(value: &impl Serialize) -> crate::CliResult {
     let text = serde_json::to_string(value)
         .map_err(|e| crate::Failure::Runtime(format!("cannot encode the JSON report: {e}")))?;

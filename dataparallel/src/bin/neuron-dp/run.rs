@@ -14,7 +14,7 @@ use neuron_rt::DType;
 
 use crate::args::{InputArg, RunArgs};
 use crate::npy::{self, Array, Buffer};
-use crate::report::{self, SCHEMA};
+use crate::report::{self, Report as _, SCHEMA};
 use crate::{CliResult, Failure, engine_failure};
 
 fn names(specs: &[IoSpec]) -> String {
@@ -331,12 +331,7 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
             })
             .collect(),
     };
-    if args.json {
-        report::print_json(&report)
-    } else {
-        print!("{}", report.text());
-        Ok(())
-    }
+    report.emit(args.json)
 }
 
 #[cfg(test)]

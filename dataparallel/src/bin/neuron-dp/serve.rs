@@ -19,7 +19,7 @@ use neuron_rt::DType;
 use crate::args::BenchArgs;
 use crate::bench::{SplitMix64, core_table, fill, input_shape, padding, progress};
 use crate::npy;
-use crate::report::{self, SCHEMA, SERVE_SAMPLE_MS};
+use crate::report::{self, Report as _, SCHEMA, SERVE_SAMPLE_MS};
 use crate::{CliResult, Failure, engine_failure, one_line};
 
 /// The schedule length when neither `--seconds` nor `--iterations` is given.
@@ -219,12 +219,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         cores,
         serve: Some(serve),
     };
-    if args.json {
-        report::print_json(&report)
-    } else {
-        print!("{}", report.text());
-        Ok(())
-    }
+    report.emit(args.json)
 }
 
 /// Waits every ticket in order, timing each from its scheduled time.
