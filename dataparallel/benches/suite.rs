@@ -65,6 +65,17 @@ struct Args {
     only: Vec<String>,
 }
 
+/// The scenarios `--only` can pick (the mock's own ceiling always runs).
+const SCENARIOS: &[&str] = &[
+    "mock",
+    "scaling",
+    "overhead",
+    "copies",
+    "concurrent",
+    "overlap",
+    "serving",
+];
+
 fn parse_args() -> BoxResult<Args> {
     let mut bench = false;
     let mut quick = false;
@@ -81,8 +92,19 @@ fn parse_args() -> BoxResult<Args> {
                 ));
             }
             "--only" => {
-                let names = args.next().ok_or("--only needs a list: mock,scaling,...")?;
-                only.extend(names.split(',').map(str::to_owned));
+                let names = args
+                    .next()
+                    .ok_or("--only needs a list, e.g. scaling,overhead")?;
+                for name in names.split(',') {
+                    if !SCENARIOS.contains(&name) {
+                        return Err(format!(
+                            "--only: no scenario `{name}`; the scenarios are {}",
+                            SCENARIOS.join(", ")
+                        )
+                        .into());
+                    }
+                    only.push(name.to_owned());
+                }
             }
             // libtest-style flags cargo may pass (e.g. a filter from `cargo test NAME`).
             _ => {}

@@ -1,4 +1,5 @@
-//! `cargo xtask bench [--quick] [--json PATH]`: the engine's benchmark suite against the mock.
+//! `cargo xtask bench [--quick] [--json PATH] [--only LIST]`: the engine's benchmark suite
+//! against the mock.
 //!
 //! Builds the mock libnrt in release, then runs `cargo bench -p dataparallel --bench suite`
 //! (a release build of the engine) with `NRT_DYLIB_PATH` set to the release mock,
@@ -6,7 +7,8 @@
 //! `NRT_MOCK_LOCK_DIR` (so the run never contends for cores with tests or other processes)
 //! and none of the variables that would narrow the cores or inject faults. The suite prints
 //! its tables and writes JSON results, by default to `<target>/bench/results.json`; the path
-//! is the last line of stdout. `--quick` runs a reduced set in under a minute.
+//! is the last line of stdout. `--quick` runs a reduced set in under a minute; `--only scaling,overhead`
+//! runs those scenarios (and the mock's own ceiling, which they compare against).
 //!
 //! Numbers are only meaningful on a quiet machine: the suite prints the load average it
 //! started under (see BENCHMARKS.md).
@@ -30,7 +32,12 @@ const CLEARED: &[&str] = &[
 ];
 
 /// The task.
-pub(crate) fn run(root: &Path, quick: bool, json: Option<PathBuf>) -> TaskResult {
+pub(crate) fn run(
+    root: &Path,
+    quick: bool,
+    json: Option<PathBuf>,
+    only: Option<&str>,
+) -> TaskResult {
     let library = mock_build::build(root, true)?;
     let metadata = util::metadata(root)?;
     let json = match json {
@@ -63,6 +70,9 @@ pub(crate) fn run(root: &Path, quick: bool, json: Option<PathBuf>) -> TaskResult
         .arg(&json);
     if quick {
         command.arg("--quick");
+    }
+    if let Some(only) = only {
+        command.args(["--only", only]);
     }
     for name in CLEARED {
         command.env_remove(name);

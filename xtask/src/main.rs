@@ -103,6 +103,10 @@ enum Command {
         /// Where to write the JSON results (default: `<target>/bench/results.json`).
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
+        /// Only these scenarios (comma-separated: mock, scaling, overhead, copies,
+        /// concurrent, overlap, serving), for profiling one at a time.
+        #[arg(long, value_name = "LIST")]
+        only: Option<String>,
     },
 }
 
@@ -128,7 +132,7 @@ fn main() -> ExitCode {
         Command::Ci => ci::run(&root),
         Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Command::Miri => miri::run(&root),
-        Command::Bench { quick, json } => bench::run(&root, quick, json),
+        Command::Bench { quick, json, only } => bench::run(&root, quick, json, only.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
