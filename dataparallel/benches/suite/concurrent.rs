@@ -107,6 +107,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report, ceiling: &Ceiling) -> BoxR
         ">= 0.90",
         ratio >= 0.9,
     );
+    report.ceiling(format!("mock {:.3}", mock_ceiling / ideal));
     report.note(
         "mock ceiling = k / (the mock's measured time per direct execution at exec_us 500, \
          scenario 0): what k cores of this mock deliver with no engine at all.",
