@@ -679,27 +679,45 @@ impl DataParallel {
     }
 
     /// Sends every piece of every chunk to its core and waits for all of them.
+    ///
+    /// The caller is a thread that is already running, where a worker would first have to
+    /// be woken: it serves the last chunk itself (every chunk when pieces are tiny), on a
+    /// free station of that chunk's core. When pieces overlap their transfers it runs only
+    /// the last piece and leaves the rest to the core's workers, which overlap them.
     fn dispatch(&self, call: &Call<'_>, split: &Split) {
         // From the first send on, the call must outlive every job sent: wait even if we
         // unwind. Jobs are counted one by one as they are sent, so the wait never counts a
         // job that was not.
         let _wait = WaitOnDrop(&call.completion);
         let inline_all = self.caller_runs && self.fits_inline();
-        // The newest job is held back: once every other job is queued, the caller runs it
-        // itself if one of that core's stations is free. Calls of tiny pieces run every
-        // piece that way.
+        let last = split.num_chunks().saturating_sub(1);
+        // The newest job is held back until the next one exists, so the last one of the
+        // call is left for the caller.
         let mut held: Option<Job> = None;
         let slot_map = self.slot_map();
         for chunk in split.iter() {
             let replica = slot_map(chunk.slot);
+            let serve_here = self.caller_runs
+                && (inline_all || (chunk.index == last && !call.overlap_transfers));
+            let mut station = serve_here
+                .then(|| self.stations.get(replica))
+                .flatten()
+                .and_then(|stations| worker::try_lock_any(stations, 0));
+            if station.is_some() {
+                // Every earlier job goes to its worker before the caller gets busy.
+                if let Some(previous) = held.take() {
+                    self.send(call, previous);
+                }
+            }
             for BucketPiece { bucket, piece } in self.pieces_of(call, chunk.rows) {
                 call.completion.expect(1);
                 let job = Job::new(call, replica, chunk.index, chunk.start, bucket, piece);
-                if let Some(previous) = held.replace(job) {
-                    if inline_all {
-                        self.run_here_or_send(call, previous);
-                    } else {
-                        self.send(call, previous);
+                match station.as_deref_mut() {
+                    Some(station) => worker::serve(station, job),
+                    None => {
+                        if let Some(previous) = held.replace(job) {
+                            self.send(call, previous);
+                        }
                     }
                 }
             }
