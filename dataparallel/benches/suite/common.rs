@@ -1,7 +1,7 @@
 //! What every scenario shares: the run's mode and runtime, mock models, engines on the first
 //! k cores, and small statistics.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dataparallel::{Config, DataParallel};
 use neuron_rt::{Neff, Runtime};
@@ -132,23 +132,6 @@ pub(crate) fn percentile(samples: &mut [f64], q: f64) -> f64 {
 /// Microseconds in a duration.
 pub(crate) fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
-}
-
-/// Runs `body` `warmup` times untimed, then `iterations` times; returns the wall time of the
-/// timed part.
-pub(crate) fn timed(
-    warmup: usize,
-    iterations: usize,
-    mut body: impl FnMut() -> BoxResult,
-) -> BoxResult<Duration> {
-    for _ in 0..warmup {
-        body()?;
-    }
-    let start = Instant::now();
-    for _ in 0..iterations {
-        body()?;
-    }
-    Ok(start.elapsed())
 }
 
 /// CPU time (user + system) and context switches (voluntary + involuntary) of the whole

@@ -10,113 +10,214 @@
 //! harness released its threads with `std::sync::Barrier`, whose wake-all herd on one mutex
 //! made it a much lower, and so less useful, ceiling.)
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::Thread;
-use std::time::Instant;
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant};
 
-use dataparallel::{Config, Input, Output};
+use dataparallel::{Config, DataParallel, Input, Output};
 use serde_json::json;
 
 use crate::BoxResult;
 use crate::baselines::{Station, f32_bytes};
-use crate::common::{Ctx, Usage, affine_neff, check_affine, engine, ramp, timed};
+use crate::common::{Ctx, Usage, affine_neff, check_affine, engine, ramp};
 use crate::mock::FEATURES;
 use crate::report::Report;
 
 /// Rows per core per forward.
 const ROWS_PER_CORE: usize = 4;
 
-/// Seconds per forward of the engine, and the process's usage over the timed forwards.
-fn engine_run(
-    ctx: &Ctx,
-    neff: &neuron_rt::Neff,
-    k: usize,
-    workers: usize,
-    forwards: usize,
-) -> BoxResult<(f64, Usage)> {
-    let rows = ROWS_PER_CORE * k;
-    let engine = engine(ctx, neff, k, Config::default().workers_per_core(workers))?;
-    let x = ramp(rows * FEATURES);
-    let mut y = vec![0f32; x.len()];
-    let shape = [rows, FEATURES];
-    let mut forward = || -> BoxResult {
-        engine.forward_into(
-            &[Input::f32(&shape, &x)],
-            &mut [Output::f32(&shape, &mut y)],
-        )?;
-        Ok(())
-    };
-    for _ in 0..forwards.min(10) {
-        forward()?;
-    }
-    let usage = Usage::now();
-    let wall = timed(0, forwards, forward)?;
-    let used = Usage::now().since(&usage);
-    check_affine(&x, &y, "scaling")?;
-    Ok((wall.as_secs_f64() / forwards as f64, used))
+/// The timed forwards of each variant are split into this many blocks, and the variants take
+/// turns block by block, so a slow phase of this shared VM hits all of them alike.
+const BLOCKS: usize = 8;
+
+/// One engine on k cores with its input and output buffers.
+struct EngineRun {
+    engine: DataParallel,
+    x: Vec<f32>,
+    y: Vec<f32>,
 }
 
-/// Seconds per forward of the engine-free harness (see the module docs).
-fn harness_run(ctx: &Ctx, neff: &neuron_rt::Neff, k: usize, forwards: usize) -> BoxResult<f64> {
-    let stations = (0..k)
-        .map(|core| Station::new(ctx, neff, core))
-        .collect::<BoxResult<Vec<_>>>()?;
-    let warmup = forwards.min(10);
-    let rounds = warmup + forwards;
-    // Forwards released so far, and threads still running the current one.
-    let released = AtomicUsize::new(0);
-    let running = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let caller = std::thread::current();
-    let seconds = std::thread::scope(|scope| {
-        let threads: Vec<Thread> = stations
+impl EngineRun {
+    fn new(ctx: &Ctx, neff: &neuron_rt::Neff, k: usize, workers: usize) -> BoxResult<EngineRun> {
+        let engine = engine(ctx, neff, k, Config::default().workers_per_core(workers))?;
+        let x = ramp(ROWS_PER_CORE * k * FEATURES);
+        let y = vec![0f32; x.len()];
+        Ok(EngineRun { engine, x, y })
+    }
+
+    fn forward(&mut self) -> BoxResult {
+        let shape = [self.x.len() / FEATURES, FEATURES];
+        self.engine.forward_into(
+            &[Input::f32(&shape, &self.x)],
+            &mut [Output::f32(&shape, &mut self.y)],
+        )?;
+        Ok(())
+    }
+
+    fn check(&self) -> BoxResult {
+        check_affine(&self.x, &self.y, "scaling")
+    }
+}
+
+/// What the harness's threads and the thread driving them share.
+struct Shared {
+    /// Forwards released so far.
+    released: AtomicUsize,
+    /// Threads still running the current forward.
+    running: AtomicUsize,
+    stop: AtomicBool,
+    failed: AtomicBool,
+    /// The thread that drives the forwards (the one that built the harness).
+    caller: Thread,
+}
+
+/// The engine-free harness (see the module docs): one parked thread per core.
+struct Harness {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    k: usize,
+}
+
+impl Harness {
+    fn new(ctx: &Ctx, neff: &neuron_rt::Neff, k: usize) -> BoxResult<Harness> {
+        let stations = (0..k)
+            .map(|core| Station::new(ctx, neff, core))
+            .collect::<BoxResult<Vec<_>>>()?;
+        let shared = Arc::new(Shared {
+            released: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            caller: std::thread::current(),
+        });
+        let threads = stations
             .into_iter()
-            .map(|mut station| {
-                let (released, running, failed, caller) =
-                    (&released, &running, &failed, caller.clone());
-                scope
-                    .spawn(move || {
-                        let x = vec![0u8; f32_bytes(1, FEATURES)];
-                        let mut y = vec![0u8; x.len()];
-                        for round in 0..rounds {
-                            while released.load(Ordering::Acquire) == round {
-                                std::thread::park();
-                            }
-                            for _ in 0..ROWS_PER_CORE {
-                                if station.run(&x, &mut y).is_err() {
-                                    failed.store(true, Ordering::Relaxed);
-                                }
-                            }
-                            if running.fetch_sub(1, Ordering::AcqRel) == 1 {
-                                caller.unpark();
-                            }
-                        }
-                    })
-                    .thread()
-                    .clone()
+            .map(|station| {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || harness_thread(station, &shared))
             })
             .collect();
-        let mut t0 = Instant::now();
-        for round in 0..rounds {
-            if round == warmup {
-                t0 = Instant::now();
+        Ok(Harness { shared, threads, k })
+    }
+
+    /// One forward: release every thread, wait for the last one. Only from the thread that
+    /// built the harness (the one the last thread unparks).
+    fn forward(&mut self) -> BoxResult {
+        let shared = &self.shared;
+        // `running` is set before the release that the threads acquire.
+        shared.running.store(self.k, Ordering::Relaxed);
+        shared.released.fetch_add(1, Ordering::Release);
+        for thread in &self.threads {
+            thread.thread().unpark();
+        }
+        while shared.running.load(Ordering::Acquire) != 0 {
+            std::thread::park();
+        }
+        if shared.failed.load(Ordering::Relaxed) {
+            return Err("scaling harness: a direct execution failed".into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for thread in self.threads.drain(..) {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+fn harness_thread(mut station: Station, shared: &Shared) {
+    let x = vec![0u8; f32_bytes(1, FEATURES)];
+    let mut y = vec![0u8; x.len()];
+    let mut done = 0;
+    loop {
+        let released = loop {
+            let released = shared.released.load(Ordering::Acquire);
+            if released != done || shared.stop.load(Ordering::Acquire) {
+                break released;
             }
-            // `running` is set before the release that threads acquire.
-            running.store(k, Ordering::Relaxed);
-            released.store(round + 1, Ordering::Release);
-            for thread in &threads {
-                thread.unpark();
-            }
-            while running.load(Ordering::Acquire) != 0 {
-                std::thread::park();
+            std::thread::park();
+        };
+        if released == done {
+            return; // stopped
+        }
+        done = released;
+        for _ in 0..ROWS_PER_CORE {
+            if station.run(&x, &mut y).is_err() {
+                shared.failed.store(true, Ordering::Relaxed);
             }
         }
-        t0.elapsed().as_secs_f64() / forwards as f64
-    });
-    if failed.load(Ordering::Relaxed) {
-        return Err("scaling harness: a direct execution failed".into());
+        if shared.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            shared.caller.unpark();
+        }
     }
-    Ok(seconds)
+}
+
+/// One k's measurements, per forward.
+struct Measured {
+    /// Seconds: the default engine (2 workers per core), 1 worker per core, the harness.
+    seconds: [f64; 3],
+    /// The default engine's process CPU seconds and context switches.
+    cpu: f64,
+    switches: f64,
+    /// Timed forwards of each variant.
+    forwards: usize,
+}
+
+/// Runs the default engine, the 1-worker engine and the harness on k cores, taking turns in
+/// blocks.
+fn measure(ctx: &Ctx, neff: &neuron_rt::Neff, k: usize, forwards: usize) -> BoxResult<Measured> {
+    let mut two = EngineRun::new(ctx, neff, k, 2)?;
+    let mut one = EngineRun::new(ctx, neff, k, 1)?;
+    let mut harness = Harness::new(ctx, neff, k)?;
+    let blocks = BLOCKS.min(forwards);
+    let per_block = forwards.div_ceil(blocks);
+    let mut wall = [Duration::ZERO; 3];
+    let mut usage = Usage {
+        cpu: Duration::ZERO,
+        switches: 0,
+    };
+    let mut counted = 0;
+    for block in 0..=blocks {
+        let timed = block > 0; // block 0 warms every variant up
+        let n = if timed { per_block } else { per_block.min(10) };
+        for (variant, wall) in wall.iter_mut().enumerate() {
+            let before = Usage::now();
+            let start = Instant::now();
+            for _ in 0..n {
+                match variant {
+                    0 => two.forward()?,
+                    1 => one.forward()?,
+                    _ => harness.forward()?,
+                }
+            }
+            if timed {
+                *wall += start.elapsed();
+                if variant == 0 {
+                    let used = Usage::now().since(&before);
+                    usage.cpu += used.cpu;
+                    usage.switches += used.switches;
+                }
+            }
+        }
+        if timed {
+            counted += n;
+        }
+    }
+    two.check()?;
+    one.check()?;
+    let n = counted as f64;
+    Ok(Measured {
+        seconds: wall.map(|w| w.as_secs_f64() / n),
+        cpu: usage.cpu.as_secs_f64() / n,
+        switches: usage.switches as f64 / n,
+        forwards: counted,
+    })
 }
 
 pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
@@ -138,20 +239,21 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     );
     let ks = ctx.cores(ctx.pick(&[1, 2, 4, 8, 16, 24][..], &[1, 8, 24][..], &[1, 2][..]));
     for (exec_us, full, target) in [(2000u64, 80usize, 0.97), (200, 600, 0.90)] {
-        let forwards = ctx.pick(full, full / 4, 2);
+        let wanted = ctx.pick(full, full / 4, 2);
         let neff = affine_neff(1, FEATURES, exec_us)?;
         let mut base: Option<(f64, f64, f64)> = None;
         let mut last = (0, 0.0, 0.0);
         for &k in &ks {
             let rows = ROWS_PER_CORE * k;
-            let (two, used) = engine_run(ctx, &neff, k, 2, forwards)?;
-            let (one, _) = engine_run(ctx, &neff, k, 1, forwards)?;
-            let harness = harness_run(ctx, &neff, k, forwards)?;
+            let Measured {
+                seconds: [two, one, harness],
+                cpu,
+                switches,
+                forwards,
+            } = measure(ctx, &neff, k, wanted)?;
             // Per-forward time at k = 1 over per-forward time at k (same work per core).
             let (b2, b1, bh) = *base.get_or_insert((two, one, harness));
             let (e2, e1, eh) = (b2 / two, b1 / one, bh / harness);
-            let cpu = used.cpu.as_secs_f64() / forwards as f64;
-            let switches = used.switches as f64 / forwards as f64;
             last = (k, e2, eh);
             report.row(
                 vec![
@@ -196,7 +298,8 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     report.note(
         "efficiency = throughput(k) / (k × throughput(1)), each variant against its own k = 1, \
          so the mock's per-execution overshoot (scenario 0) cancels out. ms/forward, rows/s, \
-         CPUs busy (process CPU time / wall time, of 2) and switches are the default engine's.",
+         CPUs busy (process CPU time / wall time, of 2) and switches are the default engine's. \
+         The three variants take turns in blocks of forwards, so load drift hits all alike.",
     );
     Ok(())
 }
