@@ -2,10 +2,10 @@
 //! caller's stack, and the [`Job`]s that point into it. The caller blocks until every job of
 //! the call has completed, so the borrowed views outlive every use by a worker.
 
+use quanta::Instant;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::{self, Thread};
-use std::time::Instant;
 
 use crate::error::Error;
 use crate::plan::Piece;
@@ -42,9 +42,9 @@ pub(crate) struct ChunkTiming {
 }
 
 impl ChunkTiming {
-    pub(crate) fn new(epoch: Instant) -> ChunkTiming {
+    pub(crate) fn new() -> ChunkTiming {
         ChunkTiming {
-            epoch,
+            epoch: Instant::now(),
             first_start: AtomicU64::new(u64::MAX),
             last_end: AtomicU64::new(0),
         }

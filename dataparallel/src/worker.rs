@@ -7,7 +7,6 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
-use std::time::Instant;
 
 use neuron_rt::{DeviceId, Model, Tensor, TensorSet};
 
@@ -227,14 +226,14 @@ fn pin_to_cpu(cpu: usize) {
 pub(crate) fn serve(station: &mut Station, job: Job) {
     // SAFETY: the call outlives this job until `finish` below, after which it is not used.
     let call = unsafe { job.call() };
-    let started = Instant::now();
+    let started = quanta::Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, &job)));
-    let ended = Instant::now();
+    let ended = quanta::Instant::now();
     if let Some(timing) = call.timings.and_then(|t| t.get(job.chunk)) {
         timing.record(started, ended);
     }
     let stats = &station.replica.stats;
-    let piece_ns = u64::try_from((ended - started).as_nanos()).unwrap_or(u64::MAX);
+    let piece_ns = u64::try_from(ended.duration_since(started).as_nanos()).unwrap_or(u64::MAX);
     stats.record_piece_ns(piece_ns);
     stats.busy_ns.fetch_add(piece_ns, Ordering::Relaxed);
     let error = match result {
