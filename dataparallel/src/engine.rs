@@ -55,7 +55,7 @@ pub struct DataParallel {
     queue_of: Vec<usize>,
     /// Per core, the stations its workers (and callers running a piece) use.
     stations: Arc<[Vec<Mutex<Station>>]>,
-    /// Whether callers run the last piece of a call themselves.
+    /// Whether callers serve the last chunk of a call themselves.
     caller_runs: bool,
     /// Whether pieces are large enough to wake a second worker at once.
     overlap_transfers: bool,
@@ -223,8 +223,8 @@ impl DataParallel {
                 Arc::new(JobQueue::new(QUEUE_DEPTH, serving))
             })
             .collect();
-        // One station (tensor sets) per worker serving a core. A caller runs the last piece
-        // of its call itself on a free station instead of handing it over and sleeping;
+        // One station (tensor sets) per worker serving a core. A caller serves the last
+        // chunk of its call itself on a free station instead of handing it over and sleeping;
         // not when fewer workers than cores were asked for, which caps concurrency on
         // purpose.
         let stations: Arc<[Vec<Mutex<Station>>]> = replicas

@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | validate | `validate` | inputs against the model's tensors; errors before any device call |
 //! | plan | `plan`, `buckets` | pure chunk math: chunks → cores; pieces of the compiled batch size(s), pad rows |
-//! | dispatch | `engine`, `queue` | one job per piece onto its core's queue (the caller runs the last) |
+//! | dispatch | `engine`, `queue` | one job per piece onto its core's queue (the caller serves the last chunk) |
 //! | worker | `worker` | caller rows → device tensors, execute, device → caller rows |
 //! | complete | `call` | wait for every job; report the lowest failing chunk |
 //!
