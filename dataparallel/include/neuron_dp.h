@@ -236,6 +236,12 @@ typedef struct ndp_config_t {
    * Attach mode: run unpadded dim-0 pieces directly on the caller's memory (default false).
    */
   bool attach;
+  /**
+   * Start each call that has fewer chunks than cores on the next core, so many threads
+   * calling with single requests share out the cores (default false: chunk i on core i,
+   * as the reference does).
+   */
+  bool spread_small_calls;
 } ndp_config_t;
 
 /**
@@ -404,7 +410,8 @@ int32_t ndp_last_nrt_status(void);
 
 /**
  * The default configuration: every core the process owns, dim 0, dynamic batching on,
- * even split, two workers per core, no CPU pinning, no attach mode.
+ * even split, two workers per core, no CPU pinning, no attach mode, small calls on the
+ * first cores (as the reference).
  */
 struct ndp_config_t ndp_config_default(void);
 

@@ -22,6 +22,7 @@ pub struct Config {
     pub(crate) pin_cpus: bool,
     pub(crate) attach: bool,
     pub(crate) quarantine_after: u32,
+    pub(crate) spread_small_calls: bool,
 }
 
 /// How many worker threads to start.
@@ -55,6 +56,7 @@ impl Default for Config {
             pin_cpus: false,
             attach: false,
             quarantine_after: crate::health::DEFAULT_QUARANTINE_AFTER,
+            spread_small_calls: false,
         }
     }
 }
@@ -142,6 +144,28 @@ impl Config {
     #[must_use]
     pub fn quarantine_after(mut self, failures: u32) -> Config {
         self.quarantine_after = failures;
+        self
+    }
+
+    /// Spread calls that have fewer chunks than cores over the cores (default off).
+    ///
+    /// As in the reference, chunk `i` of a call runs on core `i`, so a call of one row always
+    /// runs on the first core: many threads each calling with a single request all queue on
+    /// it while the other cores idle. With this on, each such call starts on the core after
+    /// the last one the previous such call used, so concurrent small calls share out the
+    /// cores. Outputs and their order are unchanged; calls with at least as many chunks as
+    /// cores keep the reference's mapping. [`DataParallel::plan`](crate::DataParallel::plan)
+    /// shows the reference mapping; [`forward_into_report`](crate::DataParallel::forward_into_report)
+    /// shows the cores a call actually used.
+    ///
+    /// ```
+    /// use dataparallel::Config;
+    /// let config = Config::default().spread_small_calls(true);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn spread_small_calls(mut self, on: bool) -> Config {
+        self.spread_small_calls = on;
         self
     }
 

@@ -2,7 +2,7 @@
 //! (validate → plan → dispatch → complete) for callers on any number of threads.
 
 use std::num::NonZeroUsize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -64,6 +64,9 @@ pub struct DataParallel {
     dynamic: AtomicBool,
     split_size: Option<NonZeroUsize>,
     attach: bool,
+    /// Where the next call with fewer chunks than cores starts, when such calls are spread
+    /// (`Config::spread_small_calls`).
+    next_slot: Option<AtomicUsize>,
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -269,6 +272,7 @@ impl DataParallel {
             dynamic: AtomicBool::new(dynamic),
             split_size: config.split_size_value(),
             attach: config.attach,
+            next_slot: config.spread_small_calls.then(|| AtomicUsize::new(0)),
         };
         for w in 0..num_workers {
             let first_core = if per_core { w % cores } else { w };
@@ -471,18 +475,34 @@ impl DataParallel {
         if !dynamic {
             split.check_exact(plan.batch)?;
         }
+        Ok((plan, split, dynamic))
+    }
+
+    /// Where a call's chunks run: with small calls spread, a call with fewer chunks than
+    /// cores starts where the previous such call ended; otherwise the reference's mapping,
+    /// with its warning when cores are left idle.
+    fn place(&self, split: Split) -> Split {
+        let chunks = split.num_chunks();
+        if let Some(next) = self.next_slot.as_ref().filter(|_| chunks < split.cores()) {
+            // Small calls were asked for: no warning.
+            return split.starting_at(next.fetch_add(chunks, Ordering::Relaxed));
+        }
         if split.underused() {
             log::warn!(
                 "{} chunks on {} cores leaves cores idle; use a batch that divides evenly over the \
                  cores",
-                split.num_chunks(),
-                self.healthy_cores()
+                chunks,
+                split.cores()
             );
         }
-        Ok((plan, split, dynamic))
+        split
     }
 
     /// How a batch of `rows` rows would be split: chunks, cores, pieces and pad rows.
+    ///
+    /// Chunk `i` is shown on the `i`-th core in service, the reference's mapping. With
+    /// [`Config::spread_small_calls`] a call with fewer chunks than cores starts on another
+    /// core; [`forward_into_report`](Self::forward_into_report) shows where it ran.
     ///
     /// # Errors
     ///
@@ -494,8 +514,13 @@ impl DataParallel {
         if !dynamic {
             split.check_exact(self.smallest_batch())?;
         }
+        Ok(self.chunk_plans(&split, dynamic))
+    }
+
+    /// Each chunk of `split` with its core, pieces and pad rows.
+    fn chunk_plans(&self, split: &Split, dynamic: bool) -> Vec<ChunkPlan> {
         let slot_map = self.slot_map();
-        Ok(split
+        split
             .iter()
             .map(|chunk| {
                 let batch_sizes: Vec<usize> = if dynamic {
@@ -522,7 +547,7 @@ impl DataParallel {
                     batch_sizes,
                 }
             })
-            .collect())
+            .collect()
     }
 
     /// The compiled batch sizes, ascending (one per NEFF).
@@ -617,7 +642,7 @@ impl DataParallel {
     /// [`Error::Input`], [`Error::Output`], [`Error::DynamicBatchingIneligible`] and
     /// [`Error::Plan`] before any device call; [`Error::Chunk`] when a core fails.
     pub fn forward_into(&self, inputs: &[Input<'_>], outputs: &mut [Output<'_>]) -> Result<()> {
-        self.run(inputs, outputs, None)
+        self.run(inputs, outputs, None).map(drop)
     }
 
     /// [`forward_into`](Self::forward_into), also reporting each chunk's core, rows, pieces,
@@ -632,13 +657,16 @@ impl DataParallel {
         outputs: &mut [Output<'_>],
     ) -> Result<ForwardReport> {
         let started = Instant::now();
-        let rows = validate::inputs(&self.spec, inputs, self.dim, self.dynamic_batching())?.rows;
-        let plans = self.plan(rows)?;
-        let timings: Vec<ChunkTiming> = plans.iter().map(|_| ChunkTiming::new()).collect();
-        self.run(inputs, outputs, Some(&timings))?;
+        let dynamic = self.dynamic_batching();
+        let rows = validate::inputs(&self.spec, inputs, self.dim, dynamic)?.rows;
+        let chunks = self.split(rows)?.num_chunks();
+        let timings: Vec<ChunkTiming> = (0..chunks).map(|_| ChunkTiming::new()).collect();
+        // The split the call ran with: with spread small calls its cores move call by call.
+        let split = self.run(inputs, outputs, Some(&timings))?;
         Ok(ForwardReport {
             rows,
-            chunks: plans
+            chunks: self
+                .chunk_plans(&split, dynamic)
                 .into_iter()
                 .zip(&timings)
                 .map(|(plan, timing)| (plan, Duration::from_nanos(timing.elapsed_ns())))
@@ -652,13 +680,14 @@ impl DataParallel {
         inputs: &[Input<'_>],
         outputs: &mut [Output<'_>],
         timings: Option<&[ChunkTiming]>,
-    ) -> Result<()> {
+    ) -> Result<Split> {
         let (plan, split, dynamic) = self.check_inputs(inputs)?;
         let output_matching = validate::outputs(&self.spec, outputs, self.dim, |o| {
             validate::output_rows(o, self.dim, dynamic, plan.rows, split.num_chunks())
         })?;
+        let split = self.place(split);
         if split.num_chunks() == 0 {
-            return Ok(());
+            return Ok(split);
         }
         let call = Call {
             spec: &self.spec,
@@ -677,7 +706,7 @@ impl DataParallel {
         self.dispatch(&call, &split);
         match call.completion.take_failure() {
             Some(failure) => Err(failure.error),
-            None => Ok(()),
+            None => Ok(split),
         }
     }
 

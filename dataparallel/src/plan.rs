@@ -17,7 +17,9 @@
 //!   larger, chunk `i` on core slot `i`;
 //! - user `split_size` S: `ceil(n / S)` chunks of S rows (the last one may be short), chunk
 //!   `i` on core slot `i % k`;
-//! - `n == 0` gives zero chunks (the engine decides what an empty batch returns).
+//! - `n == 0` gives zero chunks (the engine decides what an empty batch returns);
+//! - beyond the reference, a split can start at another slot ([`Split::starting_at`]): chunk
+//!   `i` on slot `(first + i) % k`, for engines that spread small calls over the cores.
 
 use std::fmt;
 use std::iter::FusedIterator;
@@ -34,6 +36,8 @@ pub(crate) struct Split {
     split_size: Option<NonZeroUsize>,
     /// Number of chunks, computed once in [`Split::new`].
     chunks: usize,
+    /// The slot chunk 0 runs on (0 for the reference mapping).
+    first_slot: usize,
 }
 
 /// One chunk of a [`Split`]: the contiguous rows `[start, start + rows)` on the split dim,
@@ -80,7 +84,23 @@ impl Split {
             k,
             split_size,
             chunks,
+            first_slot: 0,
         })
+    }
+
+    /// The same split with chunk 0 on slot `slot % k` and chunk `i` on `(slot + i) % k`.
+    /// Rows, sizes and order are unchanged; only the cores move.
+    #[must_use]
+    pub(crate) fn starting_at(self, slot: usize) -> Split {
+        Split {
+            first_slot: slot % self.k,
+            ..self
+        }
+    }
+
+    /// Number of core slots.
+    pub(crate) fn cores(&self) -> usize {
+        self.k.get()
     }
 
     /// Number of chunks: `min(n, k)` by default, `ceil(n / split_size)` otherwise.
@@ -111,7 +131,7 @@ impl Split {
             index: i,
             start,
             rows,
-            slot: i % k,
+            slot: rotate(i % k, self.first_slot, k),
         })
     }
 
@@ -164,6 +184,13 @@ impl Split {
             Some(_) => Ok(()),
         }
     }
+}
+
+/// `(slot + by) % k` for `slot, by < k`, without a division.
+fn rotate(slot: usize, by: usize, k: usize) -> usize {
+    // Both are below k, so the sum cannot overflow and is below 2k.
+    let sum = slot + by;
+    if sum >= k { sum - k } else { sum }
 }
 
 impl IntoIterator for &Split {
@@ -786,6 +813,38 @@ mod tests {
             }
             let _ = pieces(n, nz(b)).take(3).count();
             let _ = (piece_count(n, nz(b)), pad_rows(n, nz(b)));
+        }
+    }
+
+    #[test]
+    fn starting_at_rotates_slots_and_keeps_rows() {
+        let base = Split::new(3, 4, None).unwrap();
+        let moved = base.starting_at(6); // 6 % 4 = 2
+        let slots: Vec<usize> = moved.iter().map(|c| c.slot).collect();
+        assert_eq!(slots, vec![2, 3, 0]);
+        let rows = |s: Split| {
+            s.iter()
+                .map(|c| (c.index, c.start, c.rows))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rows(base), rows(moved));
+    }
+
+    proptest! {
+        #[test]
+        fn starting_at_is_a_rotation(
+            n in 0usize..200,
+            k in 1usize..30,
+            size in proptest::option::of(1usize..20),
+            first in 0usize..1000,
+        ) {
+            let base = Split::new(n, k, size.map(nz)).unwrap();
+            let moved = base.starting_at(first);
+            prop_assert_eq!(moved.num_chunks(), base.num_chunks());
+            for (a, b) in base.iter().zip(moved.iter()) {
+                prop_assert_eq!((a.index, a.start, a.rows), (b.index, b.start, b.rows));
+                prop_assert_eq!(b.slot, (a.slot + first) % k);
+            }
         }
     }
 }

@@ -92,6 +92,7 @@ fn config_default_matches_the_documented_defaults() {
         (0, 0, 0)
     );
     assert!(config.dynamic_batching && !config.pin_cpus && !config.attach);
+    assert!(!config.spread_small_calls);
 }
 
 #[test]
@@ -606,4 +607,46 @@ fn core_metrics_count_rows_pad_rows_and_piece_latency() {
     let out_of_range = unsafe { ndp_engine_core_metrics(engine, 2, &mut Default::default()) };
     assert_eq!(out_of_range, NDP_ERR_INVALID_ARGUMENT);
     assert_eq!(ndp_engine_destroy(engine), NDP_OK);
+}
+
+#[test]
+fn spread_small_calls_moves_single_row_calls_over_the_cores() {
+    let executions_per_core = |spread: bool| {
+        let bytes = affine_bytes();
+        let mut config = ndp_config_default();
+        config.device_list = c"nc:0,nc:1".as_ptr();
+        config.spread_small_calls = spread;
+        let mut engine = null_mut();
+        // SAFETY: valid bytes, config and out-pointer for the duration of the call.
+        let status = unsafe {
+            ndp_engine_create_from_bytes(bytes.as_ptr().cast(), bytes.len(), &config, &mut engine)
+        };
+        assert_eq!(status, NDP_OK, "{}", last_error());
+        let x = [1.0f32; 8];
+        let mut y = [0.0f32; 8];
+        let shape = [1usize, 8];
+        let input = tensor(NDP_DTYPE_FLOAT32, &shape, x.as_ptr().cast_mut().cast(), 32);
+        let output = tensor(NDP_DTYPE_FLOAT32, &shape, y.as_mut_ptr().cast(), 32);
+        for _ in 0..4 {
+            assert_eq!(forward(engine, &input, &output), NDP_OK, "{}", last_error());
+            assert_eq!(y, [3.0f32; 8]);
+        }
+        let per_core: Vec<u64> = (0..2)
+            .map(|index| {
+                let mut metrics = ndp_core_metrics_t::default();
+                // SAFETY: a valid engine and a writable out-struct.
+                let status = unsafe { ndp_engine_core_metrics(engine, index, &mut metrics) };
+                assert_eq!(status, NDP_OK, "{}", last_error());
+                metrics.executions
+            })
+            .collect();
+        assert_eq!(ndp_engine_destroy(engine), NDP_OK);
+        per_core
+    };
+    assert_eq!(
+        executions_per_core(false),
+        vec![4, 0],
+        "chunk 0 on core 0, as the reference"
+    );
+    assert_eq!(executions_per_core(true), vec![2, 2]);
 }

@@ -11,6 +11,8 @@
 //! - `forward/request`: a pool of 64 caller threads takes the scheduled requests in order,
 //!   each sleeping until its request's time and calling `forward_into` with its one row on an
 //!   engine over the 8 cores.
+//! - `forward/request, spread`: the same pool on one engine built with
+//!   `Config::spread_small_calls(true)`, so each one-row call starts on the next core.
 //! - `forward/request, 8 engines`: the same pool, request `i` going to one of 8 one-core
 //!   engines (`i mod 8`): what one forward per request gets when requests are spread over
 //!   the cores by the caller.
@@ -110,7 +112,12 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     );
     let seconds = ctx.pick(1.5, 0.5, 0.05);
     let neff = affine_neff(BATCH, FEATURES, EXEC_US)?;
-    let modes = ["batcher", "forward/request", "forward/request, 8 engines"];
+    let modes = [
+        "batcher",
+        "forward/request",
+        "forward/request, spread",
+        "forward/request, 8 engines",
+    ];
     let mut best: Vec<(&str, Option<f64>)> = Vec::new();
     for mode in modes {
         let mut sustained = None;
@@ -122,8 +129,9 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
                     warm(&dp)?;
                     batcher_run(dp, rate, total)?
                 }
-                "forward/request" => {
-                    let dp = engine(ctx, &neff, k, Config::default())?;
+                "forward/request" | "forward/request, spread" => {
+                    let config = Config::default().spread_small_calls(mode.ends_with("spread"));
+                    let dp = engine(ctx, &neff, k, config)?;
                     warm(&dp)?;
                     pool_run(&[dp], rate, total)?
                 }

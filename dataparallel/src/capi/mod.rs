@@ -106,7 +106,8 @@ pub extern "C" fn ndp_last_nrt_status() -> i32 {
 }
 
 /// The default configuration: every core the process owns, dim 0, dynamic batching on,
-/// even split, two workers per core, no CPU pinning, no attach mode.
+/// even split, two workers per core, no CPU pinning, no attach mode, small calls on the
+/// first cores (as the reference).
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_config_default() -> ndp_config_t {
     ndp_config_t::default()

@@ -120,6 +120,10 @@ pub struct ndp_config_t {
     pub pin_cpus: bool,
     /// Attach mode: run unpadded dim-0 pieces directly on the caller's memory (default false).
     pub attach: bool,
+    /// Start each call that has fewer chunks than cores on the next core, so many threads
+    /// calling with single requests share out the cores (default false: chunk i on core i,
+    /// as the reference does).
+    pub spread_small_calls: bool,
 }
 
 impl Default for ndp_config_t {
@@ -134,6 +138,7 @@ impl Default for ndp_config_t {
             num_workers: 0,
             pin_cpus: false,
             attach: false,
+            spread_small_calls: false,
         }
     }
 }
@@ -151,6 +156,7 @@ pub(crate) struct ConfigAbi {
     num_workers: usize,
     pin_cpus: u8,
     attach: u8,
+    spread_small_calls: u8,
 }
 
 const _: () = {
@@ -166,6 +172,9 @@ const _: () = {
     assert!(offset_of!(ConfigAbi, num_workers) == offset_of!(ndp_config_t, num_workers));
     assert!(offset_of!(ConfigAbi, pin_cpus) == offset_of!(ndp_config_t, pin_cpus));
     assert!(offset_of!(ConfigAbi, attach) == offset_of!(ndp_config_t, attach));
+    assert!(
+        offset_of!(ConfigAbi, spread_small_calls) == offset_of!(ndp_config_t, spread_small_calls)
+    );
 };
 
 impl ConfigAbi {
@@ -188,7 +197,8 @@ impl ConfigAbi {
             .dim(raw.dim)
             .dynamic_batching(raw.dynamic_batching != 0)
             .pin_cpus(raw.pin_cpus != 0)
-            .attach(raw.attach != 0);
+            .attach(raw.attach != 0)
+            .spread_small_calls(raw.spread_small_calls != 0);
         if raw.split_size != 0 {
             out = out.split_size(raw.split_size);
         }
