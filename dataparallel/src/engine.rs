@@ -718,8 +718,9 @@ impl DataParallel {
     /// the last piece and leaves the rest to the core's workers, which overlap them.
     fn dispatch(&self, call: &Call<'_>, split: &Split) {
         // From the first send on, the call must outlive every job sent: wait even if we
-        // unwind. Jobs are counted one by one as they are sent, so the wait never counts a
-        // job that was not.
+        // unwind. A job is counted just before it is held for sending (nothing from there
+        // to its send can unwind), and jobs the caller runs itself are never counted, so
+        // the wait never counts a job that no one will finish.
         let _wait = WaitOnDrop(&call.completion);
         let inline_all = self.caller_runs && self.fits_inline();
         let last = split.num_chunks().saturating_sub(1);
@@ -742,11 +743,12 @@ impl DataParallel {
                 }
             }
             for BucketPiece { bucket, piece } in self.pieces_of(call, chunk.rows) {
-                call.completion.expect(1);
                 let job = Job::new(call, replica, chunk.index, chunk.start, bucket, piece);
                 match station.as_deref_mut() {
-                    Some(station) => worker::serve(station, job),
+                    // Run here, so never outstanding: not counted.
+                    Some(station) => worker::run_job(station, call, &job),
                     None => {
+                        call.completion.expect(1);
                         if let Some(previous) = held.replace(job) {
                             self.send(call, previous);
                         }

@@ -226,8 +226,16 @@ fn pin_to_cpu(cpu: usize) {
 pub(crate) fn serve(station: &mut Station, job: Job) {
     // SAFETY: the call outlives this job until `finish` below, after which it is not used.
     let call = unsafe { job.call() };
+    run_job(station, call, &job);
+    call.completion.finish();
+}
+
+/// Runs one job of `call` and records its metrics, health and any failure in the call; does
+/// not count it finished. The caller of a call uses this for the jobs it runs itself, which
+/// it never counted as outstanding.
+pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
     let started = quanta::Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, &job)));
+    let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, job)));
     let ended = quanta::Instant::now();
     if let Some(timing) = call.timings.and_then(|t| t.get(job.chunk)) {
         timing.record(started, ended);
@@ -289,7 +297,6 @@ pub(crate) fn serve(station: &mut Station, job: Job) {
             error,
         });
     }
-    call.completion.finish();
 }
 
 fn layout_error(error: LayoutError) -> neuron_rt::Error {
