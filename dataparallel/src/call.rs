@@ -2,10 +2,11 @@
 //! caller's stack, and the [`Job`]s that point into it. The caller blocks until every job of
 //! the call has completed, so the borrowed views outlive every use by a worker.
 
-use quanta::Instant;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread::{self, Thread};
+
+use quanta::Instant;
 
 use crate::error::Error;
 use crate::plan::Piece;
