@@ -369,3 +369,35 @@ fn readmitting_a_still_dead_core_quarantines_it_again() {
     }
     assert_no_leaks("after the engine dropped");
 }
+
+#[test]
+fn spread_small_calls_take_turns_over_the_cores_in_service_only() {
+    // Physical 1 of 3 is dead; once it is quarantined, one-row calls spread over the other
+    // two and never touch it.
+    const NAME: &str = "spread_small_calls_take_turns_over_the_cores_in_service_only";
+    let Some((_watchdog, runtime)) = child_scenario(
+        NAME,
+        &[("NRT_MOCK_TOTAL_CORES", "3"), ("NRT_MOCK_FAULTS", "1:*:6")],
+        LIMIT,
+    ) else {
+        return;
+    };
+    {
+        let config = Config::default().spread_small_calls(true);
+        let dp = DataParallel::new(&runtime, &core_id_neff(), config).expect("engine");
+        for _ in 0..3 {
+            let err = cores_per_row(&dp, 3 * B).expect_err("physical 1 fails");
+            assert_eq!(err.status(), Some(Status::HwError));
+        }
+        assert_eq!(dp.health()[1].state, CoreState::Quarantined);
+        let used: Vec<i32> = (0..4)
+            .map(|_| cores_per_row(&dp, 1).expect("a healthy core")[0])
+            .collect();
+        let mut seen = used.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, vec![0, 2], "both healthy cores, never 1: {used:?}");
+        assert_ne!(used[0], used[1], "consecutive calls take turns: {used:?}");
+    }
+    assert_no_leaks("after the engine dropped");
+}
