@@ -194,13 +194,15 @@ fn inputs_matched_by_name_and_int_outputs() {
 
 #[test]
 fn full_queue_hands_the_request_back_and_submit_times_out() {
-    // One slow core; the blocking request fills a batch by itself.
+    // One slow core; the blocking request fills a batch by itself and holds the one
+    // batcher thread, so nothing leaves the queue until it is done.
     let batcher = Batcher::new(
         affine_engine(8, 600_000, "nc:4"),
         BatcherConfig::default()
             .max_batch_rows(8)
             .max_delay(Duration::ZERO)
-            .queue_capacity(2),
+            .queue_capacity(2)
+            .batches_in_flight(1),
     )
     .expect("batcher");
     let (blocker, blocker_x) = tagged(0, 8);
@@ -248,11 +250,13 @@ fn full_queue_hands_the_request_back_and_submit_times_out() {
 
 #[test]
 fn deadlines_expire_while_queued_and_never_run() {
+    // One batcher thread, which the blocker holds while the others wait in the queue.
     let batcher = Batcher::new(
         affine_engine(8, 200_000, "nc:5"),
         BatcherConfig::default()
             .max_batch_rows(8)
-            .max_delay(Duration::ZERO),
+            .max_delay(Duration::ZERO)
+            .batches_in_flight(1),
     )
     .expect("batcher");
     let (blocker, blocker_x) = tagged(0, 8);
@@ -298,12 +302,14 @@ fn deadlines_expire_while_queued_and_never_run() {
 
 #[test]
 fn default_deadline_applies_to_requests_without_one() {
+    // One batcher thread, which the blocker holds while `late` waits in the queue.
     let batcher = Batcher::new(
         affine_engine(8, 200_000, "nc:6"),
         BatcherConfig::default()
             .max_batch_rows(8)
             .max_delay(Duration::ZERO)
-            .default_deadline(Some(Duration::from_millis(1))),
+            .default_deadline(Some(Duration::from_millis(1)))
+            .batches_in_flight(1),
     )
     .expect("batcher");
     // The blocker has its own, long deadline.
@@ -476,6 +482,10 @@ fn invalid_requests_are_refused_at_submit() {
     for (config, reason) in [
         (BatcherConfig::default().max_batch_rows(0), "max_batch_rows"),
         (BatcherConfig::default().queue_capacity(0), "queue_capacity"),
+        (
+            BatcherConfig::default().batches_in_flight(0),
+            "batches_in_flight",
+        ),
     ] {
         let err = Batcher::new(Arc::clone(&add), config).expect_err(reason);
         assert!(err.to_string().contains(reason), "{err}");
@@ -630,4 +640,32 @@ fn rows_may_be_scalars() {
         .submit(Request::new(vec![OwnedTensor::f32([3], &[1.0, 2.0, 3.0])]))
         .expect("rows of scalars");
     assert_eq!(ticket.wait().expect("ran").outputs[0].shape, vec![3]);
+}
+
+#[test]
+fn the_next_batch_forms_and_starts_while_one_runs() {
+    // Two batches in flight (the default): while the blocker runs on the slow core, the
+    // second batcher thread takes the next request off the queue and starts its batch; the
+    // core runs the two one after the other and both come back exact.
+    let batcher = Batcher::new(
+        affine_engine(8, 500_000, "nc:8"),
+        BatcherConfig::default()
+            .max_batch_rows(8)
+            .max_delay(Duration::ZERO),
+    )
+    .expect("batcher");
+    let (blocker, blocker_x) = tagged(0, 8);
+    let blocker = batcher.submit(blocker).expect("submit");
+    wait_until_dequeued(&batcher);
+    let (next, next_x) = tagged(1, 3);
+    let next = batcher.submit(next).expect("submit");
+    wait_until_dequeued(&batcher);
+    assert!(
+        !blocker.is_ready(),
+        "the next request left the queue while the blocker's 0.5 s execution still ran"
+    );
+    check_affine("blocker", blocker, &blocker_x);
+    check_affine("next", next, &next_x);
+    let stats = batcher.shutdown();
+    assert_eq!((stats.batches, stats.rows), (2, 11), "{stats:#?}");
 }

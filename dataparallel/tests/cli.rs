@@ -732,6 +732,7 @@ fn bench_serve_reports_the_batcher_and_latency_from_the_schedule() {
     assert_eq!(serve["max_delay_us"], 1000);
     // Default: 4 cores x compiled batch 2.
     assert_eq!(serve["max_batch_rows"], 8);
+    assert_eq!(serve["batches_in_flight"], 2);
     assert_eq!(serve["requests_scheduled"], 200);
     let completed = serve["requests_completed"].as_u64().unwrap();
     let rejected = serve["requests_rejected"].as_u64().unwrap();

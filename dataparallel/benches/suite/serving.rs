@@ -6,8 +6,10 @@
 //! Modes:
 //! - `batcher`: one submitter thread sleeps until each request's time and `try_submit`s it to
 //!   a [`Batcher`] (default config: max 64 rows = 8 cores × batch 8, max delay 1 ms, queue
-//!   1024; a full queue turns the request away); a collector thread waits the tickets in
-//!   order.
+//!   1024, 2 batches in flight; a full queue turns the request away); a collector thread
+//!   waits the tickets in order.
+//! - `batcher, 1 batch in flight`: the same with `batches_in_flight(1)`, the batcher before
+//!   it pipelined batches.
 //! - `forward/request`: a pool of 64 caller threads takes the scheduled requests in order,
 //!   each sleeping until its request's time and calling `forward_into` with its one row on an
 //!   engine over the 8 cores.
@@ -25,7 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request, Ticket};
+use dataparallel::batcher::{
+    Batcher, BatcherConfig, DEFAULT_BATCHES_IN_FLIGHT, OwnedTensor, Request, Ticket,
+};
 use dataparallel::{Config, DataParallel, Input, Output};
 use serde_json::json;
 
@@ -106,7 +110,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     );
     let k = ctx.cores(&[K])[0];
     let rates: Vec<f64> = ctx.pick(
-        vec![1e3, 2e3, 4e3, 6e3, 8e3, 16e3, 32e3, 40e3, 48e3],
+        vec![1e3, 2e3, 4e3, 6e3, 8e3, 16e3, 32e3, 40e3, 48e3, 56e3, 64e3],
         vec![2e3, 8e3, 32e3],
         vec![1e3],
     );
@@ -114,6 +118,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     let neff = affine_neff(BATCH, FEATURES, EXEC_US)?;
     let modes = [
         "batcher",
+        "batcher, 1 batch in flight",
         "forward/request",
         "forward/request, spread",
         "forward/request, 8 engines",
@@ -124,10 +129,15 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
         for &rate in &rates {
             let total = ((rate * seconds).round() as usize).max(1);
             let outcome = match mode {
-                "batcher" => {
+                "batcher" | "batcher, 1 batch in flight" => {
                     let dp = Arc::new(engine(ctx, &neff, k, Config::default())?);
                     warm(&dp)?;
-                    batcher_run(dp, rate, total)?
+                    let in_flight = if mode == "batcher" {
+                        DEFAULT_BATCHES_IN_FLIGHT
+                    } else {
+                        1
+                    };
+                    batcher_run(dp, rate, total, in_flight)?
                 }
                 "forward/request" | "forward/request, spread" => {
                     let config = Config::default().spread_small_calls(mode.ends_with("spread"));
@@ -288,9 +298,15 @@ fn sleep_until(at: Instant) {
 }
 
 /// The batcher mode: a submitter (this thread) and a collector.
-fn batcher_run(dp: Arc<DataParallel>, rate: f64, total: usize) -> BoxResult<Outcome> {
+fn batcher_run(
+    dp: Arc<DataParallel>,
+    rate: f64,
+    total: usize,
+    in_flight: usize,
+) -> BoxResult<Outcome> {
     let before = executions_now(&[&dp]);
-    let batcher = Batcher::new(Arc::clone(&dp), BatcherConfig::default())?;
+    let config = BatcherConfig::default().batches_in_flight(in_flight);
+    let batcher = Batcher::new(Arc::clone(&dp), config)?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let row = ramp(FEATURES);
     let (tx, rx) = mpsc::channel::<(Instant, Ticket)>();

@@ -22,12 +22,15 @@ pub struct BatcherConfig {
     pub(super) max_delay: Duration,
     pub(super) queue_capacity: usize,
     pub(super) default_deadline: Option<Duration>,
+    pub(super) batches_in_flight: usize,
 }
 
 /// `max_delay` by default: TF Serving's advice for online serving (~1 ms).
 pub const DEFAULT_MAX_DELAY: Duration = Duration::from_millis(1);
 /// `queue_capacity` by default.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+/// `batches_in_flight` by default: one batch runs while the next forms.
+pub const DEFAULT_BATCHES_IN_FLIGHT: usize = 2;
 
 impl Default for BatcherConfig {
     fn default() -> BatcherConfig {
@@ -36,6 +39,7 @@ impl Default for BatcherConfig {
             max_delay: DEFAULT_MAX_DELAY,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             default_deadline: None,
+            batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
         }
     }
 }
@@ -74,6 +78,22 @@ impl BatcherConfig {
     pub fn default_deadline(mut self, timeout: Option<Duration>) -> BatcherConfig {
         self.default_deadline = timeout;
         self
+    }
+
+    /// Batches that may run on the engine at once (default 2), each on its own batcher
+    /// thread. Only one batch forms at a time; with 2, the next batch forms (and starts)
+    /// while the previous one still runs, so the cores never wait for the batcher to copy
+    /// results out and collect the next requests. 1 runs one batch at a time. 0 is rejected
+    /// when the batcher is built.
+    #[must_use]
+    pub fn batches_in_flight(mut self, batches: usize) -> BatcherConfig {
+        self.batches_in_flight = batches;
+        self
+    }
+
+    /// The configured `batches_in_flight`.
+    pub fn batches_in_flight_value(&self) -> usize {
+        self.batches_in_flight
     }
 
     /// The configured `max_batch_rows` (`None`: the default, resolved against the engine).

@@ -1,4 +1,4 @@
-//! A request batcher for serving: many callers submit small requests, one thread coalesces
+//! A request batcher for serving: many callers submit small requests, the batcher coalesces
 //! them into batches and runs them on a [`DataParallel`] engine.
 //!
 //! The shape follows Triton's dynamic batcher, TF Serving's `BasicBatchScheduler` and Ray
@@ -11,17 +11,20 @@
 //! - **Checked at submit.** A request that does not fit the model (input count, names,
 //!   dtypes, shapes, rows ≥ 1, rows ≤ `max_batch_rows`) is refused at once with the reason
 //!   ([`InvalidRequest`]), never queued.
-//! - **Batch formation.** The batcher's thread blocks for a first request, then takes more in
+//! - **Batch formation.** A batcher thread blocks for a first request, then takes more in
 //!   arrival order until the next would exceed `max_batch_rows`, or `max_delay` has passed
 //!   since the first was submitted, or a request's deadline comes. `max_delay` is an upper
-//!   bound on waiting *for more requests*, not on latency.
+//!   bound on waiting *for more requests*, not on latency. One batch forms at a time; with
+//!   [`BatcherConfig::batches_in_flight`] at its default 2, the next batch forms and starts
+//!   while the previous one runs, so responses of different batches can arrive out of
+//!   submission order.
 //! - **Deadlines.** A request carries a deadline ([`Request::deadline`],
 //!   [`Request::timeout`], or [`BatcherConfig::default_deadline`]). It is checked when the
 //!   batcher takes the request off the queue (and again if the request did not fit the
 //!   batch being formed and waits to start the next one): an expired request completes with
 //!   [`RequestError::DeadlineExceeded`] and is never run. A request that joined a batch in
-//!   time runs to completion. A request queued behind a running batch learns it expired when
-//!   that batch finishes.
+//!   time runs to completion. A request queued behind running batches learns it expired when
+//!   a batcher thread is next free to form a batch.
 //! - **Completion.** Each submit returns a [`Ticket`]: [`Ticket::wait`],
 //!   [`Ticket::wait_timeout`], [`Ticket::is_ready`], [`Ticket::try_result`], or `.await` (a
 //!   std [`Future`] with its own waker; no runtime needed). Dropping a ticket cancels its
@@ -31,12 +34,12 @@
 //!   ([`RequestError::Engine`], sharing the engine's [`Error`] through an `Arc`).
 //! - **Shutdown.** Dropping the [`Batcher`] (or [`Batcher::shutdown`]) stops accepting
 //!   requests (it takes the batcher by value, so no submit can race it), **runs** every
-//!   request already queued (expired ones still expire), then joins the thread.
+//!   request already queued (expired ones still expire), then joins the threads.
 //!
 //! # Copies
 //!
 //! The engine itself never stages bytes (DESIGN.md §6), but coalescing requests from
-//! different callers into one batch is inherently a copy: the batcher's thread copies each
+//! different callers into one batch is inherently a copy: a batcher thread copies each
 //! request's rows into one staging buffer per input (reused from batch to batch), runs
 //! [`DataParallel::forward_into`] into staging output buffers it owns, and copies each
 //! request's rows out into the request's own [`OwnedTensor`]s. Those two copies are the price
@@ -92,13 +95,15 @@ mod request;
 mod stats;
 mod worker;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 
-pub use config::{BatcherConfig, DEFAULT_MAX_DELAY, DEFAULT_QUEUE_CAPACITY};
+pub use config::{
+    BatcherConfig, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_MAX_DELAY, DEFAULT_QUEUE_CAPACITY,
+};
 pub use error::{InvalidRequest, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use handle::{RequestError, Response, Ticket};
 pub use request::{OwnedTensor, Request};
@@ -116,9 +121,10 @@ use worker::{CompleteOnDrop, Job, Worker};
 #[derive(Debug)]
 pub struct Batcher {
     engine: Arc<DataParallel>,
-    /// `None` once shutting down (dropping it is what tells the thread to drain and stop).
+    /// `None` once shutting down (dropping it is what tells the threads to drain and stop).
     jobs: Option<Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    /// `batches_in_flight` threads; empty once stopped.
+    threads: Vec<JoinHandle<()>>,
     layout: Layout,
     max_batch_rows: usize,
     default_deadline: Option<Duration>,
@@ -126,14 +132,14 @@ pub struct Batcher {
 }
 
 impl Batcher {
-    /// Starts a batcher (one thread) over `engine`.
+    /// Starts a batcher (`batches_in_flight` threads) over `engine`.
     ///
     /// # Errors
     ///
     /// [`Error::Config`] when the configuration is invalid (`max_batch_rows` or
-    /// `queue_capacity` 0), the engine cannot batch requests (`dim != 0`, dynamic batching
-    /// off, a scalar model input or output, an output of unknown dtype), or the thread
-    /// cannot be started.
+    /// `queue_capacity` or `batches_in_flight` 0), the engine cannot batch requests
+    /// (`dim != 0`, dynamic batching off, a scalar model input or output, an output of
+    /// unknown dtype), or a thread cannot be started.
     pub fn new(engine: Arc<DataParallel>, config: BatcherConfig) -> Result<Batcher> {
         if engine.dim() != 0 {
             return Err(Error::Config(format!(
@@ -173,6 +179,11 @@ impl Batcher {
                 "queue_capacity must be at least 1".to_owned(),
             ));
         }
+        if config.batches_in_flight == 0 {
+            return Err(Error::Config(
+                "batches_in_flight must be at least 1 (default 2)".to_owned(),
+            ));
+        }
         let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
         let recorder = Arc::new(Recorder::default());
         let worker = Worker {
@@ -182,15 +193,28 @@ impl Batcher {
             max_rows: max_batch_rows,
             max_delay: config.max_delay,
             recorder: Arc::clone(&recorder),
+            forming: Arc::new(Mutex::new(None)),
         };
-        let thread = std::thread::Builder::new()
-            .name("dp-batcher".to_owned())
-            .spawn(move || worker.run())
-            .map_err(|e| Error::Config(format!("cannot start the batcher's thread: {e}")))?;
+        let mut threads = Vec::with_capacity(config.batches_in_flight);
+        for i in 0..config.batches_in_flight {
+            let worker = worker.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("dp-batcher-{i}"))
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    // Closing the queue stops the threads already started.
+                    drop(jobs);
+                    join_all(threads);
+                    return Err(Error::Config(format!("cannot start a batcher thread: {e}")));
+                }
+            }
+        }
         Ok(Batcher {
             engine,
             jobs: Some(jobs),
-            thread: Some(thread),
+            threads,
             layout,
             max_batch_rows,
             default_deadline: config.default_deadline,
@@ -269,7 +293,7 @@ impl Batcher {
             .snapshot(self.jobs.as_ref().map_or(0, Sender::len))
     }
 
-    /// Stops accepting requests, runs every request already queued, joins the thread and
+    /// Stops accepting requests, runs every request already queued, joins the threads and
     /// returns the final metrics. Dropping the batcher does the same.
     pub fn shutdown(mut self) -> BatcherStats {
         self.stop();
@@ -277,13 +301,9 @@ impl Batcher {
     }
 
     fn stop(&mut self) {
-        // The thread drains the queue once every sender is gone, then returns.
+        // The threads drain the queue once every sender is gone, then return.
         self.jobs = None;
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("the batcher's thread panicked (a bug, please report)");
-            }
-        }
+        join_all(std::mem::take(&mut self.threads));
     }
 
     fn sender(&self) -> &Sender<Job> {
@@ -327,5 +347,13 @@ impl Batcher {
 impl Drop for Batcher {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn join_all(threads: Vec<JoinHandle<()>>) {
+    for thread in threads {
+        if thread.join().is_err() {
+            log::error!("a batcher thread panicked (a bug, please report)");
+        }
     }
 }

@@ -1,5 +1,11 @@
-//! The batcher's thread: forms batches from the queue, runs them on the engine, and hands
+//! The batcher's threads: form batches from the queue, run them on the engine, and hand
 //! every request exactly its rows back.
+//!
+//! Several threads (`batches_in_flight`) share the queue, but only one forms a batch at a
+//! time: the formation lock also holds the request carried over from the last batch. A
+//! thread releases it once its batch is formed and runs the batch while the next thread forms
+//! the next one, so the engine gets the next batch without waiting for the previous one's
+//! copies and completions.
 //!
 //! Batch formation: block for the first request; then take more, in arrival order, until the
 //! next one would push the batch past `max_batch_rows` (it starts the next batch) or the batch
@@ -12,7 +18,7 @@
 //! ticket dropped) requests are completed or skipped there and never run.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
@@ -55,8 +61,8 @@ impl Drop for CompleteOnDrop {
     }
 }
 
-/// The batcher's thread state.
-#[derive(Debug)]
+/// One batcher thread's state.
+#[derive(Debug, Clone)]
 pub(super) struct Worker {
     pub(super) engine: Arc<DataParallel>,
     pub(super) jobs: Receiver<Job>,
@@ -64,6 +70,9 @@ pub(super) struct Worker {
     pub(super) max_rows: usize,
     pub(super) max_delay: Duration,
     pub(super) recorder: Arc<Recorder>,
+    /// The formation lock, shared by the batcher's threads; it holds the request that did
+    /// not fit the last batch formed, which starts the next one.
+    pub(super) forming: Arc<Mutex<Option<Job>>>,
 }
 
 /// Buffers reused from batch to batch (grown to the largest batch seen, never shrunk).
@@ -95,51 +104,59 @@ impl Worker {
                 .collect(),
         };
         let mut batch: Vec<Job> = Vec::new();
-        let mut carry: Option<Job> = None;
-        loop {
-            let first = match carry.take() {
-                Some(job) => job,
-                None => match self.jobs.recv() {
-                    Ok(job) => job,
-                    // Every sender is gone and the queue is drained.
-                    Err(_) => return,
-                },
-            };
-            let Some(first) = self.admit(first) else {
-                continue;
-            };
-            let mut rows = first.rows;
-            let mut close_at = first.submitted.checked_add(self.max_delay);
-            close_at = earliest(close_at, first.deadline);
-            batch.push(first);
-            while rows < self.max_rows {
-                let next = match self.jobs.try_recv() {
-                    Ok(job) => job,
-                    Err(TryRecvError::Disconnected) => break,
-                    Err(TryRecvError::Empty) => {
-                        let received = match close_at {
-                            Some(at) => self.jobs.recv_deadline(at),
-                            None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                        };
-                        match received {
-                            Ok(job) => job,
-                            Err(_) => break,
-                        }
-                    }
-                };
-                let Some(next) = self.admit(next) else {
-                    continue;
-                };
-                if rows + next.rows > self.max_rows {
-                    carry = Some(next);
-                    break;
-                }
-                rows += next.rows;
-                close_at = earliest(close_at, next.deadline);
-                batch.push(next);
-            }
+        while let Some(rows) = self.form(&mut batch) {
             self.run_batch(&mut batch, rows, &mut staging);
         }
+    }
+
+    /// Forms the next batch into `batch` (empty on entry), holding the formation lock while
+    /// it does; the batch's rows, or `None` once every sender is gone and the queue is
+    /// drained.
+    fn form(&self, batch: &mut Vec<Job>) -> Option<usize> {
+        // The lock only guards which thread forms and the carried request, which every path
+        // leaves consistent.
+        let mut carry = self.forming.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = loop {
+            let job = match carry.take() {
+                Some(job) => job,
+                // Every sender is gone and the queue is drained.
+                None => self.jobs.recv().ok()?,
+            };
+            if let Some(job) = self.admit(job) {
+                break job;
+            }
+        };
+        let mut rows = first.rows;
+        let mut close_at = first.submitted.checked_add(self.max_delay);
+        close_at = earliest(close_at, first.deadline);
+        batch.push(first);
+        while rows < self.max_rows {
+            let next = match self.jobs.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let received = match close_at {
+                        Some(at) => self.jobs.recv_deadline(at),
+                        None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match received {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    }
+                }
+            };
+            let Some(next) = self.admit(next) else {
+                continue;
+            };
+            if rows + next.rows > self.max_rows {
+                *carry = Some(next);
+                break;
+            }
+            rows += next.rows;
+            close_at = earliest(close_at, next.deadline);
+            batch.push(next);
+        }
+        Some(rows)
     }
 
     /// Takes a request off the queue: `None` when it expired (completed with

@@ -30,6 +30,7 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           iterations the requests completed, latency_ms counts from each request's scheduled
           time, throughput_batches_per_s is requests per second:
           serve:{rate_per_s, request_rows, max_delay_us, max_batch_rows, queue_capacity,
+                 batches_in_flight,
                  requests_scheduled, requests_completed, requests_rejected,
                  throughput_requests_per_s, batches, mean_batch_rows,
                  batch_rows:[{min, max, count}], queue_depth:{max, mean, samples},
@@ -220,6 +221,9 @@ pub(crate) struct BenchArgs {
     /// With --serve: most rows per batch [default: cores x the model's compiled batch].
     #[arg(long, value_name = "M", requires = "serve")]
     pub(crate) max_batch_rows: Option<NonZeroUsize>,
+    /// With --serve: batches that may run at once; the next forms while one runs [default: 2].
+    #[arg(long, value_name = "B", requires = "serve")]
+    pub(crate) batches_in_flight: Option<NonZeroUsize>,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,

@@ -370,6 +370,7 @@ pub(crate) struct Serve {
     pub(crate) max_delay_us: u64,
     pub(crate) max_batch_rows: usize,
     pub(crate) queue_capacity: usize,
+    pub(crate) batches_in_flight: usize,
     pub(crate) requests_scheduled: usize,
     pub(crate) requests_completed: usize,
     /// Turned away because the queue was full (open loop: never retried).
@@ -512,12 +513,13 @@ impl BenchReport {
         let _ = writeln!(
             text,
             "\nserve    open loop at {} requests/s, {} rows per request; batcher max delay {} µs, \
-             max batch {} rows, queue {}",
+             max batch {} rows, queue {}, {} batches in flight",
             serve.rate_per_s,
             serve.request_rows,
             serve.max_delay_us,
             serve.max_batch_rows,
-            serve.queue_capacity
+            serve.queue_capacity,
+            serve.batches_in_flight
         );
         let _ = writeln!(
             text,

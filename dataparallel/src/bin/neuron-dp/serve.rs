@@ -62,7 +62,11 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     if let Some(rows) = args.max_batch_rows {
         config = config.max_batch_rows(rows.get());
     }
+    if let Some(batches) = args.batches_in_flight {
+        config = config.batches_in_flight(batches.get());
+    }
     let queue_capacity = config.queue_capacity_value();
+    let batches_in_flight = config.batches_in_flight_value();
 
     // One request's inputs, cloned for every request.
     let mut rng = SplitMix64(args.seed);
@@ -176,6 +180,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         max_delay_us,
         max_batch_rows,
         queue_capacity,
+        batches_in_flight,
         requests_scheduled: total,
         requests_completed: completed,
         requests_rejected: rejected,
