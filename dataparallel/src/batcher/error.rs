@@ -23,7 +23,7 @@ pub enum TrySubmitError {
     /// The request does not fit the model (checked before queueing).
     #[error(transparent)]
     Invalid(InvalidRequest),
-    /// The batcher's thread has stopped (it panicked: a bug, please report).
+    /// The batcher's threads have stopped (one panicked: a bug, please report).
     #[error("the batcher has stopped (a bug, please report)")]
     Stopped(Request),
 }
@@ -40,7 +40,7 @@ pub enum SubmitTimeoutError {
     /// The request does not fit the model (checked before queueing).
     #[error(transparent)]
     Invalid(InvalidRequest),
-    /// The batcher's thread has stopped (it panicked: a bug, please report).
+    /// The batcher's threads have stopped (one panicked: a bug, please report).
     #[error("the batcher has stopped (a bug, please report)")]
     Stopped(Request),
 }
@@ -52,7 +52,7 @@ pub enum SubmitError {
     /// The request does not fit the model (checked before queueing).
     #[error(transparent)]
     Invalid(InvalidRequest),
-    /// The batcher's thread has stopped (it panicked: a bug, please report).
+    /// The batcher's threads have stopped (one panicked: a bug, please report).
     #[error("the batcher has stopped (a bug, please report)")]
     Stopped(Request),
 }

@@ -1,5 +1,5 @@
 //! Completion: the [`Ticket`] a caller holds for a submitted request, the one-shot slot the
-//! batcher's thread fills, and what ends up in it ([`Response`] or [`RequestError`]).
+//! batcher's threads fill, and what ends up in it ([`Response`] or [`RequestError`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -68,7 +68,7 @@ pub enum RequestError {
         message: String,
     },
 
-    /// The batcher's thread stopped before it could run the request (it panicked: a bug,
+    /// The batcher's threads stopped before one could run the request (one panicked: a bug,
     /// please report).
     #[error("the batcher stopped before running the request (a bug, please report)")]
     Stopped,

@@ -2,7 +2,7 @@
 //! against the model ([`Layout::check`]) that runs at submit, before anything is queued.
 //!
 //! Requests own their bytes because they cross threads: the caller's thread builds them, the
-//! batcher's thread copies their rows into the batch.
+//! batcher's threads copy their rows into the batch.
 
 use std::time::{Duration, Instant};
 

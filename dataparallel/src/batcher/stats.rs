@@ -1,5 +1,5 @@
-//! The batcher's metrics: counters (atomics, bumped by submitters and the batcher's thread),
-//! two histograms (behind a mutex only the batcher's thread writes), and the
+//! The batcher's metrics: counters (atomics, bumped by submitters and the batcher's threads),
+//! two histograms (behind a mutex only the batcher's threads write), and the
 //! [`BatcherStats`] snapshot that [`Batcher::stats`](super::Batcher::stats) returns.
 
 use std::sync::atomic::{AtomicU64, Ordering};
