@@ -3,7 +3,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -730,12 +730,8 @@ impl DataParallel {
         let slot_map = self.slot_map();
         for chunk in split.iter() {
             let replica = slot_map(chunk.slot);
-            let serve_here = self.caller_runs
-                && (inline_all || (chunk.index == last && !call.overlap_transfers));
-            let mut station = serve_here
-                .then(|| self.stations.get(replica))
-                .flatten()
-                .and_then(|stations| worker::try_lock_any(stations, 0));
+            let serve_here = inline_all || (chunk.index == last && !call.overlap_transfers);
+            let mut station = serve_here.then(|| self.free_station(replica)).flatten();
             if station.is_some() {
                 // Every earlier job goes to its worker before the caller gets busy.
                 if let Some(previous) = held.take() {
@@ -798,15 +794,19 @@ impl DataParallel {
     /// Runs a job on the calling thread if one of its core's stations is free, else queues
     /// it.
     fn run_here_or_send(&self, call: &Call<'_>, job: Job) {
-        let free = self
-            .caller_runs
-            .then(|| self.stations.get(job.replica))
-            .flatten()
-            .and_then(|stations| worker::try_lock_any(stations, 0));
-        match free {
+        match self.free_station(job.replica) {
             Some(mut station) => worker::serve(&mut station, job),
             None => self.send(call, job),
         }
+    }
+
+    /// A free station of `replica`'s core for the calling thread, when callers run pieces
+    /// themselves and one is free.
+    fn free_station(&self, replica: usize) -> Option<MutexGuard<'_, Station>> {
+        self.caller_runs
+            .then(|| self.stations.get(replica))
+            .flatten()
+            .and_then(|stations| worker::try_lock_any(stations, 0))
     }
 
     /// Queues a job for its core's workers; if they are gone, fails it in place.
