@@ -41,10 +41,16 @@ fn last_error() -> String {
 
 /// An engine on `list` from the affine model.
 fn create(list: &str) -> *mut ndp_engine_t {
+    create_with(list, |_| {})
+}
+
+/// An engine on `list` from the affine model, with `edit` applied to the default config.
+fn create_with(list: &str, edit: impl FnOnce(&mut ndp_config_t)) -> *mut ndp_engine_t {
     let bytes = affine_bytes();
     let list = CString::new(list).unwrap();
     let mut config = ndp_config_default();
     config.device_list = list.as_ptr();
+    edit(&mut config);
     let mut engine = null_mut();
     // SAFETY: valid bytes, config and out-pointer for the duration of the call.
     let status = unsafe {
@@ -612,16 +618,7 @@ fn core_metrics_count_rows_pad_rows_and_piece_latency() {
 #[test]
 fn spread_small_calls_moves_single_row_calls_over_the_cores() {
     let executions_per_core = |spread: bool| {
-        let bytes = affine_bytes();
-        let mut config = ndp_config_default();
-        config.device_list = c"nc:0,nc:1".as_ptr();
-        config.spread_small_calls = spread;
-        let mut engine = null_mut();
-        // SAFETY: valid bytes, config and out-pointer for the duration of the call.
-        let status = unsafe {
-            ndp_engine_create_from_bytes(bytes.as_ptr().cast(), bytes.len(), &config, &mut engine)
-        };
-        assert_eq!(status, NDP_OK, "{}", last_error());
+        let engine = create_with("nc:0,nc:1", |config| config.spread_small_calls = spread);
         let x = [1.0f32; 8];
         let mut y = [0.0f32; 8];
         let shape = [1usize, 8];
