@@ -21,6 +21,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Marker telling a re-executed test binary which test body to run.
 pub const CHILD: &str = "NRT_MOCK_TEST_CHILD";
@@ -69,9 +70,15 @@ pub fn library_path() -> PathBuf {
 ///
 /// When the child cannot be started (tests only).
 pub fn child_output(name: &str, env: &[(&str, &str)]) -> Output {
+    // Unique per child, not per test name: two tests of one binary may run the same child
+    // body at once (`execute_validation_log_names_the_tensor` re-runs
+    // `execute_validates_names_sizes_and_cores` to read its log), and a shared lock directory
+    // makes one of them find its cores taken.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     let lock_dir = std::env::temp_dir().join(format!(
-        "nrt-mock-test-{}-{}",
+        "nrt-mock-test-{}-{}-{}",
         std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
         name.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
     ));
     let mut cmd = Command::new(std::env::current_exe().expect("the test executable's path"));
