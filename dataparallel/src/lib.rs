@@ -21,8 +21,9 @@
 //!
 //! Beyond the reference: several NEFFs of one model as batch-size buckets
 //! ([`DataParallel::with_buckets`]), core health with quarantine and re-admission
-//! ([`DataParallel::health`], [`DataParallel::readmit`]), [`Metrics`], a request
-//! [`batcher`] for serving, and a C ABI ([`capi`]).
+//! ([`DataParallel::health`], [`DataParallel::readmit`]), [`Metrics`] and a request
+//! [`batcher`] for serving. Front-ends live in crates of their own, over this crate's public
+//! API: the C ABI (`neuron-dp-capi`, `libneuron_dp.so`) and the command line (`neuron-dp`).
 //!
 //! # Example
 //!
@@ -52,8 +53,6 @@
 pub mod batcher;
 mod buckets;
 mod call;
-/// The C ABI (`include/neuron_dp.h`): `ndp_*` functions and types for C and C++ hosts.
-pub mod capi;
 mod config;
 mod engine;
 mod error;

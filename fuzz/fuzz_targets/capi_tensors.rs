@@ -13,10 +13,10 @@
 use std::ffi::{CString, c_char, c_void};
 use std::sync::OnceLock;
 
-use dataparallel::capi::{
+use libfuzzer_sys::fuzz_target;
+use neuron_dp::{
     ndp_engine_create_from_bytes, ndp_engine_forward, ndp_engine_t, ndp_status_t, ndp_tensor_t,
 };
-use libfuzzer_sys::fuzz_target;
 use nrt_mock::neff::{DType, MockModel, Op};
 
 const SCALE: f32 = 2.0;
@@ -92,7 +92,7 @@ fn engine() -> *mut ndp_engine_t {
 }
 
 fn last_error() -> String {
-    let p = dataparallel::capi::ndp_last_error();
+    let p = neuron_dp::ndp_last_error();
     if p.is_null() {
         return String::new();
     }

@@ -3,7 +3,7 @@
 //!
 //! 1. builds the mock libnrt with the release profile (its simulated compute, `rowsum` over
 //!    150 528 floats a row, would otherwise dominate the figures) and the `neuron-dp` binary
-//!    (`cargo build -p dataparallel --bin neuron-dp`);
+//!    (`cargo build -p neuron-dp --bin neuron-dp`);
 //! 2. writes into `<target dir>/demo/`:
 //!    - `demo-resnet.neff`: a mock model shaped like an image classifier, input `input`
 //!      float32 `[1, 3, 224, 224]` → output `logits` float32 `[1, 1000]` (op `rowsum` with
@@ -189,7 +189,7 @@ pub(crate) fn run(root: &Path) -> TaskResult {
     util::run(util::cargo_command(root).args([
         "build",
         "--package",
-        "dataparallel",
+        "neuron-dp",
         "--bin",
         "neuron-dp",
     ]))?;
@@ -198,7 +198,7 @@ pub(crate) fn run(root: &Path) -> TaskResult {
     let binary = target_dir.join("debug").join("neuron-dp");
     if !binary.is_file() {
         return Err(format!(
-            "`cargo build -p dataparallel --bin neuron-dp` succeeded but {} does not exist",
+            "`cargo build -p neuron-dp --bin neuron-dp` succeeded but {} does not exist",
             binary.display()
         ));
     }

@@ -1,6 +1,7 @@
 //! `cargo xtask header [--check]`: generates the C header of the C ABI,
-//! `dataparallel/include/neuron_dp.h`, from `dataparallel/src/capi/` with cbindgen (pinned
-//! in this crate's Cargo.toml; configured by `dataparallel/cbindgen.toml`).
+//! `dataparallel/capi/include/neuron_dp.h`, from the `neuron-dp-capi` crate
+//! (`dataparallel/capi/src/`) with cbindgen (pinned in this crate's Cargo.toml; configured by
+//! `dataparallel/capi/cbindgen.toml`).
 //!
 //! The header is committed. `--check` regenerates it in memory and fails (exit 1, with a
 //! message saying to run `cargo xtask header`) when the committed file differs, then checks
@@ -13,11 +14,11 @@ use std::process::Command;
 use crate::util::{self, TaskResult};
 
 /// The crate the header is generated from, relative to the workspace root.
-const CRATE_DIR: &str = "dataparallel";
+const CRATE_DIR: &str = "dataparallel/capi";
 /// The cbindgen configuration, relative to the crate.
 const CONFIG: &str = "cbindgen.toml";
 /// The generated header, relative to the workspace root.
-pub(crate) const HEADER: &str = "dataparallel/include/neuron_dp.h";
+pub(crate) const HEADER: &str = "dataparallel/capi/include/neuron_dp.h";
 
 /// The header text cbindgen generates from the crate's current sources.
 fn generate(root: &Path) -> TaskResult<Vec<u8>> {
@@ -67,7 +68,7 @@ pub(crate) fn run(root: &Path, check: bool) -> TaskResult {
         })?;
         if committed != generated {
             return Err(format!(
-                "{HEADER} is out of date with dataparallel/src/capi/: run `cargo xtask header` \
+                "{HEADER} is out of date with dataparallel/capi/src/: run `cargo xtask header` \
                  and commit the result"
             ));
         }

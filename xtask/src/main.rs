@@ -10,7 +10,7 @@
 //! | `mock-test` | [`mock_test`] | every test and example against the mock (the test command) |
 //! | `demo` | [`demo`] | the main job: `neuron-dp run` and `bench` on a demo NEFF over 24 mock cores |
 //! | `bindgen [--check]` | [`bindgen`] | regenerates or checks `neuron-sys/src/bindings.rs` |
-//! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/include/neuron_dp.h` |
+//! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/capi/include/neuron_dp.h` |
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
@@ -71,15 +71,15 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Regenerate dataparallel/include/neuron_dp.h (the C header) with cbindgen.
+    /// Regenerate dataparallel/capi/include/neuron_dp.h (the C header) with cbindgen.
     Header {
         /// Fail if the committed header differs from what the sources generate, then check
         /// that it compiles alone as C99 and as C++17.
         #[arg(long)]
         check: bool,
     },
-    /// Build libdataparallel.so and the mock, then compile and run the C and C++ host
-    /// programs in tests/cpp/ against them.
+    /// Build libneuron_dp.so and the mock, then compile (cc, c++ and CMake) and run the C and
+    /// C++ host programs in dataparallel/capi/tests/cpp/ against them.
     CTests,
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,

@@ -16,8 +16,8 @@
 //!    `{demo-neff}` becomes the path of the demo NEFF (`cargo xtask demo`'s model);
 //! 4. `cargo xtask header --check` (the committed C header matches the sources and compiles
 //!    alone as C99 and C++17, warnings as errors) and `cargo xtask c-tests` (the C and C++
-//!    hosts in `tests/cpp/`, linked to `libdataparallel.so`, against the same mock copy and
-//!    lock directory).
+//!    hosts in `dataparallel/capi/tests/cpp/`, built with cc, c++ and CMake against an
+//!    installed `libneuron_dp.so`, against the same mock copy and lock directory).
 //!
 //! Steps keep running after a failure; a summary at the end lists each step's outcome.
 //! `CARGO_BUILD_JOBS` and the rest of cargo's environment are passed through unchanged.

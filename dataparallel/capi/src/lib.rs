@@ -1,15 +1,17 @@
-//! The C ABI: `neuron_dp.h`, for C and C++ hosts.
+//! `libneuron_dp`: the C ABI of the [`dataparallel`] engine, for C and C++ hosts.
 //!
-//! Every item here is part of the C API; Rust callers use [`DataParallel`](crate::DataParallel)
-//! instead. The header `dataparallel/include/neuron_dp.h` is generated from this module by
-//! `cargo xtask header` (cbindgen) and committed; the documentation of each function below is
-//! copied into it.
+//! Every item here is part of the C API (`include/neuron_dp.h`); Rust callers use
+//! [`dataparallel::DataParallel`] instead. The header is generated from this crate by
+//! `cargo xtask header` (cbindgen, configured by `cbindgen.toml`) and committed; the
+//! documentation of each function below is copied into it. The crate builds
+//! `libneuron_dp.so` (SONAME `libneuron_dp.so.<major>`, see `build.rs`) and `libneuron_dp.a`.
+//! It uses only the engine's public API.
 //!
 //! # Rules every function follows
 //!
-//! - It returns an [`ndp_status_t`](crate::capi::ndp_status_t) (except the few that cannot fail); on failure
-//!   [`ndp_last_error`](crate::capi::ndp_last_error) returns the message (the text the Rust error's `Display` prints) and
-//!   [`ndp_last_nrt_status`](crate::capi::ndp_last_nrt_status) the libnrt status, on the calling thread.
+//! - It returns an [`ndp_status_t`] (except the few that cannot fail); on failure
+//!   [`ndp_last_error`] returns the message (the text the Rust error's `Display` prints) and
+//!   [`ndp_last_nrt_status`] the libnrt status, on the calling thread.
 //! - It checks every pointer and length it can: NULL where a pointer is required is
 //!   `NDP_ERR_NULL_POINTER`, never a crash. What it cannot check (that a non-NULL pointer
 //!   points to as much memory as its length says) is the caller's contract, stated in each
@@ -32,6 +34,7 @@
 //!   string) are valid until `ndp_engine_destroy` is called on it.
 
 #![allow(non_camel_case_types)]
+#![warn(missing_docs)]
 
 mod error;
 mod registry;
@@ -55,7 +58,7 @@ pub use types::{
     ndp_tensor_t,
 };
 
-use crate::DataParallel;
+use dataparallel::DataParallel;
 
 /// Writes `value` through the out-pointer `out`.
 ///
@@ -423,7 +426,7 @@ pub unsafe extern "C" fn ndp_engine_core_health(
                 .physical_core
                 .and_then(|p| i32::try_from(p).ok())
                 .unwrap_or(-1),
-            quarantined: u32::from(core.state == crate::CoreState::Quarantined),
+            quarantined: u32::from(core.state == dataparallel::CoreState::Quarantined),
             consecutive_failures: core.consecutive_failures,
             last_status: core.last_status.map_or(-1, |s| i64::from(s.raw())),
             executions: core.executions,

@@ -7,7 +7,7 @@ use neuron_rt::DType;
 
 use super::error::Failure;
 use super::types::{TensorAbi, check_len, ndp_dtype_t, ndp_tensor_t, slice};
-use crate::view::{Input, Output};
+use dataparallel::{Input, Output};
 
 /// One tensor's checked parts.
 struct Parts<'a> {

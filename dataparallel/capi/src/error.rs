@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use neuron_rt::NeffError;
 
-use crate::error::Error;
+use dataparallel::Error;
 
 /// The result of every fallible `ndp_` function. `NDP_OK` is 0; anything else is an error
 /// whose message `ndp_last_error()` returns on the same thread.

@@ -13,7 +13,7 @@ use std::mem::{align_of, offset_of, size_of};
 use neuron_rt::DType;
 
 use super::error::{Failure, ndp_status_t};
-use crate::config::Config;
+use dataparallel::Config;
 
 /// Element types, numbered by this API (not by libnrt, whose numbering changed between
 /// releases). The list matches the engine's `neuron_rt::DType`.
@@ -379,6 +379,6 @@ pub(crate) fn check_len<T>(len: usize, what: &str) -> Result<(), Failure> {
 }
 
 const _: () = assert!(
-    crate::HISTOGRAM_BUCKETS == 32,
+    dataparallel::HISTOGRAM_BUCKETS == 32,
     "ndp_core_metrics_t::piece_latency_us is declared with 32 buckets"
 );

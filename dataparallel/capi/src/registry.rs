@@ -18,7 +18,7 @@ use std::ffi::CString;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use super::error::{Failure, c_string_lossy};
-use crate::DataParallel;
+use dataparallel::DataParallel;
 
 /// The opaque engine type of the C API; only pointers to it exist (and those are registry
 /// keys, never dereferenced). Not `repr(C)`, so the header declares it as an incomplete type.
@@ -38,7 +38,7 @@ pub(crate) struct EngineHandle {
 
 impl EngineHandle {
     pub(crate) fn new(engine: DataParallel) -> EngineHandle {
-        let names = |specs: &[crate::IoSpec]| -> Vec<CString> {
+        let names = |specs: &[dataparallel::IoSpec]| -> Vec<CString> {
             specs.iter().map(|s| c_string_lossy(&s.name)).collect()
         };
         EngineHandle {

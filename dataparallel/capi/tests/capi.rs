@@ -8,8 +8,8 @@
 use std::ffi::{CStr, CString, c_char};
 use std::ptr::{null, null_mut};
 
-use dataparallel::capi::*;
 use dataparallel::{Config, DataParallel, Input, Output};
+use neuron_dp::*;
 use neuron_rt::{Neff, Runtime};
 use nrt_mock::neff::{DType, MockModel, Op};
 
