@@ -1,20 +1,22 @@
 //! Shared support for the engine's integration tests against the mock libnrt: one runtime per
 //! process, mock NEFFs, plain-Rust reference implementations of the mock ops, seeded data,
-//! child-process scenarios with a watchdog, leak checks against the mock's counters, and a
-//! logger that captures the calling thread's log records (for the warnings of §8).
+//! child-process scenarios (through the workspace's one harness, `nrt_mock::testing`), leak
+//! checks against the mock's counters, and a logger that captures the calling thread's log
+//! records (for the engine's warnings).
 //!
 //! Run with the mock: `NRT_DYLIB_PATH=.../libnrt_mock.so cargo test -p dataparallel` (or
 //! `cargo xtask mock-test`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::cell::RefCell;
-use std::sync::{Once, OnceLock, mpsc};
+use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use dataparallel::{ChunkPlan, Config, DataParallel, Input, OutputTensor};
 use neuron_rt::{Neff, Runtime};
 use nrt_mock::counters::Counters;
 pub use nrt_mock::neff::{DType as MockDType, MockModel, Op};
+use nrt_mock::testing::ChildTest;
 
 /// Simulated device time per execution used by most tests (small: the suite must be fast).
 pub const EXEC_US: u64 = 50;
@@ -248,47 +250,21 @@ pub fn total_executions(dp: &DataParallel) -> u64 {
 // (`NRT_MOCK_FAULTS`, `NRT_MOCK_TOTAL_CORES`, ...) or reads the process-wide counters runs in
 // a child process of its own (`nrt_mock::testing::in_child`).
 
-/// Aborts the process (failing the child, hence the test) if it is still alive after
-/// `limit`: no scenario may hang. Generous: only there to turn a hang into a failure.
-#[derive(Debug)]
-pub struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    /// Starts the watchdog of `what` (named in the message it aborts with).
-    pub fn new(what: &'static str, limit: Duration) -> Watchdog {
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("watchdog: {what} still running after {limit:?}: a call hangs");
-                std::process::abort();
-            }
-        });
-        Watchdog(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// Runs test `name` in a child process with `env` added to its environment. In the parent:
-/// waits, asserts the child passed and returns `None` (the test returns). In the child:
-/// returns a watchdog that aborts it after `limit` (keep it alive for the whole test) and the
-/// runtime.
-pub fn child_scenario(
-    name: &'static str,
-    env: &[(&str, &str)],
-    limit: Duration,
-) -> Option<(Watchdog, Runtime)> {
-    if !nrt_mock::testing::in_child(name, env) {
-        return None;
+/// runs the child, killing it if it runs longer than `limit` (no scenario may hang), asserts
+/// it passed and returns `None` (the test returns). In the child: returns the runtime.
+pub fn child_scenario(name: &str, env: &[(&str, &str)], limit: Duration) -> Option<Runtime> {
+    match ChildTest::new(name)
+        .envs(env.iter().copied())
+        .timeout(limit)
+        .run_in_parent()
+    {
+        Some(outcome) => {
+            outcome.assert_passed();
+            None
+        }
+        None => Some(runtime()),
     }
-    let watchdog = Watchdog::new(name, limit);
-    Some((watchdog, runtime()))
 }
 
 /// The mock's process-wide counters.
