@@ -9,8 +9,9 @@
 //! 3. `/opt/aws/neuron/lib/libnrt.so.1`, where `aws-neuronx-runtime-lib` installs it.
 //!
 //! A missing library or a missing required symbol is a [`LoadError`] listing every path tried
-//! with the operating system's reason and the fix; nothing here panics. Symbols that libnrt
-//! gained after its first public headers are optional and resolve to `None` when absent.
+//! with the operating system's reason and the fix; nothing here panics. Only the symbols the
+//! safe layer cannot work without are required; those libnrt gained after its first public
+//! headers, and those nothing calls, are optional and resolve to `None` when absent.
 //!
 //! The [`Library`] is never unloaded: function pointers and runtime handles point into it, and
 //! unloading a library that used thread-locals can crash at exit (libloading issues #5, #41).
@@ -52,9 +53,9 @@ macro_rules! nrt_api {
     ) => {
         /// The libnrt function table, resolved once per process.
         ///
-        /// Required symbols (present since libnrt's first public headers) are bare function
-        /// pointers; symbols added later are `Option`s that are `None` when the loaded library
-        /// lacks them. Field types come from the bindgen typedefs of `include/nrt_abi.h`, so
+        /// Required symbols (present since libnrt's first public headers, and called by the
+        /// safe layer) are bare function pointers; symbols added later, or that nothing calls,
+        /// are `Option`s that are `None` when the loaded library lacks them. Field types come from the bindgen typedefs of `include/nrt_abi.h`, so
         /// a signature can only change by changing the header.
         #[derive(Clone, Copy)]
         #[allow(missing_docs)]
@@ -123,7 +124,6 @@ nrt_api! {
         nrt_allocate_tensor_set: nrt_allocate_tensor_set_fn,
         nrt_destroy_tensor_set: nrt_destroy_tensor_set_fn,
         nrt_add_tensor_to_tensor_set: nrt_add_tensor_to_tensor_set_fn,
-        nrt_get_tensor_from_tensor_set: nrt_get_tensor_from_tensor_set_fn,
         nrt_tensor_allocate: nrt_tensor_allocate_fn,
         nrt_tensor_free: nrt_tensor_free_fn,
         nrt_tensor_read: nrt_tensor_read_fn,
@@ -131,6 +131,9 @@ nrt_api! {
         nrt_tensor_get_size: nrt_tensor_get_size_fn,
     }
     optional {
+        // Old, but nothing in the workspace calls it: requiring it would refuse a library
+        // for a function we never use.
+        nrt_get_tensor_from_tensor_set: nrt_get_tensor_from_tensor_set_fn,
         nrt_get_status_as_str: nrt_get_status_as_str_fn,
         nrt_get_total_vnc_count: nrt_get_total_vnc_count_fn,
         nrt_get_visible_vnc_count: nrt_get_visible_vnc_count_fn,

@@ -254,3 +254,24 @@ fn a_library_with_every_symbol_resolves_the_optional_ones() {
     assert_eq!(names, NrtApi::OPTIONAL);
     assert!(present.iter().all(|(_, found)| *found), "{present:?}");
 }
+
+#[test]
+fn a_library_without_nrt_get_tensor_from_tensor_set_loads() {
+    // Nothing calls it, so a library lacking it is usable.
+    assert!(!NrtApi::REQUIRED.contains(&"nrt_get_tensor_from_tensor_set"));
+    let dir = temp_dir();
+    let fixture = Fixture {
+        required: NrtApi::REQUIRED.to_vec(),
+        optional: NrtApi::OPTIONAL
+            .iter()
+            .copied()
+            .filter(|name| *name != "nrt_get_tensor_from_tensor_set")
+            .collect(),
+    };
+    let path = fixture.build(dir.path(), "no_get_tensor");
+
+    let library = Library::open(&path).expect("loads without nrt_get_tensor_from_tensor_set");
+    let api = library.api();
+    assert!(api.nrt_get_tensor_from_tensor_set.is_none());
+    assert!(api.nrt_tensor_copy.is_some(), "the other optional symbols resolve");
+}
