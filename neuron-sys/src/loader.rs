@@ -8,6 +8,12 @@
 //! 2. `libnrt.so.1` and `libnrt.so`, through the dynamic linker's normal search;
 //! 3. `/opt/aws/neuron/lib/libnrt.so.1`, where `aws-neuronx-runtime-lib` installs it.
 //!
+//! Before `dlopen` is given an explicit path (one with a `/`: `$NRT_DYLIB_PATH`, the
+//! `/opt/aws/neuron/lib` path, [`Library::open`]'s argument), the file is checked to be a
+//! whole ELF shared object for this machine ([`crate::elf::check_library_file`]): `dlopen`
+//! of a truncated library crashes the process with `SIGBUS` instead of failing. Bare names
+//! (`libnrt.so.1`) are resolved by the dynamic linker itself and are not checked.
+//!
 //! A missing library or a missing required symbol is a [`LoadError`] listing every path tried
 //! with the operating system's reason and the fix; nothing here panics. Only the symbols the
 //! safe layer cannot work without are required; those libnrt gained after its first public
@@ -22,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::bindings::*;
+use crate::elf::{LibraryFileError, check_library_file};
 
 /// The environment variable naming an explicit library to load.
 pub const NRT_DYLIB_PATH: &str = "NRT_DYLIB_PATH";
@@ -190,11 +197,12 @@ impl Library {
     ///
     /// # Errors
     ///
-    /// [`LoadError`] when the file cannot be opened or lacks a required symbol.
+    /// [`LoadError`] when the file cannot be opened, is truncated, corrupt or for another
+    /// machine (checked before `dlopen` sees it), or lacks a required symbol.
     pub fn open(path: impl AsRef<Path>) -> Result<Library, LoadError> {
         let path = path.as_ref();
         open_one(path).map_err(|attempt| LoadError {
-            attempts: vec![attempt],
+            attempts: vec![*attempt],
             from_env: false,
         })
     }
@@ -209,6 +217,9 @@ pub struct SearchAttempt {
     pub reason: String,
     /// Required symbols the library lacks (empty when it did not open at all).
     pub missing_symbols: Vec<String>,
+    /// Why the file was not handed to `dlopen` at all: truncated, corrupt or for another
+    /// machine.
+    pub bad_file: Option<LibraryFileError>,
 }
 
 /// No usable libnrt was found. Lists every path tried with the reason, and the fix.
@@ -233,6 +244,11 @@ impl LoadError {
     pub fn is_missing_symbols(&self) -> bool {
         self.attempts.iter().any(|a| !a.missing_symbols.is_empty())
     }
+
+    /// The first file refused before `dlopen` as truncated, corrupt or for another machine.
+    pub fn bad_file(&self) -> Option<&LibraryFileError> {
+        self.attempts.iter().find_map(|a| a.bad_file.as_ref())
+    }
 }
 
 impl fmt::Display for LoadError {
@@ -252,6 +268,21 @@ impl fmt::Display for LoadError {
                 "\nfix: the library is not libnrt-compatible or is too old; install a current \
                  `aws-neuronx-runtime-lib` or point {NRT_DYLIB_PATH} at a compatible library"
             )
+        } else if let Some(bad) = self.bad_file() {
+            if bad.problem().is_foreign() {
+                write!(
+                    f,
+                    "\nfix: install the libnrt built for this machine ({}), or point \
+                     {NRT_DYLIB_PATH} at it",
+                    std::env::consts::ARCH
+                )
+            } else {
+                write!(
+                    f,
+                    "\nfix: the file is damaged: reinstall `aws-neuronx-runtime-lib`, or copy the \
+                     library again (`cargo xtask mock-build` rebuilds the mock)"
+                )
+            }
         } else if self.from_env {
             write!(
                 f,
@@ -287,17 +318,34 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn open_one(path: &Path) -> Result<Library, SearchAttempt> {
+/// True when `dlopen` takes `path` as a file path rather than a name to search for.
+fn is_explicit_path(path: &Path) -> bool {
+    path.parent().is_some_and(|dir| !dir.as_os_str().is_empty())
+}
+
+/// Opens one candidate; the failure is boxed because it is large and the success is common.
+fn open_one(path: &Path) -> Result<Library, Box<SearchAttempt>> {
+    if cfg!(target_os = "linux") && is_explicit_path(path) {
+        if let Err(bad) = check_library_file(path) {
+            return Err(Box::new(SearchAttempt {
+                path: path.to_path_buf(),
+                reason: bad.to_string(),
+                missing_symbols: Vec::new(),
+                bad_file: Some(bad),
+            }));
+        }
+    }
     // SAFETY: opening a shared library runs its ELF initialisers. libnrt and the mock do no
     // work there that could conflict with this process (state is set up by `nrt_init`).
     let lib = match unsafe { libloading::Library::new(path.as_os_str()) } {
         Ok(lib) => lib,
         Err(error) => {
-            return Err(SearchAttempt {
+            return Err(Box::new(SearchAttempt {
                 path: path.to_path_buf(),
                 reason: error_chain(&error),
                 missing_symbols: Vec::new(),
-            });
+                bad_file: None,
+            }));
         }
     };
     // SAFETY: a library found by the libnrt search is taken to implement the libnrt ABI as
@@ -308,11 +356,12 @@ fn open_one(path: &Path) -> Result<Library, SearchAttempt> {
             path: path.to_path_buf(),
             _lib: lib,
         }),
-        Err(missing) => Err(SearchAttempt {
+        Err(missing) => Err(Box::new(SearchAttempt {
             path: path.to_path_buf(),
             reason: format!("missing required symbol(s): {}", missing.join(", ")),
             missing_symbols: missing,
-        }),
+            bad_file: None,
+        })),
     }
 }
 
@@ -322,7 +371,7 @@ fn search(candidates: &[PathBuf], from_env: bool) -> Result<Library, LoadError> 
     for candidate in candidates {
         match open_one(candidate) {
             Ok(library) => return Ok(library),
-            Err(attempt) => attempts.push(attempt),
+            Err(attempt) => attempts.push(*attempt),
         }
     }
     Err(LoadError { attempts, from_env })
@@ -398,6 +447,16 @@ mod tests {
         );
         // An empty variable counts as unset.
         assert!(!candidates(Some(OsString::new())).1);
+    }
+
+    #[test]
+    fn only_paths_with_a_directory_are_checked_before_dlopen() {
+        assert!(!is_explicit_path(Path::new("libnrt.so.1")));
+        assert!(is_explicit_path(Path::new(
+            "/opt/aws/neuron/lib/libnrt.so.1"
+        )));
+        assert!(is_explicit_path(Path::new("./libnrt.so.1")));
+        assert!(is_explicit_path(Path::new("lib/libnrt.so.1")));
     }
 
     #[test]

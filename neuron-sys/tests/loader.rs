@@ -1,6 +1,6 @@
 //! End-to-end tests of the run-time loader: the real process-wide [`neuron_sys::library`] with
-//! a missing library, and [`neuron_sys::Library::open`] on tiny fixture libraries that lack a
-//! required or the optional symbols.
+//! a missing or truncated library, and [`neuron_sys::Library::open`] on tiny fixture libraries
+//! that lack a required or the optional symbols, or are cut short.
 //!
 //! `library()` reads `NRT_DYLIB_PATH` once per process, so its tests re-run this test binary
 //! as a child process with the variable set and a marker variable that makes the same test
@@ -273,5 +273,116 @@ fn a_library_without_nrt_get_tensor_from_tensor_set_loads() {
     let library = Library::open(&path).expect("loads without nrt_get_tensor_from_tensor_set");
     let api = library.api();
     assert!(api.nrt_get_tensor_from_tensor_set.is_none());
-    assert!(api.nrt_tensor_copy.is_some(), "the other optional symbols resolve");
+    assert!(
+        api.nrt_tensor_copy.is_some(),
+        "the other optional symbols resolve"
+    );
+}
+
+/// `library` cut to its first `len` bytes, written next to it as `name`.
+fn truncated_copy(library: &Path, len: usize, name: &str) -> PathBuf {
+    let bytes = std::fs::read(library).expect("read the fixture library");
+    let copy = library.with_file_name(name);
+    std::fs::write(&copy, &bytes[..len.min(bytes.len())]).expect("write the truncated copy");
+    copy
+}
+
+fn complete_fixture(dir: &Path) -> PathBuf {
+    Fixture {
+        required: NrtApi::REQUIRED.to_vec(),
+        optional: NrtApi::OPTIONAL.to_vec(),
+    }
+    .build(dir, "whole")
+}
+
+#[test]
+fn truncated_copies_are_refused_before_dlopen_and_the_whole_file_loads() {
+    let dir = temp_dir();
+    let whole = complete_fixture(dir.path());
+    let len = std::fs::metadata(&whole).expect("the fixture's size").len() as usize;
+    assert!(len > 4096, "the fixture is {len} bytes");
+    for cut in [64, 4096, len / 2, len - 1] {
+        let copy = truncated_copy(&whole, cut, &format!("libcut{cut}.so"));
+        let bad = neuron_sys::elf::check_library_file(&copy)
+            .expect_err(&format!("a copy cut to {cut} of {len} bytes"));
+        assert!(
+            matches!(bad.problem(), neuron_sys::ElfProblem::PastEnd { .. }),
+            "{cut}: {bad}"
+        );
+        assert!(
+            bad.to_string().contains(&format!("is {cut} bytes")),
+            "{bad}"
+        );
+
+        let error = Library::open(&copy).expect_err("refused");
+        assert_eq!(error.bad_file(), Some(&bad));
+        let text = error.to_string();
+        assert!(
+            text.contains(&format!(
+                "truncated or corrupt shared library: {}",
+                copy.display()
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains("reinstall `aws-neuronx-runtime-lib`"),
+            "{text}"
+        );
+    }
+    // The section header table is the last thing in the file: one byte short names it.
+    let last = truncated_copy(&whole, len - 1, "liblast.so");
+    let bad = neuron_sys::elf::check_library_file(&last).expect_err("cut by one byte");
+    assert!(bad.to_string().contains("section header table"), "{bad}");
+
+    neuron_sys::elf::check_library_file(&whole).expect("the whole file passes");
+    Library::open(&whole).expect("the whole file loads");
+}
+
+#[test]
+fn a_file_that_is_not_elf_is_refused_naming_it() {
+    let dir = temp_dir();
+    let text_file = dir.path().join("libnrt.so.1");
+    std::fs::write(&text_file, "INPUT(libnrt.so.2)\n").expect("write");
+    let error = Library::open(&text_file).expect_err("not ELF");
+    let bad = error.bad_file().expect("refused before dlopen");
+    assert_eq!(bad.problem(), &neuron_sys::ElfProblem::NotElf);
+    assert!(
+        error
+            .to_string()
+            .contains("truncated or corrupt shared library"),
+        "{error}"
+    );
+    // Empty and tiny files too.
+    for bytes in [&b""[..], b"\x7fEL"] {
+        std::fs::write(&text_file, bytes).expect("write");
+        let bad = neuron_sys::elf::check_library_file(&text_file).expect_err("too short");
+        assert!(
+            matches!(bad.problem(), neuron_sys::ElfProblem::TooShort { .. }),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
+fn nrt_dylib_path_naming_a_truncated_library_is_an_error_not_a_crash() {
+    const NAME: &str = "nrt_dylib_path_naming_a_truncated_library_is_an_error_not_a_crash";
+    if is_child(NAME) {
+        report_library();
+        return;
+    }
+    // The report of issue 14: the first 4 KiB of a real library killed the process with
+    // SIGBUS inside dlopen.
+    let dir = temp_dir();
+    let whole = complete_fixture(dir.path());
+    let copy = truncated_copy(&whole, 4096, "libnrt.so.1");
+    let path = copy.to_str().expect("a UTF-8 temporary path");
+    let report = &run_child(NAME, &[("NRT_DYLIB_PATH", path)]);
+    assert!(
+        report.contains(&format!(
+            "tried {path}: truncated or corrupt shared library: {path}"
+        )),
+        "{report}"
+    );
+    assert!(report.contains("the file is 4096 bytes"), "{report}");
+    assert!(report.contains("fix: the file is damaged"), "{report}");
 }
