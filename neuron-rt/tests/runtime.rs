@@ -344,3 +344,41 @@ fn core_memory_budget_gives_resource_error() {
     drop(first);
     Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "d").expect("after free");
 }
+
+#[test]
+fn the_builder_chooses_the_library_without_the_environment() {
+    const NAME: &str = "the_builder_chooses_the_library_without_the_environment";
+    if let Some(child) = ChildTest::new(NAME)
+        .env_remove("NRT_DYLIB_PATH")
+        .env("MOCK_LIBRARY", nrt_mock::testing::library_path())
+        .run_in_parent()
+    {
+        child.assert_passed();
+        return;
+    }
+    assert!(std::env::var_os("NRT_DYLIB_PATH").is_none());
+    let mock = std::path::PathBuf::from(std::env::var_os("MOCK_LIBRARY").expect("MOCK_LIBRARY"));
+    let runtime = Runtime::builder()
+        .library(&mock)
+        .init()
+        .expect("init with the mock chosen in code");
+    assert!(runtime.version().is_mock());
+    assert_eq!(runtime.library_path(), mock);
+    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(2)), 2);
+
+    // Naming the loaded library again shares the runtime; another one is refused.
+    let again = Runtime::builder()
+        .library(&mock)
+        .init()
+        .expect("same library");
+    assert!(again.same_as(&runtime));
+    let err = Runtime::builder()
+        .library("/opt/aws/neuron/lib/libnrt.so.1")
+        .init()
+        .expect_err("a different library after loading");
+    assert!(matches!(err, Error::LibraryPath(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("/opt/aws/neuron/lib/libnrt.so.1"), "{text}");
+    assert!(text.contains(&mock.display().to_string()), "{text}");
+    assert!(text.contains("before the first Runtime::init"), "{text}");
+}

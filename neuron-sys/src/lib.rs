@@ -6,8 +6,9 @@
 //!   `cargo xtask bindgen` from our own header `include/nrt_abi.h` (never from AWS's
 //!   headers) and checked in, so normal builds need no libclang;
 //! - [`loader`]: the one process-wide table of libnrt functions, resolved once from the
-//!   first library found (`$NRT_DYLIB_PATH`, `libnrt.so.1`, `libnrt.so`,
-//!   `/opt/aws/neuron/lib/libnrt.so.1`) and never unloaded;
+//!   library the program chose ([`set_library_path`]) or else the first found
+//!   (`$NRT_DYLIB_PATH`, `libnrt.so.1`, `libnrt.so`, `/opt/aws/neuron/lib/libnrt.so.1`), and
+//!   never unloaded;
 //! - [`Status`]: libnrt's status codes as a Rust type that keeps unknown values;
 //! - [`elf`]: the check that a library file is whole before the loader hands it to `dlopen`
 //!   (a truncated library would otherwise crash the process with `SIGBUS`).
@@ -38,5 +39,7 @@ mod status;
 
 pub use bindings::*;
 pub use elf::{ElfProblem, LibraryFileError};
-pub use loader::{Library, LoadError, NrtApi, SearchAttempt, library, probe};
+pub use loader::{
+    Library, LibraryPathError, LoadError, NrtApi, SearchAttempt, library, probe, set_library_path,
+};
 pub use status::Status;

@@ -1,12 +1,19 @@
 //! The run-time loader: finds a libnrt-compatible library, resolves its functions once into a
 //! process-wide table and keeps the library loaded for the rest of the process.
 //!
-//! Search order (first that opens wins):
+//! Which library, in order of precedence:
 //!
-//! 1. `$NRT_DYLIB_PATH`, an absolute path to any libnrt-compatible library (the real one or
-//!    the in-tree mock) — when set, nothing else is tried, so a typo is reported, not hidden;
-//! 2. `libnrt.so.1` and `libnrt.so`, through the dynamic linker's normal search;
-//! 3. `/opt/aws/neuron/lib/libnrt.so.1`, where `aws-neuronx-runtime-lib` installs it.
+//! 1. the path a program chose with [`set_library_path`] before the library was first loaded
+//!    (then `$NRT_DYLIB_PATH` is not read): a test or an embedder picks the library without
+//!    touching the process environment;
+//! 2. `$NRT_DYLIB_PATH`, an absolute path to any libnrt-compatible library (the real one or
+//!    the in-tree mock);
+//! 3. otherwise the default search, first that opens wins: `libnrt.so.1` and `libnrt.so`
+//!    through the dynamic linker's normal search, then `/opt/aws/neuron/lib/libnrt.so.1`,
+//!    where `aws-neuronx-runtime-lib` installs it.
+//!
+//! A path chosen by 1 or 2 is the only one tried, so a typo is reported, not hidden by a
+//! fallback.
 //!
 //! Before `dlopen` is given an explicit path (one with a `/`: `$NRT_DYLIB_PATH`, the
 //! `/opt/aws/neuron/lib` path, [`Library::open`]'s argument), the file is checked to be a
@@ -25,7 +32,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use crate::bindings::*;
 use crate::elf::{LibraryFileError, check_library_file};
@@ -203,7 +210,7 @@ impl Library {
         let path = path.as_ref();
         open_one(path).map_err(|attempt| LoadError {
             attempts: vec![*attempt],
-            from_env: false,
+            origin: Origin::Default,
         })
     }
 }
@@ -222,11 +229,22 @@ pub struct SearchAttempt {
     pub bad_file: Option<LibraryFileError>,
 }
 
+/// Where the loader's candidates came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// [`set_library_path`].
+    Program,
+    /// `$NRT_DYLIB_PATH`.
+    Env,
+    /// [`DEFAULT_CANDIDATES`], or [`Library::open`]'s argument.
+    Default,
+}
+
 /// No usable libnrt was found. Lists every path tried with the reason, and the fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
     attempts: Vec<SearchAttempt>,
-    from_env: bool,
+    origin: Origin,
 }
 
 impl LoadError {
@@ -237,7 +255,12 @@ impl LoadError {
 
     /// True when the only path tried came from `$NRT_DYLIB_PATH`.
     pub fn from_env(&self) -> bool {
-        self.from_env
+        self.origin == Origin::Env
+    }
+
+    /// True when the only path tried was the one given to [`set_library_path`].
+    pub fn from_set_library_path(&self) -> bool {
+        self.origin == Origin::Program
     }
 
     /// True when some library opened but lacked required symbols.
@@ -283,7 +306,13 @@ impl fmt::Display for LoadError {
                      library again (`cargo xtask mock-build` rebuilds the mock)"
                 )
             }
-        } else if self.from_env {
+        } else if self.origin == Origin::Program {
+            write!(
+                f,
+                "\nfix: the path given to set_library_path (or Runtime::builder().library) must \
+                 be the path of libnrt.so.1 or of the mock (`cargo xtask mock-build` prints it)"
+            )
+        } else if self.origin == Origin::Env {
             write!(
                 f,
                 "\nfix: {NRT_DYLIB_PATH} must be the absolute path of libnrt.so.1 or of the mock \
@@ -366,7 +395,7 @@ fn open_one(path: &Path) -> Result<Library, Box<SearchAttempt>> {
 }
 
 /// Tries each candidate in order; returns the first that opens with every required symbol.
-fn search(candidates: &[PathBuf], from_env: bool) -> Result<Library, LoadError> {
+fn search(candidates: &[PathBuf], origin: Origin) -> Result<Library, LoadError> {
     let mut attempts = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         match open_one(candidate) {
@@ -374,36 +403,125 @@ fn search(candidates: &[PathBuf], from_env: bool) -> Result<Library, LoadError> 
             Err(attempt) => attempts.push(*attempt),
         }
     }
-    Err(LoadError { attempts, from_env })
+    Err(LoadError { attempts, origin })
 }
 
-/// The candidates the search would try given the value of `$NRT_DYLIB_PATH`.
-fn candidates(env_value: Option<OsString>) -> (Vec<PathBuf>, bool) {
-    match env_value {
-        Some(value) if !value.is_empty() => (vec![PathBuf::from(value)], true),
+/// The candidates the search would try given the path chosen by [`set_library_path`] and
+/// the value of `$NRT_DYLIB_PATH`, in that order of precedence.
+fn candidates(chosen: Option<PathBuf>, env_value: Option<OsString>) -> (Vec<PathBuf>, Origin) {
+    match (chosen, env_value) {
+        (Some(path), _) => (vec![path], Origin::Program),
+        (None, Some(value)) if !value.is_empty() => (vec![PathBuf::from(value)], Origin::Env),
         _ => (
             DEFAULT_CANDIDATES.iter().map(PathBuf::from).collect(),
-            false,
+            Origin::Default,
         ),
     }
 }
 
 static LIBRARY: OnceLock<Result<Library, LoadError>> = OnceLock::new();
 
+/// The path chosen by [`set_library_path`]. Its lock is also held while [`library`] loads,
+/// so a choice is either made before the load (and used) or after it (and refused).
+static CHOSEN: Mutex<Option<PathBuf>> = Mutex::new(None);
+
 /// The process-wide libnrt, found and resolved on first use and kept for the life of the
-/// process. Later calls return the same library (or the same error): the environment is
-/// read once.
+/// process. Later calls return the same library (or the same error): the choice (see the
+/// module docs for the precedence of [`set_library_path`] and `$NRT_DYLIB_PATH`) is made
+/// once.
 ///
 /// # Errors
 ///
 /// [`LoadError`] listing each path tried, the OS reason and the fix.
 pub fn library() -> Result<&'static Library, &'static LoadError> {
+    if let Some(loaded) = LIBRARY.get() {
+        return loaded.as_ref();
+    }
+    // A poisoned lock only means a panic elsewhere while it was held; the Option inside is
+    // always whole.
+    let chosen = CHOSEN.lock().unwrap_or_else(PoisonError::into_inner);
     LIBRARY
         .get_or_init(|| {
-            let (paths, from_env) = candidates(std::env::var_os(NRT_DYLIB_PATH));
-            search(&paths, from_env)
+            let (paths, origin) = candidates(chosen.clone(), std::env::var_os(NRT_DYLIB_PATH));
+            search(&paths, origin)
         })
         .as_ref()
+}
+
+/// Chooses the libnrt this process loads, instead of `$NRT_DYLIB_PATH` and the default
+/// search: the path of the real library or of the mock. Tests and embedders use it so they
+/// need not set process environment variables.
+///
+/// It must be called before the library is first loaded (by [`library`], [`probe`], or the
+/// first `neuron_rt::Runtime::init`). Calling it again before then replaces the choice;
+/// afterwards it succeeds only when the library already loaded is this same file. The path
+/// is tried alone, like `$NRT_DYLIB_PATH`: a wrong path is reported, not hidden by a
+/// fallback.
+///
+/// # Errors
+///
+/// [`LibraryPathError`] when the path is empty, when a different library is already loaded,
+/// or when the loader already ran and failed (its result is kept for the process).
+pub fn set_library_path(path: impl Into<PathBuf>) -> Result<(), LibraryPathError> {
+    let requested = path.into();
+    if requested.as_os_str().is_empty() {
+        return Err(LibraryPathError::Empty);
+    }
+    let mut chosen = CHOSEN.lock().unwrap_or_else(PoisonError::into_inner);
+    match LIBRARY.get() {
+        None => {
+            *chosen = Some(requested);
+            Ok(())
+        }
+        Some(Ok(library)) if same_file(library.path(), &requested) => Ok(()),
+        Some(Ok(library)) => Err(LibraryPathError::AlreadyLoaded {
+            requested,
+            loaded: library.path().to_path_buf(),
+        }),
+        Some(Err(_)) => Err(LibraryPathError::AlreadySearched { requested }),
+    }
+}
+
+/// True when `a` and `b` name the same file: the same path, or paths that resolve to one.
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
+}
+
+/// [`set_library_path`] came too late, or with no path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LibraryPathError {
+    /// A different library is already loaded; the process keeps it.
+    #[error(
+        "cannot load libnrt from {}: this process already loaded {} and keeps it; choose the \
+         library before the first Runtime::init (or neuron_sys::library call)",
+        .requested.display(),
+        .loaded.display()
+    )]
+    AlreadyLoaded {
+        /// The path asked for.
+        requested: PathBuf,
+        /// The library loaded.
+        loaded: PathBuf,
+    },
+    /// The loader already searched and failed; the process keeps that result.
+    #[error(
+        "cannot load libnrt from {}: this process already searched for libnrt and failed, and \
+         keeps that result; choose the library before the first Runtime::init (or \
+         neuron_sys::library call)",
+        .requested.display()
+    )]
+    AlreadySearched {
+        /// The path asked for.
+        requested: PathBuf,
+    },
+    /// The path is empty.
+    #[error("the libnrt path is empty: give the path of libnrt.so.1 or of the mock")]
+    Empty,
 }
 
 /// Reports whether a usable libnrt can be found, without initialising the runtime.
@@ -424,15 +542,29 @@ mod tests {
 
     #[test]
     fn env_path_is_the_only_candidate_when_set() {
-        let (paths, from_env) = candidates(Some("/x/libmock.so".into()));
+        let (paths, origin) = candidates(None, Some("/x/libmock.so".into()));
         assert_eq!(paths, vec![PathBuf::from("/x/libmock.so")]);
-        assert!(from_env);
+        assert_eq!(origin, Origin::Env);
+    }
+
+    #[test]
+    fn a_chosen_path_wins_over_the_variable() {
+        let (paths, origin) = candidates(
+            Some(PathBuf::from("/chosen/libnrt.so.1")),
+            Some("/x/libmock.so".into()),
+        );
+        assert_eq!(paths, vec![PathBuf::from("/chosen/libnrt.so.1")]);
+        assert_eq!(origin, Origin::Program);
+        let error = search(&paths, origin).expect_err("nothing there");
+        assert!(error.from_set_library_path());
+        assert!(!error.from_env());
+        assert!(error.to_string().contains("set_library_path"), "{error}");
     }
 
     #[test]
     fn default_candidates_in_documented_order() {
-        let (paths, from_env) = candidates(None);
-        assert!(!from_env);
+        let (paths, origin) = candidates(None, None);
+        assert_eq!(origin, Origin::Default);
         let names: Vec<_> = paths
             .iter()
             .map(|p| p.to_string_lossy().into_owned())
@@ -446,7 +578,7 @@ mod tests {
             ]
         );
         // An empty variable counts as unset.
-        assert!(!candidates(Some(OsString::new())).1);
+        assert_eq!(candidates(None, Some(OsString::new())).1, Origin::Default);
     }
 
     #[test]
@@ -465,7 +597,7 @@ mod tests {
             PathBuf::from("/nonexistent/one/libnrt.so.1"),
             PathBuf::from("/nonexistent/two/libnrt.so"),
         ];
-        let error = search(&paths, false).expect_err("nothing exists there");
+        let error = search(&paths, Origin::Default).expect_err("nothing exists there");
         assert_eq!(error.attempts().len(), 2);
         let text = error.to_string();
         assert!(text.contains("/nonexistent/one/libnrt.so.1"), "{text}");
@@ -481,7 +613,7 @@ mod tests {
 
     #[test]
     fn env_error_says_how_to_fix_the_variable() {
-        let error = search(&[PathBuf::from("/nonexistent/mock.so")], true).unwrap_err();
+        let error = search(&[PathBuf::from("/nonexistent/mock.so")], Origin::Env).unwrap_err();
         let text = error.to_string();
         assert!(text.contains("mock-build"), "{text}");
     }

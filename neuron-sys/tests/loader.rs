@@ -67,6 +67,7 @@ fn report_library() {
             println!("error: {error}");
             println!("same error: {}", std::ptr::eq(error, again));
             println!("from env: {}", error.from_env());
+            println!("from set_library_path: {}", error.from_set_library_path());
             println!("attempts: {}", error.attempts().len());
             println!(
                 "probe agrees: {}",
@@ -113,16 +114,23 @@ fn the_default_search_lists_every_path_it_tried() {
     }
     // An empty variable counts as unset: the default candidates are searched.
     let report = &run_child(NAME, &[("NRT_DYLIB_PATH", "")]);
-    if report.starts_with("loaded ") {
-        // A real libnrt is installed here (an Inferentia/Trainium host): nothing to check.
-        eprintln!("a libnrt is installed on this machine; skipping: {report}");
-        return;
-    }
-    for candidate in [
+    let candidates = [
         "libnrt.so.1",
         "libnrt.so",
         "/opt/aws/neuron/lib/libnrt.so.1",
-    ] {
+    ];
+    if let Some(loaded) = report
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("loaded "))
+    {
+        // A real libnrt is installed here (an Inferentia/Trainium host): it must have come
+        // from one of the default candidates, and only once.
+        assert!(candidates.contains(&loaded), "{report}");
+        assert!(report.contains("same library: true"), "{report}");
+        return;
+    }
+    for candidate in candidates {
         assert!(report.contains(&format!("tried {candidate}: ")), "{report}");
     }
     assert!(report.contains("attempts: 3"), "{report}");
@@ -385,4 +393,75 @@ fn nrt_dylib_path_naming_a_truncated_library_is_an_error_not_a_crash() {
     );
     assert!(report.contains("the file is 4096 bytes"), "{report}");
     assert!(report.contains("fix: the file is damaged"), "{report}");
+}
+
+#[test]
+fn set_library_path_wins_over_nrt_dylib_path_and_is_fixed_once_loaded() {
+    const NAME: &str = "set_library_path_wins_over_nrt_dylib_path_and_is_fixed_once_loaded";
+    if is_child(NAME) {
+        let chosen = PathBuf::from(std::env::var_os("CHOSEN_LIBRARY").expect("CHOSEN_LIBRARY"));
+        // Before the first load a choice can be replaced.
+        neuron_sys::set_library_path("/nonexistent/first-choice/libnrt.so.1").expect("choose");
+        neuron_sys::set_library_path(&chosen).expect("choose again");
+        report_library();
+        // Afterwards the same file is fine, a different one is refused naming both.
+        neuron_sys::set_library_path(&chosen).expect("the library already loaded");
+        let error = neuron_sys::set_library_path("/other/libnrt.so.1").expect_err("too late");
+        assert_eq!(
+            error,
+            neuron_sys::LibraryPathError::AlreadyLoaded {
+                requested: PathBuf::from("/other/libnrt.so.1"),
+                loaded: chosen.clone(),
+            }
+        );
+        let text = error.to_string();
+        assert!(text.contains("/other/libnrt.so.1"), "{text}");
+        assert!(text.contains(&chosen.display().to_string()), "{text}");
+        assert!(text.contains("before the first Runtime::init"), "{text}");
+        return;
+    }
+    let dir = temp_dir();
+    let chosen = complete_fixture(dir.path());
+    let chosen = chosen.to_str().expect("a UTF-8 temporary path");
+    // NRT_DYLIB_PATH names a library that does not exist: the chosen one must win.
+    let report = &run_child(
+        NAME,
+        &[
+            ("NRT_DYLIB_PATH", "/nonexistent/from-env/libnrt.so.1"),
+            ("CHOSEN_LIBRARY", chosen),
+        ],
+    );
+    assert!(report.contains(&format!("loaded {chosen}")), "{report}");
+    assert!(report.contains("same library: true"), "{report}");
+}
+
+#[test]
+fn a_chosen_path_that_does_not_load_is_reported_as_chosen() {
+    const NAME: &str = "a_chosen_path_that_does_not_load_is_reported_as_chosen";
+    const MISSING: &str = "/nonexistent/chosen/libnrt.so.1";
+    if is_child(NAME) {
+        assert_eq!(
+            neuron_sys::set_library_path(""),
+            Err(neuron_sys::LibraryPathError::Empty)
+        );
+        neuron_sys::set_library_path(MISSING).expect("choose");
+        report_library();
+        // The search ran and failed; that result stays for the process.
+        let error = neuron_sys::set_library_path("/elsewhere/libnrt.so.1").expect_err("too late");
+        assert!(
+            matches!(error, neuron_sys::LibraryPathError::AlreadySearched { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("already searched"), "{error}");
+        return;
+    }
+    let report = &run_child(NAME, &[("NRT_DYLIB_PATH", "")]);
+    assert!(report.contains(&format!("tried {MISSING}: ")), "{report}");
+    assert!(report.contains("attempts: 1"), "{report}");
+    assert!(report.contains("from set_library_path: true"), "{report}");
+    assert!(report.contains("from env: false"), "{report}");
+    assert!(
+        report.contains("fix: the path given to set_library_path"),
+        "{report}"
+    );
 }
