@@ -448,6 +448,11 @@ pub fn library() -> Result<&'static Library, &'static LoadError> {
         .as_ref()
 }
 
+/// The process-wide libnrt if [`library`] has already loaded it; never loads anything.
+pub fn loaded() -> Option<&'static Library> {
+    LIBRARY.get().and_then(|loaded| loaded.as_ref().ok())
+}
+
 /// Chooses the libnrt this process loads, instead of `$NRT_DYLIB_PATH` and the default
 /// search: the path of the real library or of the mock. Tests and embedders use it so they
 /// need not set process environment variables.

@@ -32,13 +32,9 @@ pub(crate) fn mock_path() -> PathBuf {
 pub(crate) fn setup() {
     static SETUP: Once = Once::new();
     SETUP.call_once(|| {
-        let path = mock_path();
-        if std::env::var_os("NRT_DYLIB_PATH").is_none_or(|v| v.is_empty()) {
-            // SAFETY: set once, before any runtime of this process exists, by the first test
-            // to need one; the other test threads read the environment only through std
-            // (whose accesses are serialised with this one) or wait on this `Once`.
-            unsafe { std::env::set_var("NRT_DYLIB_PATH", &path) };
-        }
+        // The mock is chosen in code; NRT_DYLIB_PATH, when set, names the same file.
+        neuron_sys::set_library_path(mock_path())
+            .unwrap_or_else(|e| panic!("choosing the mock library: {e}"));
         if std::env::var_os("NRT_MOCK_LOCK_DIR").is_none_or(|v| v.is_empty()) {
             // A directory of this test binary's own, so the in-process runtime (which takes
             // every core) never contends with other processes on the machine.
@@ -46,7 +42,9 @@ pub(crate) fn setup() {
                 .join("neuron-rt-locks")
                 .join(binary_name());
             std::fs::create_dir_all(&dir).expect("create the lock directory");
-            // SAFETY: as above.
+            // SAFETY: set once, before any runtime of this process exists, by the first test
+            // to need one; the other test threads read the environment only through std
+            // (whose accesses are serialised with this one) or wait on this `Once`.
             unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &dir) };
         }
     });
