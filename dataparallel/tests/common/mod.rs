@@ -4,8 +4,8 @@
 //! checks against the mock's counters, and a logger that captures the calling thread's log
 //! records (for the engine's warnings).
 //!
-//! Run with the mock: `NRT_DYLIB_PATH=.../libnrt_mock.so cargo test -p dataparallel` (or
-//! `cargo xtask mock-test`).
+//! Run with the mock: `cargo xtask mock-test`, or `cargo build -p nrt-mock` and then
+//! `cargo test -p dataparallel` (the tests find the mock next to their binary).
 #![allow(dead_code, unreachable_pub)]
 
 use std::cell::RefCell;
@@ -22,17 +22,43 @@ use nrt_mock::testing::ChildTest;
 pub const EXEC_US: u64 = 50;
 
 /// The process's runtime (initialised once, kept alive for the whole test binary so engines
-/// built by different tests share it, as libnrt allows one runtime per process).
+/// built by different tests share it, as libnrt allows one runtime per process), on the mock
+/// (`nrt_mock::testing::library_path`: `NRT_DYLIB_PATH`, else the mock built next to the test
+/// binary), chosen in code.
 pub fn runtime() -> Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            Runtime::init().expect(
-                "init the mock runtime: set NRT_DYLIB_PATH to libnrt_mock.so (cargo build -p \
-                 nrt-mock; or run cargo xtask mock-test)",
-            )
+            private_lock_dir();
+            Runtime::builder()
+                .library(nrt_mock::testing::library_path())
+                .init()
+                .unwrap_or_else(|e| panic!("init the mock runtime: {e}"))
         })
         .clone()
+}
+
+/// Gives this test binary's in-process runtime, which takes every core, a lock directory of
+/// its own unless one is set (`cargo xtask mock-test` and the child harness set one): with the
+/// mock's default directory, shared by every process on the machine, two test runs at once
+/// (another checkout's, say) would find each other's cores taken.
+fn private_lock_dir() {
+    if std::env::var_os("NRT_MOCK_LOCK_DIR").is_some_and(|v| !v.is_empty()) {
+        return;
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "test".to_owned());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("dataparallel-locks")
+        .join(binary);
+    std::fs::create_dir_all(&dir).expect("create the lock directory");
+    // SAFETY: called once, inside the `OnceLock` that creates the first runtime of this
+    // process, before the mock is loaded (no libnrt thread or C code can be reading the
+    // environment); the other test threads read it only through std, whose accesses are
+    // serialised with this one, or wait on that `OnceLock`.
+    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &dir) };
 }
 
 /// NEFF of a mock model.
