@@ -408,6 +408,7 @@ fn read_header(file: &mut (impl Read + Seek), len: u64) -> Result<Header, ElfPro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use std::io::Cursor;
 
     /// A minimal native ELF shared-object image: header, `phnum` program headers right
@@ -589,5 +590,24 @@ mod tests {
             problem: ElfProblem::WrongClass { found: 1 },
         };
         assert!(foreign.to_string().contains("another machine"), "{foreign}");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = check(&bytes);
+        }
+
+        #[test]
+        fn never_panics_on_mutated_images(
+            cut in 0usize..=200,
+            edits in proptest::collection::vec((0usize..200, any::<u8>()), 0..12),
+        ) {
+            let mut bytes = image(120, 200);
+            for (at, value) in edits {
+                bytes[at] = value;
+            }
+            let _ = check(&bytes[..cut]);
+        }
     }
 }
