@@ -4,7 +4,7 @@
 //! environment (`NRT_MOCK_FAULTS`, `NRT_MOCK_CORE_MEMORY`, `NEURON_RT_EXEC_TIMEOUT`, ...) and
 //! the mock's process-wide counters are private to it. For every scenario the test checks:
 //! the error names the chunk and the logical and physical core (where a chunk is involved),
-//! the call returns (a watchdog aborts the child instead of letting it hang), the mock's
+//! the call returns (the harness kills a child that hangs, failing the test), the mock's
 //! counters show no live tensors, tensor sets or models once the engine is dropped or its
 //! build failed, and a built engine serves the next call.
 //!
@@ -27,7 +27,7 @@ const F: usize = 3;
 const B: usize = 2;
 const SCALE: f32 = 1.5;
 const BIAS: f32 = -0.25;
-/// How long a scenario may run before its watchdog aborts it (no scenario may hang).
+/// How long a scenario may run before the harness kills it (no scenario may hang).
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn affine_neff() -> Neff {
@@ -98,7 +98,7 @@ fn dead_core_fails_its_chunk_every_call_and_leaks_nothing() {
     // Logical nc:0-3 are physical 4-7; every execution on physical 6 (nc:2) fails with
     // NRT_EXEC_UNIT_UNRECOVERABLE (101). Quarantine is off so the dead core keeps its chunks.
     const NAME: &str = "dead_core_fails_its_chunk_every_call_and_leaks_nothing";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NEURON_RT_VISIBLE_CORES", "4-7"),
@@ -137,7 +137,7 @@ fn dead_core_fails_its_chunk_every_call_and_leaks_nothing() {
 fn intermittent_failure_fails_one_call_only() {
     // The 2nd execution on physical core 1 returns NRT_EXEC_COMPLETED_WITH_ERR (1004).
     const NAME: &str = "intermittent_failure_fails_one_call_only";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "4"),
@@ -171,7 +171,7 @@ fn intermittent_failure_fails_one_call_only() {
 fn hung_execution_times_out_and_the_engine_serves_on() {
     // The first execution on physical core 1 hangs; NEURON_RT_EXEC_TIMEOUT=1 bounds it.
     const NAME: &str = "hung_execution_times_out_and_the_engine_serves_on";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -209,7 +209,7 @@ fn failing_load_fails_the_build_and_leaks_nothing() {
     // NRT_INVALID) or an unsupported NEFF. The build must fail with the status and leave
     // nothing loaded.
     const NAME: &str = "failing_load_fails_the_build_and_leaks_nothing";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
@@ -238,8 +238,7 @@ fn build_failing_after_the_loads_unloads_every_replica() {
     // A configuration error found only once the model is loaded (dim out of range for the
     // model) must unload whatever was loaded.
     const NAME: &str = "build_failing_after_the_loads_unloads_every_replica";
-    let Some((_watchdog, runtime)) = child_scenario(NAME, &[("NRT_MOCK_TOTAL_CORES", "4")], LIMIT)
-    else {
+    let Some(runtime) = child_scenario(NAME, &[("NRT_MOCK_TOTAL_CORES", "4")], LIMIT) else {
         return;
     };
     let err = DataParallel::new(&runtime, &affine_neff(), Config::default().dim(5))
@@ -262,7 +261,7 @@ fn out_of_device_memory_for_the_workers_fails_the_build_and_leaks_nothing() {
     // half-way through its sets. Loading is not charged, so every load succeeds.
     const NAME: &str = "out_of_device_memory_for_the_workers_fails_the_build_and_leaks_nothing";
     let budget = (3 * TENSOR_BYTES).to_string();
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
@@ -300,7 +299,7 @@ fn out_of_device_memory_for_the_first_tensor_fails_the_build() {
     // A budget smaller than one tensor: the very first allocation fails.
     const NAME: &str = "out_of_device_memory_for_the_first_tensor_fails_the_build";
     let budget = (TENSOR_BYTES - 1).to_string();
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -322,7 +321,7 @@ fn faults_on_every_core_at_once_report_the_lowest_chunk() {
     // Every core fails differently in the same call: the lowest chunk is reported, every
     // chunk ran, and the engine serves once the faults clear.
     const NAME: &str = "faults_on_every_core_at_once_report_the_lowest_chunk";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),
@@ -350,7 +349,7 @@ fn concurrent_callers_under_faults_all_return_and_leak_nothing() {
     // Four caller threads while one core fails intermittently (every 3rd execution) and
     // another hangs once: every call returns, successes are exact, failures name a chunk.
     const NAME: &str = "concurrent_callers_under_faults_all_return_and_leak_nothing";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "3"),

@@ -22,7 +22,7 @@ const B: usize = 2;
 const F: usize = 4;
 const SCALE: f32 = -2.0;
 const BIAS: f32 = 0.75;
-/// How long a test may run before its watchdog aborts it (no call may hang).
+/// How long a test may run before the harness kills it (no call may hang).
 const LIMIT: Duration = Duration::from_secs(120);
 
 /// `core_id`: float32 `x` `[B, 2]` → int32 `core` `[B, 1]`, the physical core that ran it.
@@ -80,7 +80,7 @@ fn affine(dp: &DataParallel, rows: usize) -> Result<Vec<f32>, Error> {
 fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
     // Logical nc:0-3 are physical 4-7; physical 6 (nc:2) fails every execution with 101.
     const NAME: &str = "dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NEURON_RT_VISIBLE_CORES", "4-7"),
@@ -161,7 +161,7 @@ fn quarantined_core_outputs_stay_exact_on_the_other_cores() {
     // Physical 1 of 3 is dead (HW error 6); after quarantine, batches of every size equal
     // plain Rust.
     const NAME: &str = "quarantined_core_outputs_stay_exact_on_the_other_cores";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[("NRT_MOCK_TOTAL_CORES", "3"), ("NRT_MOCK_FAULTS", "1:*:6")],
         LIMIT,
@@ -188,7 +188,7 @@ fn quarantined_core_outputs_stay_exact_on_the_other_cores() {
 #[test]
 fn all_cores_quarantined_fails_fast_without_device_calls() {
     const NAME: &str = "all_cores_quarantined_fails_fast_without_device_calls";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -247,8 +247,7 @@ fn request_class_errors_never_quarantine() {
     // NRT_INVALID (2), NRT_EXEC_BAD_INPUT (1002), NRT_EXEC_COMPLETED_WITH_NUM_ERR (1003),
     // NRT_EXEC_OOB (1006). Ten failing calls each leave the core in service.
     const NAME: &str = "request_class_errors_never_quarantine";
-    let Some((_watchdog, runtime)) = child_scenario(NAME, &[("NRT_MOCK_TOTAL_CORES", "2")], LIMIT)
-    else {
+    let Some(runtime) = child_scenario(NAME, &[("NRT_MOCK_TOTAL_CORES", "2")], LIMIT) else {
         return;
     };
     {
@@ -276,7 +275,7 @@ fn only_consecutive_hardware_failures_count() {
     // Physical 0 fails executions 1, 2, 4, 5, 7, 8 (101): a success between every two
     // failures resets the count, so the core is never quarantined; then 3 in a row are.
     const NAME: &str = "only_consecutive_hardware_failures_count";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -310,7 +309,7 @@ fn only_consecutive_hardware_failures_count() {
 fn timeouts_count_as_hardware_failures_and_the_threshold_is_configurable() {
     // quarantine_after(1): a single hung execution (NRT_TIMEOUT) quarantines the core.
     const NAME: &str = "timeouts_count_as_hardware_failures_and_the_threshold_is_configurable";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -338,7 +337,7 @@ fn timeouts_count_as_hardware_failures_and_the_threshold_is_configurable() {
 #[test]
 fn readmitting_a_still_dead_core_quarantines_it_again() {
     const NAME: &str = "readmitting_a_still_dead_core_quarantines_it_again";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[
             ("NRT_MOCK_TOTAL_CORES", "2"),
@@ -375,7 +374,7 @@ fn spread_small_calls_take_turns_over_the_cores_in_service_only() {
     // Physical 1 of 3 is dead; once it is quarantined, one-row calls spread over the other
     // two and never touch it.
     const NAME: &str = "spread_small_calls_take_turns_over_the_cores_in_service_only";
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[("NRT_MOCK_TOTAL_CORES", "3"), ("NRT_MOCK_FAULTS", "1:*:6")],
         LIMIT,

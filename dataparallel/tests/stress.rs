@@ -276,7 +276,7 @@ fn stress_random_engines_callers_and_batches() {
     };
     let cores = CORES.to_string();
     // The child inherits DP_STRESS_SECONDS and DP_STRESS_SEED.
-    let Some((_watchdog, runtime)) = child_scenario(
+    let Some(runtime) = child_scenario(
         NAME,
         &[("NRT_MOCK_TOTAL_CORES", cores.as_str())],
         Duration::from_secs(seconds * 4 + 300),

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use neuron_sys::{LoadError, Status};
+use neuron_sys::{LibraryPathError, LoadError, Status};
 
 use crate::device_id::DeviceIdError;
 use crate::neff::NeffError;
@@ -22,6 +22,11 @@ pub enum Error {
     /// No usable libnrt could be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
+
+    /// The library asked for with [`RuntimeBuilder::library`](crate::RuntimeBuilder::library)
+    /// cannot be used: another is already loaded, or the loader already ran.
+    #[error(transparent)]
+    LibraryPath(#[from] LibraryPathError),
 
     /// A libnrt call returned a status other than success.
     #[error("{op} failed: {status}{}{}", fmt_message(.message), fmt_remedy(*.remedy))]

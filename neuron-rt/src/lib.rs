@@ -4,7 +4,8 @@
 //! status code appears in its public API.
 //!
 //! - [`Runtime`]: the process's one libnrt runtime (`nrt_init` / `nrt_close`), its version,
-//!   and which NeuronCores the process owns ([`CoreMap`]);
+//!   and which NeuronCores the process owns ([`CoreMap`]); [`Runtime::builder`] chooses the
+//!   library in code instead of through `NRT_DYLIB_PATH`;
 //! - [`VisibleCores`] and [`DeviceId`]/[`DeviceIds`]: `NEURON_RT_VISIBLE_CORES` and
 //!   `nc:N` device ids, with logical ↔ physical core remapping;
 //! - [`Neff`]: parsing and validating NEFF files (real or mock);
@@ -63,8 +64,10 @@ pub use dtype::{DType, DTypeEncoding, UnknownDType};
 pub use error::{Error, Result};
 pub use model::{Model, TensorInfo, Usage};
 pub use neff::{Neff, NeffError, NeffHeader};
-pub use neuron_sys::{LoadError, Status};
-pub use runtime::{CoreMap, NUM_CORES_ENV, Runtime, RuntimeVersion, VISIBLE_CORES_ENV};
+pub use neuron_sys::{LibraryPathError, LoadError, Status};
+pub use runtime::{
+    CoreMap, NUM_CORES_ENV, Runtime, RuntimeBuilder, RuntimeVersion, VISIBLE_CORES_ENV,
+};
 pub use tensor::{Attached, AttachedMut, Placement, Slice, SliceMut, Tensor, WritableTensor};
 pub use tensor_set::TensorSet;
 pub use visible_cores::{VisibleCores, VisibleCoresError};

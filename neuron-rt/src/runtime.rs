@@ -9,7 +9,7 @@
 
 use std::ffi::CStr;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
 use neuron_sys::{Library, NRT_FRAMEWORK_TYPE_NO_FW, NrtApi, nrt_version_t};
@@ -121,10 +121,57 @@ impl fmt::Debug for Runtime {
     }
 }
 
+/// Options for starting the runtime: [`Runtime::builder`].
+///
+/// ```no_run
+/// # fn main() -> neuron_rt::Result<()> {
+/// let runtime = neuron_rt::Runtime::builder()
+///     .library("/opt/aws/neuron/lib/libnrt.so.1")
+///     .init()?;
+/// # drop(runtime); Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct RuntimeBuilder {
+    library: Option<PathBuf>,
+}
+
+impl RuntimeBuilder {
+    /// Loads libnrt from `path` (the real library or the mock) instead of `NRT_DYLIB_PATH` or
+    /// the default search ([`neuron_sys::set_library_path`]; it wins over the variable). The
+    /// library is loaded once per process: this must happen before anything else in the
+    /// process loads it, or name the library already loaded.
+    pub fn library(mut self, path: impl Into<PathBuf>) -> RuntimeBuilder {
+        self.library = Some(path.into());
+        self
+    }
+
+    /// Initialises libnrt as [`Runtime::init`] does, with the library chosen here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LibraryPath`] when a different library is already loaded (or the loader
+    /// already ran and failed); otherwise those of [`Runtime::init`].
+    pub fn init(self) -> Result<Runtime> {
+        if let Some(path) = self.library {
+            neuron_sys::set_library_path(path)?;
+        }
+        Runtime::init()
+    }
+}
+
 impl Runtime {
+    /// Options for starting the runtime, such as which library to load
+    /// ([`RuntimeBuilder::library`]).
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
     /// Initialises libnrt (or shares the runtime already alive in this process).
     ///
-    /// Loads the library (see [`neuron_sys::library`]), validates `NEURON_RT_VISIBLE_CORES`
+    /// Loads the library (see [`neuron_sys::library`]: the one chosen with
+    /// [`Runtime::builder`] or [`neuron_sys::set_library_path`], else `NRT_DYLIB_PATH`, else
+    /// the default search), validates `NEURON_RT_VISIBLE_CORES`
     /// before libnrt sees it, calls `nrt_init`, and records the version and core counts.
     ///
     /// # Errors

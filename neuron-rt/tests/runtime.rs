@@ -2,15 +2,16 @@
 //! ownership across processes, memory budgets and injected faults.
 //!
 //! Every test here needs its own environment or its own runtime, so each runs its body in a
-//! child process (see `common::in_child`).
+//! child process (`nrt_mock::testing`); the children of the cross-process ownership test are
+//! `#[ignore]`d test bodies that test starts.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::time::Duration;
+use std::io::{BufRead, Write};
 
 use neuron_rt::{CoreMap, DeviceId, Error, Model, Runtime, Status, Tensor, TensorSet};
 use nrt_mock::neff::{DType as MockDType, MockModel, Op};
+use nrt_mock::testing::{ChildTest, child_only, in_child};
 
 /// The mock's `core_id` model: one float32 input `[1, 4]`, one int32 output `[1, 1]`.
 fn core_id_model() -> MockModel {
@@ -37,175 +38,165 @@ fn physical_core_that_ran(runtime: &Runtime, device: DeviceId) -> i32 {
 
 #[test]
 fn lifecycle_init_version_cores_close_and_reinit() {
-    common::in_child(
+    if !in_child(
         "lifecycle_init_version_cores_close_and_reinit",
         &[("NRT_MOCK_TOTAL_CORES", "24")],
-        || {
-            let runtime = Runtime::init().expect("init");
-            let version = runtime.version();
-            assert!(version.is_mock(), "{version}");
-            assert_eq!((version.major, version.minor), (2, 30), "{version}");
-            assert!(version.to_string().starts_with("2.30."), "{version}");
-            assert_eq!(runtime.library_path(), common::mock_path());
-            assert_eq!(runtime.total_cores(), 24);
-            assert_eq!(runtime.visible_cores(), 24);
-            match runtime.core_map() {
-                CoreMap::Known(cores) => {
-                    assert_eq!(cores.len(), 24);
-                    assert_eq!(cores.physical(5), Some(5));
-                }
-                other => panic!("core map {other:?}"),
-            }
-            assert_eq!(runtime.physical_core(DeviceId::new(23)), Some(23));
-            assert_eq!(runtime.all_devices().expect("all devices").len(), 24);
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let version = runtime.version();
+    assert!(version.is_mock(), "{version}");
+    assert_eq!((version.major, version.minor), (2, 30), "{version}");
+    assert!(version.to_string().starts_with("2.30."), "{version}");
+    assert_eq!(runtime.library_path(), nrt_mock::testing::library_path());
+    assert_eq!(runtime.total_cores(), 24);
+    assert_eq!(runtime.visible_cores(), 24);
+    match runtime.core_map() {
+        CoreMap::Known(cores) => {
+            assert_eq!(cores.len(), 24);
+            assert_eq!(cores.physical(5), Some(5));
+        }
+        other => panic!("core map {other:?}"),
+    }
+    assert_eq!(runtime.physical_core(DeviceId::new(23)), Some(23));
+    assert_eq!(runtime.all_devices().expect("all devices").len(), 24);
 
-            // A second init shares the live runtime.
-            let again = Runtime::init().expect("second init");
-            assert!(again.same_as(&runtime));
+    // A second init shares the live runtime.
+    let again = Runtime::init().expect("second init");
+    assert!(again.same_as(&runtime));
 
-            // Handles keep the runtime alive after the Runtime handles drop.
-            let model = common::load(&runtime, &common::affine(), 3);
-            let inputs = model.allocate_inputs().expect("inputs");
-            let mut outputs = model.allocate_outputs().expect("outputs");
-            let host = Tensor::allocate_host(&runtime, 16, "host").expect("host tensor");
-            drop(again);
-            drop(runtime);
-            model
-                .execute(&inputs, &mut outputs)
-                .expect("execute after Runtime drops");
-            let live = common::counters();
-            assert_eq!(live.live_models, 1);
-            assert_eq!(live.live_tensors, 3);
-            assert_eq!(live.live_tensor_sets, 2);
+    // Handles keep the runtime alive after the Runtime handles drop.
+    let model = common::load(&runtime, &common::affine(), 3);
+    let inputs = model.allocate_inputs().expect("inputs");
+    let mut outputs = model.allocate_outputs().expect("outputs");
+    let host = Tensor::allocate_host(&runtime, 16, "host").expect("host tensor");
+    drop(again);
+    drop(runtime);
+    model
+        .execute(&inputs, &mut outputs)
+        .expect("execute after Runtime drops");
+    let live = common::counters();
+    assert_eq!(live.live_models, 1);
+    assert_eq!(live.live_tensors, 3);
+    assert_eq!(live.live_tensor_sets, 2);
 
-            drop((model, inputs, outputs, host));
-            let after = common::counters();
-            assert_eq!(
-                (
-                    after.live_models,
-                    after.live_tensors,
-                    after.live_tensor_sets
-                ),
-                (0, 0, 0),
-                "live handles after dropping everything"
-            );
-            // The last handle closed libnrt: a raw call now reports NRT_CLOSED.
-            assert_eq!(common::raw_allocate_set_status(), Status::Closed);
-
-            // A later init starts afresh.
-            let runtime = Runtime::init().expect("init after close");
-            assert_eq!(runtime.visible_cores(), 24);
-            let set = TensorSet::new(&runtime).expect("set after re-init");
-            drop(set);
-            assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(7)), 7);
-        },
+    drop((model, inputs, outputs, host));
+    let after = common::counters();
+    assert_eq!(
+        (
+            after.live_models,
+            after.live_tensors,
+            after.live_tensor_sets
+        ),
+        (0, 0, 0),
+        "live handles after dropping everything"
     );
+    // The last handle closed libnrt: a raw call now reports NRT_CLOSED.
+    assert_eq!(common::raw_allocate_set_status(), Status::Closed);
+
+    // A later init starts afresh.
+    let runtime = Runtime::init().expect("init after close");
+    assert_eq!(runtime.visible_cores(), 24);
+    let set = TensorSet::new(&runtime).expect("set after re-init");
+    drop(set);
+    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(7)), 7);
 }
 
 #[test]
 fn visible_cores_12_to_23_remap_nc1_to_physical_13() {
-    common::in_child(
+    if !in_child(
         "visible_cores_12_to_23_remap_nc1_to_physical_13",
         &[
             ("NRT_MOCK_TOTAL_CORES", "24"),
             ("NEURON_RT_VISIBLE_CORES", "12-23"),
         ],
-        || {
-            let runtime = Runtime::init().expect("init");
-            assert_eq!(runtime.total_cores(), 24);
-            assert_eq!(runtime.visible_cores(), 12);
-            let ids = runtime.device_ids("nc:1").expect("nc:1 is visible");
-            let nc1 = ids.as_slice()[0];
-            assert_eq!(nc1, DeviceId::new(1));
-            assert_eq!(runtime.physical_core(nc1), Some(13));
-            assert_eq!(physical_core_that_ran(&runtime, nc1), 13);
-            assert_eq!(
-                physical_core_that_ran(&runtime, DeviceId::new(11)),
-                23,
-                "the last visible core"
-            );
-
-            let err = runtime
-                .device_ids("nc:13")
-                .expect_err("nc:13 is past 12 cores");
-            assert!(matches!(err, Error::DeviceId(_)), "{err:?}");
-            let text = err.to_string();
-            assert!(text.contains("12 NeuronCores"), "{text}");
-            assert!(text.contains("nc:13"), "{text}");
-
-            let err =
-                Model::load_bytes(&runtime, core_id_model().to_neff_bytes(), DeviceId::new(12))
-                    .expect_err("nc:12 is past 12 cores");
-            assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
-        },
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.total_cores(), 24);
+    assert_eq!(runtime.visible_cores(), 12);
+    let ids = runtime.device_ids("nc:1").expect("nc:1 is visible");
+    let nc1 = ids.as_slice()[0];
+    assert_eq!(nc1, DeviceId::new(1));
+    assert_eq!(runtime.physical_core(nc1), Some(13));
+    assert_eq!(physical_core_that_ran(&runtime, nc1), 13);
+    assert_eq!(
+        physical_core_that_ran(&runtime, DeviceId::new(11)),
+        23,
+        "the last visible core"
     );
+
+    let err = runtime
+        .device_ids("nc:13")
+        .expect_err("nc:13 is past 12 cores");
+    assert!(matches!(err, Error::DeviceId(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("12 NeuronCores"), "{text}");
+    assert!(text.contains("nc:13"), "{text}");
+
+    let err = Model::load_bytes(&runtime, core_id_model().to_neff_bytes(), DeviceId::new(12))
+        .expect_err("nc:12 is past 12 cores");
+    assert!(matches!(err, Error::InvalidArgument { .. }), "{err:?}");
 }
 
 #[test]
 fn visible_cores_0_to_11_keep_physical_numbers() {
-    common::in_child(
+    if !in_child(
         "visible_cores_0_to_11_keep_physical_numbers",
         &[
             ("NRT_MOCK_TOTAL_CORES", "24"),
             ("NEURON_RT_VISIBLE_CORES", "0-11"),
         ],
-        || {
-            let runtime = Runtime::init().expect("init");
-            assert_eq!(runtime.visible_cores(), 12);
-            let nc0 = runtime.device_ids("nc:0").expect("nc:0").as_slice()[0];
-            assert_eq!(runtime.physical_core(nc0), Some(0));
-            assert_eq!(physical_core_that_ran(&runtime, nc0), 0);
-        },
-    );
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.visible_cores(), 12);
+    let nc0 = runtime.device_ids("nc:0").expect("nc:0").as_slice()[0];
+    assert_eq!(runtime.physical_core(nc0), Some(0));
+    assert_eq!(physical_core_that_ran(&runtime, nc0), 0);
 }
 
 #[test]
 fn malformed_visible_cores_is_a_typed_error() {
-    common::in_child(
+    if !in_child(
         "malformed_visible_cores_is_a_typed_error",
         &[
             ("NRT_MOCK_TOTAL_CORES", "24"),
             ("NEURON_RT_VISIBLE_CORES", "20-30"),
         ],
-        || {
-            let err = Runtime::init().expect_err("cores past the total");
-            assert!(matches!(err, Error::VisibleCores(_)), "{err:?}");
-            assert!(err.to_string().contains("NEURON_RT_VISIBLE_CORES"), "{err}");
-        },
-    );
+    ) {
+        return;
+    }
+    let err = Runtime::init().expect_err("cores past the total");
+    assert!(matches!(err, Error::VisibleCores(_)), "{err:?}");
+    assert!(err.to_string().contains("NEURON_RT_VISIBLE_CORES"), "{err}");
 }
 
-/// Child A of `cores_held_by_another_process`: holds its cores until stdin closes.
+/// The test that starts the children below.
+const OWNERSHIP_TEST: &str = "cores_held_by_another_process";
+
+/// Child of `cores_held_by_another_process`: holds its cores until its stdin closes.
 #[test]
+#[ignore = "runs only as a child process of cores_held_by_another_process"]
 fn holder_child() {
-    if !common::is_child("holder_child") {
-        return; // Only meaningful as a child of `cores_held_by_another_process`.
-    }
-    common::setup();
+    child_only("holder_child", OWNERSHIP_TEST);
     let runtime = Runtime::init().expect("holder init");
-    println!("HOLDING {}", runtime.visible_cores());
+    println!("\nHOLDING {}", runtime.visible_cores());
     std::io::stdout().flush().expect("flush");
-    // Hold the cores until the parent closes our stdin (or dies), but never for more than
-    // a minute, so a stuck parent cannot leave us behind.
-    let (done, stdin_closed) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {
-            line.clear();
-        }
-        let _ = done.send(());
-    });
-    let _ = stdin_closed.recv_timeout(Duration::from_secs(60));
+    // Hold the cores until the parent closes our stdin (or dies, which closes it too).
+    let _ = std::io::stdin().lock().lines().count();
     drop(runtime);
 }
 
-/// Child B: its cores overlap the holder's, so `nrt_init` fails.
+/// Child of `cores_held_by_another_process`: its cores overlap the holder's, so `nrt_init`
+/// fails.
 #[test]
+#[ignore = "runs only as a child process of cores_held_by_another_process"]
 fn overlapping_child() {
-    if !common::is_child("overlapping_child") {
-        return;
-    }
-    common::setup();
+    child_only("overlapping_child", OWNERSHIP_TEST);
     let err = Runtime::init().expect_err("cores 2-5 overlap the holder's 0-3");
     match &err {
         Error::Nrt { op, .. } => assert_eq!(*op, "nrt_init"),
@@ -217,78 +208,53 @@ fn overlapping_child() {
     println!("REFUSED: {err}");
 }
 
-/// Child C: its cores are disjoint from the holder's, so it starts.
+/// Child of `cores_held_by_another_process`: its four cores, starting at physical core
+/// `FIRST_CORE`, are free, so it starts and runs on them.
 #[test]
-fn disjoint_child() {
-    if !common::is_child("disjoint_child") {
-        return;
-    }
-    common::setup();
-    let runtime = Runtime::init().expect("cores 4-7 are free");
+#[ignore = "runs only as a child process of cores_held_by_another_process"]
+fn free_cores_child() {
+    child_only("free_cores_child", OWNERSHIP_TEST);
+    let first: i32 = std::env::var("FIRST_CORE")
+        .expect("FIRST_CORE")
+        .parse()
+        .expect("FIRST_CORE is a core number");
+    let runtime = Runtime::init().expect("the cores are free");
     assert_eq!(runtime.visible_cores(), 4);
-    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(0)), 4);
+    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(0)), first);
 }
 
 #[test]
 fn cores_held_by_another_process() {
-    if common::is_child("cores_held_by_another_process") {
-        return;
-    }
     let locks = tempfile::tempdir().expect("shared lock directory");
     let child = |name: &str, cores: &str| {
-        common::ChildTest::sharing_locks(name, locks.path())
+        ChildTest::new(name)
+            .sharing_locks(locks.path())
             .env("NRT_MOCK_TOTAL_CORES", "24")
             .env("NEURON_RT_VISIBLE_CORES", cores)
     };
 
     let mut holder = child("holder_child", "0-3").spawn();
-    // Read the holder's stdout on a thread, so a holder that never reports fails the test
-    // instead of hanging it.
-    let holder_out = holder.stdout.take().expect("holder stdout");
-    let (line_tx, lines) = std::sync::mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(holder_out).lines() {
-            let Ok(line) = line else { break };
-            if line_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut seen = String::new();
-    loop {
-        match lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => {
-                seen.push_str(&line);
-                seen.push('\n');
-                if line.contains("HOLDING 4") {
-                    break;
-                }
-            }
-            Err(why) => {
-                let _ = holder.kill();
-                let _ = holder.wait();
-                panic!("the holder never reported holding its cores ({why:?}):\n{seen}");
-            }
-        }
-    }
+    holder.wait_for_line("HOLDING 4");
 
     child("overlapping_child", "2-5").run().assert_passed();
-    child("disjoint_child", "4-7").run().assert_passed();
+    child("free_cores_child", "4-7")
+        .env("FIRST_CORE", "4")
+        .run()
+        .assert_passed();
 
     // Let the holder go; it must exit cleanly.
-    drop(holder.stdin.take());
-    let status = holder.wait().expect("wait for the holder");
-    let _ = reader.join();
-    seen.extend(lines.try_iter().map(|line| line + "\n"));
-    assert!(status.success(), "holder: {status}\n{seen}");
+    holder.finish().assert_passed();
 
-    // Released: the same cores can be taken again.
-    child("disjoint_child", "4-7").run().assert_passed();
+    // Released: the holder's cores can be taken again.
+    child("free_cores_child", "0-3")
+        .env("FIRST_CORE", "0")
+        .run()
+        .assert_passed();
 }
 
 #[test]
 fn injected_fault_names_status_and_core() {
-    common::in_child(
+    if !in_child(
         "injected_fault_names_status_and_core",
         &[
             ("NRT_MOCK_TOTAL_CORES", "24"),
@@ -296,85 +262,123 @@ fn injected_fault_names_status_and_core() {
             // The first execution on physical core 3 (logical nc:1) fails with 1004.
             ("NRT_MOCK_FAULTS", "3:1:1004"),
         ],
-        || {
-            let runtime = Runtime::init().expect("init");
-            let model = common::load(&runtime, &common::affine(), 1);
-            assert_eq!(model.physical_core(), Some(3));
-            let mut inputs = model.allocate_inputs().expect("inputs");
-            let mut outputs = model.allocate_outputs().expect("outputs");
-            inputs
-                .tensor_mut(0)
-                .expect("x0")
-                .write_slice(0, &common::values(32, 1.0))
-                .expect("write");
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let model = common::load(&runtime, &common::affine(), 1);
+    assert_eq!(model.physical_core(), Some(3));
+    let mut inputs = model.allocate_inputs().expect("inputs");
+    let mut outputs = model.allocate_outputs().expect("outputs");
+    inputs
+        .tensor_mut(0)
+        .expect("x0")
+        .write_slice(0, &common::values(32, 1.0))
+        .expect("write");
 
-            let err = model
-                .execute(&inputs, &mut outputs)
-                .expect_err("the injected fault");
-            assert_eq!(err.status(), Some(Status::ExecCompletedWithErr), "{err:?}");
-            assert_eq!(err.status().map(Status::raw), Some(1004));
-            let text = err.to_string();
-            assert!(text.contains("nrt_execute"), "{text}");
-            assert!(text.contains("NRT_EXEC_COMPLETED_WITH_ERR"), "{text}");
-            assert!(text.contains("1004"), "{text}");
-            assert!(text.contains("nc:1"), "{text}");
-            assert!(text.contains("physical core 3"), "{text}");
+    let err = model
+        .execute(&inputs, &mut outputs)
+        .expect_err("the injected fault");
+    assert_eq!(err.status(), Some(Status::ExecCompletedWithErr), "{err:?}");
+    assert_eq!(err.status().map(Status::raw), Some(1004));
+    let text = err.to_string();
+    assert!(text.contains("nrt_execute"), "{text}");
+    assert!(text.contains("NRT_EXEC_COMPLETED_WITH_ERR"), "{text}");
+    assert!(text.contains("1004"), "{text}");
+    assert!(text.contains("nc:1"), "{text}");
+    assert!(text.contains("physical core 3"), "{text}");
 
-            // Only the first execution was faulted.
-            model
-                .execute(&inputs, &mut outputs)
-                .expect("second execute");
-            let y: Vec<f32> = outputs.tensor(0).expect("y0").to_vec().expect("read");
-            let want: Vec<f32> = common::values(32, 1.0)
-                .iter()
-                .map(|x| x * 2.0 + 1.0)
-                .collect();
-            assert_eq!(y, want);
-            assert_eq!(common::counters().executions[3], 2);
+    // Only the first execution was faulted.
+    model
+        .execute(&inputs, &mut outputs)
+        .expect("second execute");
+    let y: Vec<f32> = outputs.tensor(0).expect("y0").to_vec().expect("read");
+    let want: Vec<f32> = common::values(32, 1.0)
+        .iter()
+        .map(|x| x * 2.0 + 1.0)
+        .collect();
+    assert_eq!(y, want);
+    assert_eq!(common::counters().executions[3], 2);
 
-            // The same through the mock's control API, at run time: every execution on
-            // physical core 3 fails until the rules are cleared; other cores are unaffected.
-            common::mock().set_faults("3:*:1004").expect("set faults");
-            for _ in 0..2 {
-                let err = model.execute(&inputs, &mut outputs).expect_err("faulted");
-                assert_eq!(err.status(), Some(Status::ExecCompletedWithErr), "{err:?}");
-            }
-            let other = common::load(&runtime, &common::affine(), 0);
-            let other_inputs = other.allocate_inputs().expect("inputs");
-            let mut other_outputs = other.allocate_outputs().expect("outputs");
-            other
-                .execute(&other_inputs, &mut other_outputs)
-                .expect("nc:0 is not faulted");
-            common::mock().set_faults("").expect("clear faults");
-            model
-                .execute(&inputs, &mut outputs)
-                .expect("after clearing");
-        },
-    );
+    // The same through the mock's control API, at run time: every execution on
+    // physical core 3 fails until the rules are cleared; other cores are unaffected.
+    common::mock().set_faults("3:*:1004").expect("set faults");
+    for _ in 0..2 {
+        let err = model.execute(&inputs, &mut outputs).expect_err("faulted");
+        assert_eq!(err.status(), Some(Status::ExecCompletedWithErr), "{err:?}");
+    }
+    let other = common::load(&runtime, &common::affine(), 0);
+    let other_inputs = other.allocate_inputs().expect("inputs");
+    let mut other_outputs = other.allocate_outputs().expect("outputs");
+    other
+        .execute(&other_inputs, &mut other_outputs)
+        .expect("nc:0 is not faulted");
+    common::mock().set_faults("").expect("clear faults");
+    model
+        .execute(&inputs, &mut outputs)
+        .expect("after clearing");
 }
 
 #[test]
 fn core_memory_budget_gives_resource_error() {
-    common::in_child(
+    if !in_child(
         "core_memory_budget_gives_resource_error",
         &[
             ("NRT_MOCK_TOTAL_CORES", "4"),
             ("NRT_MOCK_CORE_MEMORY", "4096"),
         ],
-        || {
-            let runtime = Runtime::init().expect("init");
-            assert_eq!(runtime.total_cores(), 4);
-            let first = Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "a")
-                .expect("fits the budget");
-            let err = Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "b")
-                .expect_err("over the budget");
-            assert_eq!(err.status(), Some(Status::Resource), "{err:?}");
-            let remedy = err.remedy().expect("a remedy");
-            assert!(remedy.contains("memory"), "{remedy}");
-            // Another core has its own budget; freeing makes room again.
-            Tensor::allocate_device(&runtime, DeviceId::new(1), 3000, "c").expect("nc:1");
-            drop(first);
-            Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "d").expect("after free");
-        },
-    );
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.total_cores(), 4);
+    let first =
+        Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "a").expect("fits the budget");
+    let err = Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "b")
+        .expect_err("over the budget");
+    assert_eq!(err.status(), Some(Status::Resource), "{err:?}");
+    let remedy = err.remedy().expect("a remedy");
+    assert!(remedy.contains("memory"), "{remedy}");
+    // Another core has its own budget; freeing makes room again.
+    Tensor::allocate_device(&runtime, DeviceId::new(1), 3000, "c").expect("nc:1");
+    drop(first);
+    Tensor::allocate_device(&runtime, DeviceId::new(0), 3000, "d").expect("after free");
+}
+
+#[test]
+fn the_builder_chooses_the_library_without_the_environment() {
+    const NAME: &str = "the_builder_chooses_the_library_without_the_environment";
+    if let Some(child) = ChildTest::new(NAME)
+        .env_remove("NRT_DYLIB_PATH")
+        .env("MOCK_LIBRARY", nrt_mock::testing::library_path())
+        .run_in_parent()
+    {
+        child.assert_passed();
+        return;
+    }
+    assert!(std::env::var_os("NRT_DYLIB_PATH").is_none());
+    let mock = std::path::PathBuf::from(std::env::var_os("MOCK_LIBRARY").expect("MOCK_LIBRARY"));
+    let runtime = Runtime::builder()
+        .library(&mock)
+        .init()
+        .expect("init with the mock chosen in code");
+    assert!(runtime.version().is_mock());
+    assert_eq!(runtime.library_path(), mock);
+    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(2)), 2);
+
+    // Naming the loaded library again shares the runtime; another one is refused.
+    let again = Runtime::builder()
+        .library(&mock)
+        .init()
+        .expect("same library");
+    assert!(again.same_as(&runtime));
+    let err = Runtime::builder()
+        .library("/opt/aws/neuron/lib/libnrt.so.1")
+        .init()
+        .expect_err("a different library after loading");
+    assert!(matches!(err, Error::LibraryPath(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("/opt/aws/neuron/lib/libnrt.so.1"), "{text}");
+    assert!(text.contains(&mock.display().to_string()), "{text}");
+    assert!(text.contains("before the first Runtime::init"), "{text}");
 }

@@ -1,36 +1,64 @@
 //! Shared support for the engine's integration tests against the mock libnrt: one runtime per
 //! process, mock NEFFs, plain-Rust reference implementations of the mock ops, seeded data,
-//! child-process scenarios with a watchdog, leak checks against the mock's counters, and a
-//! logger that captures the calling thread's log records (for the warnings of §8).
+//! child-process scenarios (through the workspace's one harness, `nrt_mock::testing`), leak
+//! checks against the mock's counters, and a logger that captures the calling thread's log
+//! records (for the engine's warnings).
 //!
-//! Run with the mock: `NRT_DYLIB_PATH=.../libnrt_mock.so cargo test -p dataparallel` (or
-//! `cargo xtask mock-test`).
+//! Run with the mock: `cargo xtask mock-test`, or `cargo build -p nrt-mock` and then
+//! `cargo test -p dataparallel` (the tests find the mock next to their binary).
 #![allow(dead_code, unreachable_pub)]
 
 use std::cell::RefCell;
-use std::sync::{Once, OnceLock, mpsc};
+use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 use dataparallel::{ChunkPlan, Config, DataParallel, Input, OutputTensor};
 use neuron_rt::{Neff, Runtime};
 use nrt_mock::counters::Counters;
 pub use nrt_mock::neff::{DType as MockDType, MockModel, Op};
+use nrt_mock::testing::ChildTest;
 
 /// Simulated device time per execution used by most tests (small: the suite must be fast).
 pub const EXEC_US: u64 = 50;
 
 /// The process's runtime (initialised once, kept alive for the whole test binary so engines
-/// built by different tests share it, as libnrt allows one runtime per process).
+/// built by different tests share it, as libnrt allows one runtime per process), on the mock
+/// (`nrt_mock::testing::library_path`: `NRT_DYLIB_PATH`, else the mock built next to the test
+/// binary), chosen in code.
 pub fn runtime() -> Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
-            Runtime::init().expect(
-                "init the mock runtime: set NRT_DYLIB_PATH to libnrt_mock.so (cargo build -p \
-                 nrt-mock; or run cargo xtask mock-test)",
-            )
+            private_lock_dir();
+            Runtime::builder()
+                .library(nrt_mock::testing::library_path())
+                .init()
+                .unwrap_or_else(|e| panic!("init the mock runtime: {e}"))
         })
         .clone()
+}
+
+/// Gives this test binary's in-process runtime, which takes every core, a lock directory of
+/// its own unless one is set (`cargo xtask mock-test` and the child harness set one): with the
+/// mock's default directory, shared by every process on the machine, two test runs at once
+/// (another checkout's, say) would find each other's cores taken.
+fn private_lock_dir() {
+    if std::env::var_os("NRT_MOCK_LOCK_DIR").is_some_and(|v| !v.is_empty()) {
+        return;
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "test".to_owned());
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("dataparallel-locks")
+        .join(binary);
+    std::fs::create_dir_all(&dir).expect("create the lock directory");
+    // SAFETY: called once, inside the `OnceLock` that creates the first runtime of this
+    // process, before the mock is loaded (no libnrt thread or C code can be reading the
+    // environment); the other test threads read it only through std, whose accesses are
+    // serialised with this one, or wait on that `OnceLock`.
+    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &dir) };
 }
 
 /// NEFF of a mock model.
@@ -248,47 +276,21 @@ pub fn total_executions(dp: &DataParallel) -> u64 {
 // (`NRT_MOCK_FAULTS`, `NRT_MOCK_TOTAL_CORES`, ...) or reads the process-wide counters runs in
 // a child process of its own (`nrt_mock::testing::in_child`).
 
-/// Aborts the process (failing the child, hence the test) if it is still alive after
-/// `limit`: no scenario may hang. Generous: only there to turn a hang into a failure.
-#[derive(Debug)]
-pub struct Watchdog(Option<mpsc::Sender<()>>);
-
-impl Watchdog {
-    /// Starts the watchdog of `what` (named in the message it aborts with).
-    pub fn new(what: &'static str, limit: Duration) -> Watchdog {
-        let (tx, rx) = mpsc::channel::<()>();
-        std::thread::spawn(move || {
-            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("watchdog: {what} still running after {limit:?}: a call hangs");
-                std::process::abort();
-            }
-        });
-        Watchdog(Some(tx))
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// Runs test `name` in a child process with `env` added to its environment. In the parent:
-/// waits, asserts the child passed and returns `None` (the test returns). In the child:
-/// returns a watchdog that aborts it after `limit` (keep it alive for the whole test) and the
-/// runtime.
-pub fn child_scenario(
-    name: &'static str,
-    env: &[(&str, &str)],
-    limit: Duration,
-) -> Option<(Watchdog, Runtime)> {
-    if !nrt_mock::testing::in_child(name, env) {
-        return None;
+/// runs the child, killing it if it runs longer than `limit` (no scenario may hang), asserts
+/// it passed and returns `None` (the test returns). In the child: returns the runtime.
+pub fn child_scenario(name: &str, env: &[(&str, &str)], limit: Duration) -> Option<Runtime> {
+    match ChildTest::new(name)
+        .envs(env.iter().copied())
+        .timeout(limit)
+        .run_in_parent()
+    {
+        Some(outcome) => {
+            outcome.assert_passed();
+            None
+        }
+        None => Some(runtime()),
     }
-    let watchdog = Watchdog::new(name, limit);
-    Some((watchdog, runtime()))
 }
 
 /// The mock's process-wide counters.

@@ -1,74 +1,30 @@
 //! Shared helpers of neuron-rt's integration tests, which run against the mock libnrt.
 //!
-//! - [`mock_path`]: the mock library, from `NRT_DYLIB_PATH` (set by `cargo xtask mock-test`)
-//!   or derived from the test executable (`target/<profile>/deps/<test-bin>` →
-//!   `target/<profile>/libnrt_mock.so`); a missing mock fails the test with what to run.
+//! - [`mock_path`]: the mock library (`nrt_mock::testing::library_path`: `NRT_DYLIB_PATH`, set
+//!   by `cargo xtask mock-test`, or `target/<profile>/libnrt_mock.so` next to the test
+//!   executable); a missing mock fails the test with what to run.
 //! - [`runtime`]: the one in-process [`Runtime`] the in-process tests share.
-//! - [`ChildTest`] / [`in_child`]: libnrt allows one runtime per process and reads its
-//!   environment at `nrt_init`, so a test that needs its own environment re-runs itself in a
-//!   child process (the current test binary, `<name> --exact`) with a marker variable, its
-//!   variables and its own `NRT_MOCK_LOCK_DIR`, and the parent asserts on the child's outcome.
+//! - Tests that need their own environment run in a child process through the workspace's
+//!   one harness, `nrt_mock::testing` (`in_child`, `ChildTest`).
 //! - [`mock_model`] and friends: mock NEFFs built in memory with `nrt_mock::neff`.
 
 // Every test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Once, OnceLock};
-use std::time::{Duration, Instant};
 
 use neuron_rt::{DeviceId, Model, Runtime};
 use nrt_mock::neff::{DType as MockDType, MockModel, Op};
-
-/// The variable marking a child process; its value is the test the child runs.
-pub(crate) const CHILD_ENV: &str = "NEURON_RT_TEST_CHILD";
-
-/// Variables a child must not inherit from the parent (they change what `nrt_init` does).
-const RUNTIME_ENV: &[&str] = &[
-    "NEURON_RT_VISIBLE_CORES",
-    "NEURON_RT_NUM_CORES",
-    "NEURON_RT_EXEC_TIMEOUT",
-    "NRT_MOCK_TOTAL_CORES",
-    "NRT_MOCK_FAULTS",
-    "NRT_MOCK_CORE_MEMORY",
-    "NRT_MOCK_LOCK_DIR",
-];
-
-/// How long a child test may run before it is killed and the test fails.
-const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The mock libnrt this test run uses.
 ///
 /// # Panics
 ///
-/// When `NRT_DYLIB_PATH` is unset and the derived path holds no mock: the message says to run
+/// When `NRT_DYLIB_PATH` is unset and no mock was built: the message says to run
 /// `cargo xtask mock-test` (the tests never skip silently).
 pub(crate) fn mock_path() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| match std::env::var_os("NRT_DYLIB_PATH") {
-        Some(path) if !path.is_empty() => PathBuf::from(path),
-        _ => derived_mock_path(),
-    })
-    .clone()
-}
-
-fn derived_mock_path() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/<test-bin> -> target/<profile>/libnrt_mock.so
-    let profile_dir = exe.parent().and_then(Path::parent);
-    let candidate = profile_dir.map(|dir| dir.join("libnrt_mock.so"));
-    match candidate {
-        Some(path) if path.is_file() => path,
-        _ => panic!(
-            "NRT_DYLIB_PATH is not set and the mock libnrt is not at {} (derived from the test \
-             executable {}): run `cargo xtask mock-test`, or `cargo xtask mock-build` and set \
-             NRT_DYLIB_PATH to the path it prints",
-            candidate.as_deref().unwrap_or(Path::new("?")).display(),
-            exe.display()
-        ),
-    }
+    nrt_mock::testing::library_path()
 }
 
 /// Points this process's loader at the mock and gives its runtime a private lock directory,
@@ -76,13 +32,9 @@ fn derived_mock_path() -> PathBuf {
 pub(crate) fn setup() {
     static SETUP: Once = Once::new();
     SETUP.call_once(|| {
-        let path = mock_path();
-        if std::env::var_os("NRT_DYLIB_PATH").is_none_or(|v| v.is_empty()) {
-            // SAFETY: set once, before any runtime of this process exists, by the first test
-            // to need one; the other test threads read the environment only through std
-            // (whose accesses are serialised with this one) or wait on this `Once`.
-            unsafe { std::env::set_var("NRT_DYLIB_PATH", &path) };
-        }
+        // The mock is chosen in code; NRT_DYLIB_PATH, when set, names the same file.
+        neuron_sys::set_library_path(mock_path())
+            .unwrap_or_else(|e| panic!("choosing the mock library: {e}"));
         if std::env::var_os("NRT_MOCK_LOCK_DIR").is_none_or(|v| v.is_empty()) {
             // A directory of this test binary's own, so the in-process runtime (which takes
             // every core) never contends with other processes on the machine.
@@ -90,7 +42,9 @@ pub(crate) fn setup() {
                 .join("neuron-rt-locks")
                 .join(binary_name());
             std::fs::create_dir_all(&dir).expect("create the lock directory");
-            // SAFETY: as above.
+            // SAFETY: set once, before any runtime of this process exists, by the first test
+            // to need one; the other test threads read the environment only through std
+            // (whose accesses are serialised with this one) or wait on this `Once`.
             unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &dir) };
         }
     });
@@ -112,173 +66,6 @@ pub(crate) fn runtime() -> Runtime {
             Runtime::init().unwrap_or_else(|e| panic!("Runtime::init failed: {e}"))
         })
         .clone()
-}
-
-/// True when this process is the child running test `name`.
-pub(crate) fn is_child(name: &str) -> bool {
-    std::env::var(CHILD_ENV).is_ok_and(|v| v == name)
-}
-
-/// Runs `body` in a child process with `env` (see [`ChildTest`]); in the child, runs it.
-///
-/// `name` must be the test's name as the harness knows it (the function name for a test at
-/// the top of a test file).
-pub(crate) fn in_child(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
-    if is_child(name) {
-        setup();
-        body();
-    } else {
-        let mut child = ChildTest::new(name);
-        for (key, value) in env {
-            child = child.env(key, value);
-        }
-        child.run().assert_passed();
-    }
-}
-
-/// A test run again in a child process.
-pub(crate) struct ChildTest {
-    name: String,
-    env: Vec<(String, String)>,
-    lock_dir: PathBuf,
-    _own_lock_dir: Option<tempfile::TempDir>,
-}
-
-impl ChildTest {
-    /// A child running test `name` with its own fresh lock directory.
-    pub(crate) fn new(name: &str) -> Self {
-        let dir = tempfile::Builder::new()
-            .prefix("neuron-rt-child-locks")
-            .tempdir()
-            .expect("create a lock directory");
-        ChildTest {
-            name: name.to_owned(),
-            env: Vec::new(),
-            lock_dir: dir.path().to_owned(),
-            _own_lock_dir: Some(dir),
-        }
-    }
-
-    /// A child running test `name` that shares `lock_dir` with other children (to test core
-    /// ownership across processes). The caller keeps the directory alive.
-    pub(crate) fn sharing_locks(name: &str, lock_dir: &Path) -> Self {
-        ChildTest {
-            name: name.to_owned(),
-            env: Vec::new(),
-            lock_dir: lock_dir.to_owned(),
-            _own_lock_dir: None,
-        }
-    }
-
-    /// Adds a variable to the child's environment.
-    pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.to_owned(), value.to_owned()));
-        self
-    }
-
-    fn command(&self) -> Command {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let mut command = Command::new(exe);
-        command.args([&self.name, "--exact", "--nocapture", "--test-threads=1"]);
-        for key in RUNTIME_ENV {
-            command.env_remove(key);
-        }
-        command
-            .env(CHILD_ENV, &self.name)
-            .env("NRT_DYLIB_PATH", mock_path())
-            .env("NRT_MOCK_LOCK_DIR", &self.lock_dir)
-            .env("RUST_BACKTRACE", "1");
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-        command
-    }
-
-    /// Starts the child with piped stdin and stdout (stderr inherited), for children that
-    /// must stay alive while the parent does something else.
-    pub(crate) fn spawn(&self) -> Child {
-        self.command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the child test")
-    }
-
-    /// Runs the child to completion (killing it after a minute).
-    pub(crate) fn run(self) -> ChildOutput {
-        let mut child = self
-            .command()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the child test");
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        let started = Instant::now();
-        let status = loop {
-            match child.try_wait().expect("wait for the child test") {
-                Some(status) => break status,
-                None if started.elapsed() > CHILD_TIMEOUT => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "child test `{}` did not finish within {CHILD_TIMEOUT:?}\n--- stdout\n{}\
-                         \n--- stderr\n{}",
-                        self.name,
-                        stdout.join().unwrap_or_default(),
-                        stderr.join().unwrap_or_default()
-                    );
-                }
-                None => std::thread::sleep(Duration::from_millis(5)),
-            }
-        };
-        ChildOutput {
-            name: self.name,
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        }
-    }
-}
-
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        text
-    })
-}
-
-/// What a child test did.
-pub(crate) struct ChildOutput {
-    /// The test it ran.
-    pub(crate) name: String,
-    /// Its exit status.
-    pub(crate) status: ExitStatus,
-    /// Its stdout (the harness's report and the test's prints).
-    pub(crate) stdout: String,
-    /// Its stderr (panic messages, the mock's log).
-    pub(crate) stderr: String,
-}
-
-impl ChildOutput {
-    /// Asserts the child ran exactly its one test and the test passed.
-    pub(crate) fn assert_passed(&self) {
-        assert!(
-            self.status.success() && self.stdout.contains("test result: ok. 1 passed"),
-            "child test `{}` failed ({})\n--- stdout\n{}\n--- stderr\n{}",
-            self.name,
-            self.status,
-            self.stdout,
-            self.stderr
-        );
-    }
 }
 
 /// The mock's dtype for float32.

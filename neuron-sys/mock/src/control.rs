@@ -1,8 +1,9 @@
 //! Talking to the mock library a process loaded: counters and fault injection.
 //!
 //! This module owns the Rust side of the three mock-only exports. It opens the library with
-//! `libloading` — by default the path in `NRT_DYLIB_PATH`, the same path the production loader
-//! opens — and calls its exports. `dlopen` of a path that is already loaded returns the same
+//! `libloading` — by default the library the production loader loaded
+//! (`neuron_sys::loader::loaded`, however it was chosen), or before that the path in
+//! `NRT_DYLIB_PATH`, which the loader would open — and calls its exports. `dlopen` of a path that is already loaded returns the same
 //! handle, so a test binary reads the counters of the very instance its runtime uses (not of
 //! the copy of this crate linked into the test). Libraries are never closed.
 //!
@@ -38,9 +39,10 @@ pub type nrt_mock_set_faults_fn = unsafe extern "C" fn(rules: *const c_char) -> 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
-    /// `NRT_DYLIB_PATH` is not set, so there is no library to talk to.
+    /// No library is loaded yet and `NRT_DYLIB_PATH` is not set, so there is no library to
+    /// talk to.
     #[error(
-        "NRT_DYLIB_PATH is not set; point it at libnrt_mock.so (`cargo xtask mock-build` prints the path) or use Mock::open"
+        "no libnrt is loaded yet and NRT_DYLIB_PATH is not set; start the runtime first, point NRT_DYLIB_PATH at libnrt_mock.so (`cargo xtask mock-build` prints the path) or use Mock::open"
     )]
     NoPath,
     /// The library could not be opened.
@@ -182,21 +184,25 @@ fn symbol_error(path: &Path, symbol: &'static str, source: libloading::Error) ->
 
 static DEFAULT: OnceLock<Mock> = OnceLock::new();
 
-/// The mock named by `NRT_DYLIB_PATH`, opened once per process.
+/// The mock the production loader loaded, else the one named by `NRT_DYLIB_PATH`, opened
+/// once per process.
 fn default_mock() -> Result<Mock, ControlError> {
     if let Some(m) = DEFAULT.get() {
         return Ok(*m);
     }
-    let m = Mock::from_env()?;
+    let m = match neuron_sys::loader::loaded() {
+        Some(library) => Mock::open(library.path())?,
+        None => Mock::from_env()?,
+    };
     Ok(*DEFAULT.get_or_init(|| m))
 }
 
-/// A snapshot of the counters of the mock at `NRT_DYLIB_PATH`.
+/// A snapshot of the counters of the mock this process uses (see the module docs).
 pub fn counters() -> Result<Counters, ControlError> {
     default_mock()?.counters()
 }
 
-/// Zeroes the counters of the mock at `NRT_DYLIB_PATH` (except the `live_*` gauges). If the
+/// Zeroes the counters of the mock this process uses (except the `live_*` gauges). If the
 /// library cannot be opened, the reason is logged and the next [`counters`] call returns it.
 pub fn reset_counters() {
     match default_mock() {
@@ -205,7 +211,7 @@ pub fn reset_counters() {
     }
 }
 
-/// Replaces the fault rules of the mock at `NRT_DYLIB_PATH`.
+/// Replaces the fault rules of the mock this process uses.
 ///
 /// `rules` is `;`-separated `PHYS_CORE:NTH:STATUS`: the NTH execution (1-based, counted from
 /// now, or `*` for every one) on physical core PHYS_CORE returns STATUS (a number), or with

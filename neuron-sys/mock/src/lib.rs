@@ -12,7 +12,8 @@
 //! - [`neff`]: build, write and parse mock NEFF files ([`neff::MockModel`]);
 //! - [`control`]: talk to the mock instance the process loaded (counters, faults);
 //! - [`counters`]: the `#[repr(C)]` counters struct shared with C callers;
-//! - [`exports`]: the exported C functions themselves (callable from Rust, but meant for C).
+//! - [`exports`]: the exported C functions themselves (callable from Rust, but meant for C);
+//! - [`testing`]: the workspace's child-process test harness and where tests find the mock.
 //!
 //! # Environment
 //!

@@ -126,39 +126,49 @@ fn core_id_reports_physical_core_under_visible_12_23() {
     close();
 }
 
-/// Probe: nrt_init under the inherited environment must return `PROBE_EXPECT`.
+/// Probe: nrt_init under the environment its parent gives it must return `PROBE_EXPECT`.
 #[test]
+#[ignore = "runs only as a child process of the tests that call `probe`"]
 fn init_probe() {
-    if !is_child("init_probe") {
-        return;
-    }
+    child_only("init_probe", "a test calling `probe`");
     let want: u32 = std::env::var("PROBE_EXPECT").unwrap().parse().unwrap();
     assert_eq!(init(), want);
     close();
 }
 
-/// Runs `init_probe` in a child with `env` (which sets `PROBE_EXPECT`), asserts that it
-/// passed and returns its stderr.
+/// Runs `init_probe` in a child with `env` (which sets `PROBE_EXPECT`) and a private lock
+/// directory, asserts that it passed and returns its stderr.
 fn probe(env: &[(&str, &str)]) -> String {
-    let out = child_output("init_probe", env);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{env:?}: {stderr}");
-    stderr
+    let child = ChildTest::new("init_probe").envs(env.iter().copied()).run();
+    child.assert_passed();
+    child.stderr
+}
+
+/// [`probe`] with the lock directory `locks`, shared with the calling process.
+fn probe_sharing(locks: &str, env: &[(&str, &str)]) -> String {
+    let child = ChildTest::new("init_probe")
+        .envs(env.iter().copied())
+        .sharing_locks(locks)
+        .run();
+    child.assert_passed();
+    child.stderr
 }
 
 /// Runs test `name` in a child owning the `visible` cores, with a lock directory of its own
-/// that the probes it starts share. In the child: returns that directory, which is also its
+/// that the probes it starts share. In the child: returns that directory, which is its
 /// `NRT_MOCK_LOCK_DIR`. In the parent: asserts the child passed and returns `None`.
 fn in_child_with_locks(name: &str, visible: &str) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().to_str().unwrap();
-    if !in_child(name, &[("NEURON_RT_VISIBLE_CORES", visible), ("LOCKS", d)]) {
-        return None;
+    if is_child(name) {
+        let dir = std::env::var("NRT_MOCK_LOCK_DIR").expect("the harness sets the lock dir");
+        return Some(dir);
     }
-    let d = std::env::var("LOCKS").unwrap();
-    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
-    unsafe { std::env::set_var("NRT_MOCK_LOCK_DIR", &d) };
-    Some(d)
+    let dir = tempfile::tempdir().unwrap();
+    ChildTest::new(name)
+        .env("NEURON_RT_VISIBLE_CORES", visible)
+        .sharing_locks(dir.path())
+        .run()
+        .assert_passed();
+    None
 }
 
 #[test]
@@ -188,11 +198,10 @@ fn disjoint_processes_both_start() {
         return;
     };
     init_ok();
-    probe(&[
-        ("NEURON_RT_VISIBLE_CORES", "12-23"),
-        ("NRT_MOCK_LOCK_DIR", &d),
-        ("PROBE_EXPECT", "0"),
-    ]);
+    probe_sharing(
+        &d,
+        &[("NEURON_RT_VISIBLE_CORES", "12-23"), ("PROBE_EXPECT", "0")],
+    );
     close();
 }
 
@@ -202,34 +211,27 @@ fn overlapping_process_fails_naming_busy_cores() {
         return;
     };
     init_ok();
-    let stderr = probe(&[
-        ("NEURON_RT_VISIBLE_CORES", "11-12"),
-        ("NRT_MOCK_LOCK_DIR", &d),
-        ("PROBE_EXPECT", &NRT_RESOURCE.to_string()),
-    ]);
+    let stderr = probe_sharing(
+        &d,
+        &[
+            ("NEURON_RT_VISIBLE_CORES", "11-12"),
+            ("PROBE_EXPECT", &NRT_RESOURCE.to_string()),
+        ],
+    );
     assert!(
         stderr.contains("NeuronCore(s) not available - Requested:nc11-nc12"),
         "{stderr}"
     );
     assert!(stderr.contains("busy: nc11-nc11"), "{stderr}");
     // NUM_CORES counts only free cores: 12 are left.
-    probe(&[
-        ("NEURON_RT_NUM_CORES", "13"),
-        ("NRT_MOCK_LOCK_DIR", &d),
-        ("PROBE_EXPECT", "4"),
-    ]);
-    probe(&[
-        ("NEURON_RT_NUM_CORES", "12"),
-        ("NRT_MOCK_LOCK_DIR", &d),
-        ("PROBE_EXPECT", "0"),
-    ]);
+    probe_sharing(&d, &[("NEURON_RT_NUM_CORES", "13"), ("PROBE_EXPECT", "4")]);
+    probe_sharing(&d, &[("NEURON_RT_NUM_CORES", "12"), ("PROBE_EXPECT", "0")]);
     // nrt_close releases the cores.
     close();
-    probe(&[
-        ("NEURON_RT_VISIBLE_CORES", "11-12"),
-        ("NRT_MOCK_LOCK_DIR", &d),
-        ("PROBE_EXPECT", "0"),
-    ]);
+    probe_sharing(
+        &d,
+        &[("NEURON_RT_VISIBLE_CORES", "11-12"), ("PROBE_EXPECT", "0")],
+    );
 }
 
 #[test]

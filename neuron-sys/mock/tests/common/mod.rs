@@ -3,10 +3,11 @@
 //! environment (libnrt allows one runtime per process, and the runtime reads its environment
 //! at `nrt_init`).
 //!
-//! Child scheme (`nrt_mock::testing`): `in_child("name", env)` re-executes the current test binary as
-//! `<exe> name --exact --nocapture --test-threads=1` with `NRT_MOCK_TEST_CHILD=name`, a clean
-//! mock environment, a private `NRT_MOCK_LOCK_DIR` and `env`; in the parent it waits, asserts
-//! the child passed and returns `false`; in the child it returns `true` so the body runs.
+//! Child processes: the workspace's one harness, `nrt_mock::testing`. `in_child("name", env)`
+//! re-executes the current test binary to run only test `name`, with a clean mock
+//! environment, a private `NRT_MOCK_LOCK_DIR` and `env`, and a timeout; in the parent it
+//! asserts the child passed and returns `false`, in the child it returns `true` so the body
+//! runs. `ChildTest` is the same with more options and an outcome to assert on.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::ffi::{CString, c_char, c_void};
@@ -18,7 +19,7 @@ use nrt_mock::control::Mock;
 use nrt_mock::counters::Counters;
 use nrt_mock::neff::MockModel;
 
-pub use nrt_mock::testing::{CHILD, child_output, in_child, is_child};
+pub use nrt_mock::testing::{ChildTest, child_only, in_child, is_child};
 
 /// The mock library (`nrt_mock::testing::library_path`): `$NRT_DYLIB_PATH`, else
 /// `target/<profile>/libnrt_mock.so` derived from this test executable.
