@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
 
-use crate::buckets::{BucketPiece, Buckets};
+use crate::buckets::{self, BucketPiece, Buckets};
 use crate::call::{Call, ChunkTiming, Completion, Failure, Job, WaitOnDrop};
 use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
@@ -17,7 +17,7 @@ use crate::health::{CoreHealth, CoreState};
 use crate::metrics::{CoreReport, Metrics};
 use crate::plan::{Piece, Split};
 use crate::queue::JobQueue;
-use crate::spec::{IoSpec, ModelSpec};
+use crate::spec::ModelSpec;
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
 use crate::worker::{self, Replica, Station, WorkerSetup};
@@ -184,7 +184,7 @@ impl DataParallel {
         for neff in neffs {
             first_models.push(Model::load(runtime, neff, first_core)?);
         }
-        let (spec, order, batches) = bucket_specs(&first_models, config.dim)?;
+        let (spec, order, batches) = buckets::bucket_specs(&first_models, config.dim)?;
         if spec.inputs.iter().all(|i| i.shape.len() <= config.dim) {
             return Err(Error::Config(format!(
                 "dim {} is out of range: the model's inputs have rank {}",
@@ -872,85 +872,4 @@ fn allowed_cpus() -> Vec<usize> {
         // SAFETY: `CPU_ISSET` reads one bit of `set`, below CPU_SETSIZE.
         .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
         .collect()
-}
-
-/// The engine's model description from the NEFFs loaded on one core: the spec of the
-/// smallest batch, the model indices in ascending batch order, and those batches.
-fn bucket_specs(models: &[Model], dim: usize) -> Result<(ModelSpec, Vec<usize>, Vec<usize>)> {
-    let mut specs = Vec::with_capacity(models.len());
-    for model in models {
-        let spec = ModelSpec {
-            inputs: model
-                .inputs()
-                .iter()
-                .map(IoSpec::from_info)
-                .collect::<Result<_>>()?,
-            outputs: model
-                .outputs()
-                .iter()
-                .map(IoSpec::from_info)
-                .collect::<Result<_>>()?,
-        };
-        if spec.inputs.is_empty() || spec.outputs.is_empty() {
-            return Err(Error::Config(format!(
-                "model `{}` has {} inputs and {} outputs; data parallelism needs at least one \
-                 of each",
-                model.name(),
-                spec.inputs.len(),
-                spec.outputs.len()
-            )));
-        }
-        let batch = spec
-            .inputs
-            .iter()
-            .find_map(|i| i.shape.get(dim).copied())
-            .unwrap_or(0);
-        if models.len() > 1 {
-            if let Some(t) = spec
-                .inputs
-                .iter()
-                .chain(&spec.outputs)
-                .find(|t| t.shape.first() != Some(&batch))
-            {
-                return Err(Error::Config(format!(
-                    "model `{}` cannot be a batch-size bucket: `{}` has shape {:?}, not its \
-                     batch {batch} on dim 0",
-                    model.name(),
-                    t.name,
-                    t.shape
-                )));
-            }
-        }
-        specs.push((spec, batch, model.name().to_owned()));
-    }
-    let mut order: Vec<usize> = (0..models.len()).collect();
-    order.sort_by_key(|&i| specs[i].1);
-    let (first, _, first_name) = &specs[order[0]];
-    for &i in &order[1..] {
-        let (spec, _, name) = &specs[i];
-        if !same_but_batch(first, spec) {
-            return Err(Error::Config(format!(
-                "models `{first_name}` and `{name}` differ in more than the batch size (inputs \
-                 {:?} vs {:?}, outputs {:?} vs {:?}); buckets must be the same model",
-                first.inputs, spec.inputs, first.outputs, spec.outputs
-            )));
-        }
-    }
-    let batches = order.iter().map(|&i| specs[i].1).collect();
-    Ok((first.clone(), order, batches))
-}
-
-/// True when two specs have the same tensors except the size of dim 0.
-fn same_but_batch(a: &ModelSpec, b: &ModelSpec) -> bool {
-    let same = |x: &[IoSpec], y: &[IoSpec]| {
-        x.len() == y.len()
-            && x.iter().zip(y).all(|(x, y)| {
-                x.name == y.name
-                    && x.dtype == y.dtype
-                    && x.elem_size == y.elem_size
-                    && x.shape.len() == y.shape.len()
-                    && x.shape.get(1..) == y.shape.get(1..)
-            })
-    };
-    same(&a.inputs, &b.inputs) && same(&a.outputs, &b.outputs)
 }
