@@ -18,6 +18,7 @@ use crate::metrics::{CoreReport, Metrics};
 use crate::plan::{Piece, Split};
 use crate::queue::JobQueue;
 use crate::spec::ModelSpec;
+use crate::topology::Topology;
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
 use crate::worker::{self, Replica, Station, WorkerSetup};
@@ -155,11 +156,12 @@ impl DataParallel {
         let _ = quanta::Instant::now();
         let cores = devices.len();
         let num_workers = config.resolved_workers(cores);
-        if num_workers == 0 {
+        let Some(workers) = NonZeroUsize::new(num_workers) else {
             return Err(Error::Config(
                 "num_workers must be at least 1 (default: 2 per core)".to_owned(),
             ));
-        }
+        };
+        let topology = Topology::new(cores, workers);
         let mut dynamic = config.dynamic_batching;
         if neffs.len() > 1 && (config.dim != 0 || !dynamic) {
             return Err(Error::Config(format!(
@@ -207,39 +209,17 @@ impl DataParallel {
             replicas.push(Arc::new(Replica::new(models, config.quarantine_after)));
         }
 
-        // With at least one worker per core, each core has a queue its workers share
-        // (worker w serves core w % k); with fewer workers than cores, each worker has a
-        // queue for the cores c with c % num_workers == w.
-        let per_core = num_workers >= cores;
-        let queue_of: Vec<usize> = (0..cores)
-            .map(|c| if per_core { c } else { c % num_workers })
+        let queue_of: Vec<usize> = (0..cores).map(|c| topology.queue_of(c)).collect();
+        let queues: Vec<Arc<JobQueue>> = (0..topology.queues())
+            .map(|q| Arc::new(JobQueue::new(QUEUE_DEPTH, topology.workers_on_queue(q))))
             .collect();
-        let queues: Vec<Arc<JobQueue>> = (0..cores.min(num_workers))
-            .map(|q| {
-                // Workers serving queue q: with a queue per core, those with w % k == q;
-                // with a queue per worker, one.
-                let serving = if per_core {
-                    (q..num_workers).step_by(cores).count()
-                } else {
-                    1
-                };
-                Arc::new(JobQueue::new(QUEUE_DEPTH, serving))
-            })
-            .collect();
-        // One station (tensor sets) per worker serving a core. A caller serves the last
-        // chunk of its call itself on a free station instead of handing it over and sleeping;
-        // not when fewer workers than cores were asked for, which caps concurrency on
-        // purpose.
+        // One station (tensor sets) per worker serving a core; callers borrow free ones
+        // when the topology lets them serve chunks.
         let stations: Arc<[Vec<Mutex<Station>>]> = replicas
             .iter()
             .enumerate()
             .map(|(c, replica)| {
-                let serving = if per_core {
-                    (c..num_workers).step_by(cores).count()
-                } else {
-                    1
-                };
-                (0..serving)
+                (0..topology.stations_on(c))
                     .map(|_| Ok(Mutex::new(Station::new(Arc::clone(replica))?)))
                     .collect::<Result<Vec<_>>>()
             })
@@ -265,7 +245,7 @@ impl DataParallel {
             queues,
             queue_of,
             stations: Arc::clone(&stations),
-            caller_runs: per_core,
+            caller_runs: topology.callers_serve(),
             overlap_transfers: piece_bytes >= OVERLAP_BYTES,
             workers: Vec::with_capacity(num_workers),
             dim: config.dim,
@@ -275,11 +255,11 @@ impl DataParallel {
             next_slot: config.spread_small_calls.then(|| AtomicUsize::new(0)),
         };
         for w in 0..num_workers {
-            let first_core = if per_core { w % cores } else { w };
+            let first_core = topology.first_core(w);
             let setup = WorkerSetup {
                 queue: Arc::clone(&engine.queues[engine.queue_of[first_core]]),
                 stations: Arc::clone(&stations),
-                home: if per_core { w / cores } else { 0 },
+                home: topology.home(w),
                 cpu: (!cpus.is_empty()).then(|| cpus[w % cpus.len()]),
             };
             let name = format!(

@@ -63,6 +63,7 @@ mod metrics;
 mod plan;
 mod queue;
 mod spec;
+mod topology;
 mod validate;
 mod view;
 mod worker;
