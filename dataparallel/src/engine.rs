@@ -1,5 +1,7 @@
-//! The engine: replicas on the chosen cores, persistent workers, and the path of one batch
-//! (validate → plan → dispatch → complete) for callers on any number of threads.
+//! The engine: [`DataParallel`] (replicas on the chosen cores, persistent workers), its
+//! accessors, health and re-admission, the public report types, and the path of one batch
+//! (validate → plan → dispatch → complete) for callers on any number of threads. Building an
+//! engine and taking it down is [`build`].
 
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -7,24 +9,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use neuron_rt::{DeviceId, DeviceIds, Model, Neff, Runtime};
+use neuron_rt::{DeviceId, DeviceIds, Model, Runtime};
 
-use crate::buckets::{self, BucketPiece, Buckets};
+use crate::buckets::{BucketPiece, Buckets};
 use crate::call::{Call, ChunkTiming, Completion, Failure, Job, WaitOnDrop};
-use crate::config::{Config, DeviceSpec};
 use crate::error::{Error, Result};
 use crate::health::{CoreHealth, CoreState};
 use crate::metrics::{CoreReport, Metrics};
 use crate::plan::{Piece, Split};
 use crate::queue::JobQueue;
 use crate::spec::ModelSpec;
-use crate::topology::Topology;
 use crate::validate::{self, InputPlan};
 use crate::view::{Input, Output, OutputTensor};
-use crate::worker::{self, Replica, Station, WorkerSetup};
+use crate::worker::{self, Replica, Station};
 
-/// Jobs each core's queue holds before `forward` waits for a worker to take one.
-const QUEUE_DEPTH: usize = 1024;
+mod build;
 
 /// Pieces that recently took less than this run on the calling thread: handing a piece to a
 /// sleeping worker costs the caller a wake-up of a few microseconds (and the worker a
@@ -32,12 +31,6 @@ const QUEUE_DEPTH: usize = 1024;
 /// far longer, so on hardware this only catches trivial models. (rayon's sequential
 /// threshold, measured per core instead of guessed.)
 const INLINE_PIECE_NS: u64 = 5_000;
-
-/// Pieces that move at least this many bytes (inputs plus outputs) wake a core's second
-/// worker as soon as it is queued, so one piece's transfers overlap another's execution;
-/// smaller pieces wait for the core's awake worker, whose next pop is cheaper than another
-/// thread's wake-up (measured in BENCHMARKS.md: scenarios 1 and 5).
-const OVERLAP_BYTES: usize = 64 * 1024;
 
 /// A model replicated on several NeuronCores, running each batch data-parallel.
 ///
@@ -116,165 +109,6 @@ pub struct ChunkPlan {
 }
 
 impl DataParallel {
-    /// Loads `neff` on the configured cores and starts the workers.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::Runtime`] for invalid device ids (each form is rejected with a message
-    ///   naming the entry) or when loading or allocating fails;
-    /// - [`Error::Config`] for a zero `split_size` or worker count, or a `dim` the model's
-    ///   inputs do not have.
-    pub fn new(runtime: &Runtime, neff: &Neff, config: Config) -> Result<DataParallel> {
-        Self::with_buckets(runtime, std::slice::from_ref(neff), config)
-    }
-
-    /// Loads several NEFFs of the same model, compiled at different batch sizes ("buckets",
-    /// e.g. 1, 4 and 16), on every configured core. Each chunk then runs as the pieces that
-    /// minimise padded rows, then executions (see [`DataParallel::plan`]).
-    ///
-    /// The NEFFs must have the same inputs and outputs (names, dtypes, shapes) except the
-    /// batch on dim 0, and every input and output must carry that batch. Buckets need
-    /// dynamic batching on dim 0.
-    ///
-    /// # Errors
-    ///
-    /// As [`DataParallel::new`]; also [`Error::Config`] when the NEFFs differ in anything but
-    /// the batch, share a batch size, or are combined with `dim != 0` or dynamic batching off.
-    pub fn with_buckets(runtime: &Runtime, neffs: &[Neff], config: Config) -> Result<DataParallel> {
-        let devices = resolve_devices(runtime, config.device_ids.as_ref())?;
-        if neffs.is_empty() {
-            return Err(Error::Config("no NEFF given".to_owned()));
-        }
-        if config.split_size == Some(0) {
-            return Err(Error::Config(
-                "split_size must be at least 1 (or unset to split evenly over the cores)"
-                    .to_owned(),
-            ));
-        }
-        // The first reading of the piece clock calibrates it (about 0.6 ms here): pay that
-        // at build, not in the first forward.
-        let _ = quanta::Instant::now();
-        let cores = devices.len();
-        let num_workers = config.resolved_workers(cores);
-        let Some(workers) = NonZeroUsize::new(num_workers) else {
-            return Err(Error::Config(
-                "num_workers must be at least 1 (default: 2 per core)".to_owned(),
-            ));
-        };
-        let topology = Topology::new(cores, workers);
-        let mut dynamic = config.dynamic_batching;
-        if neffs.len() > 1 && (config.dim != 0 || !dynamic) {
-            return Err(Error::Config(format!(
-                "{} NEFFs (batch-size buckets) need dynamic batching on dim 0; got dim {} with \
-                 dynamic batching {}",
-                neffs.len(),
-                config.dim,
-                if dynamic { "on" } else { "off" }
-            )));
-        }
-        if dynamic && config.dim != 0 {
-            log::info!(
-                "dynamic batching is switched off because dim is {} (it needs dim 0)",
-                config.dim
-            );
-            dynamic = false;
-        }
-
-        // Load every NEFF on the first core to learn the buckets, then on the rest.
-        let first_core = devices.as_slice()[0];
-        let mut first_models = Vec::with_capacity(neffs.len());
-        for neff in neffs {
-            first_models.push(Model::load(runtime, neff, first_core)?);
-        }
-        let (spec, order, batches) = buckets::bucket_specs(&first_models, config.dim)?;
-        if spec.inputs.iter().all(|i| i.shape.len() <= config.dim) {
-            return Err(Error::Config(format!(
-                "dim {} is out of range: the model's inputs have rank {}",
-                config.dim,
-                spec.inputs.iter().map(|i| i.shape.len()).max().unwrap_or(0)
-            )));
-        }
-        let buckets = Buckets::new(&batches).map_err(|e| Error::Config(e.to_string()))?;
-        let mut first_models: Vec<Option<Model>> = first_models.into_iter().map(Some).collect();
-        let mut replicas = Vec::with_capacity(cores);
-        for &core in devices.iter() {
-            let mut models = Vec::with_capacity(order.len());
-            for &index in &order {
-                let model = match first_models[index].take() {
-                    Some(model) if core == first_core => model,
-                    _ => Model::load(runtime, &neffs[index], core)?,
-                };
-                models.push(model);
-            }
-            replicas.push(Arc::new(Replica::new(models, config.quarantine_after)));
-        }
-
-        let queue_of: Vec<usize> = (0..cores).map(|c| topology.queue_of(c)).collect();
-        let queues: Vec<Arc<JobQueue>> = (0..topology.queues())
-            .map(|q| Arc::new(JobQueue::new(QUEUE_DEPTH, topology.workers_on_queue(q))))
-            .collect();
-        // One station (tensor sets) per worker serving a core; callers borrow free ones
-        // when the topology lets them serve chunks.
-        let stations: Arc<[Vec<Mutex<Station>>]> = replicas
-            .iter()
-            .enumerate()
-            .map(|(c, replica)| {
-                (0..topology.stations_on(c))
-                    .map(|_| Ok(Mutex::new(Station::new(Arc::clone(replica))?)))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?
-            .into();
-        let cpus = if config.pin_cpus {
-            allowed_cpus()
-        } else {
-            Vec::new()
-        };
-        let piece_bytes: usize = spec
-            .inputs
-            .iter()
-            .chain(&spec.outputs)
-            .map(|t| t.size)
-            .sum();
-        let mut engine = DataParallel {
-            runtime: runtime.clone(),
-            spec,
-            buckets,
-            devices,
-            replicas,
-            queues,
-            queue_of,
-            stations: Arc::clone(&stations),
-            caller_runs: topology.callers_serve(),
-            overlap_transfers: piece_bytes >= OVERLAP_BYTES,
-            workers: Vec::with_capacity(num_workers),
-            dim: config.dim,
-            dynamic: AtomicBool::new(dynamic),
-            split_size: config.split_size_value(),
-            attach: config.attach,
-            next_slot: config.spread_small_calls.then(|| AtomicUsize::new(0)),
-        };
-        for w in 0..num_workers {
-            let first_core = topology.first_core(w);
-            let setup = WorkerSetup {
-                queue: Arc::clone(&engine.queues[engine.queue_of[first_core]]),
-                stations: Arc::clone(&stations),
-                home: topology.home(w),
-                cpu: (!cpus.is_empty()).then(|| cpus[w % cpus.len()]),
-            };
-            let name = format!(
-                "neuron-dp-w{w}-nc{}",
-                engine.devices.as_slice()[first_core].index()
-            );
-            let handle = std::thread::Builder::new()
-                .name(name)
-                .spawn(move || worker::run(setup))
-                .map_err(|e| Error::Config(format!("cannot start a worker thread: {e}")))?;
-            engine.workers.push(handle);
-        }
-        Ok(engine)
-    }
-
     /// Switches dynamic batching off (as `torch_neuronx`'s `disable_dynamic_batching()`):
     /// from now on every batch must be exactly cores × compiled batch rows.
     pub fn disable_dynamic_batching(&self) {
@@ -803,53 +637,4 @@ impl DataParallel {
             call.completion.finish();
         }
     }
-}
-
-impl Drop for DataParallel {
-    fn drop(&mut self) {
-        // Closing the queues ends the workers' loops once they are drained; join them before
-        // the replicas (and the runtime handle) go.
-        for queue in &self.queues {
-            queue.close();
-        }
-        for handle in self.workers.drain(..) {
-            if handle.join().is_err() {
-                log::error!("a neuron-dp worker panicked outside a job");
-            }
-        }
-    }
-}
-
-fn resolve_devices(runtime: &Runtime, spec: Option<&DeviceSpec>) -> Result<DeviceIds> {
-    let visible = runtime.visible_cores();
-    let ids = match spec {
-        None => DeviceIds::all(visible).map_err(neuron_rt::Error::from)?,
-        Some(DeviceSpec::Ids(ids)) => ids.clone(),
-        Some(DeviceSpec::List(list)) => {
-            DeviceIds::parse_list(list).map_err(neuron_rt::Error::from)?
-        }
-        Some(DeviceSpec::Indices(indices)) => {
-            DeviceIds::from_indices(indices).map_err(neuron_rt::Error::from)?
-        }
-    };
-    Ok(ids.validate(visible).map_err(neuron_rt::Error::from)?)
-}
-
-/// The CPUs this process may run on, in order.
-fn allowed_cpus() -> Vec<usize> {
-    // SAFETY: `cpu_set_t` is plain data; all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: pid 0 is this thread; `set` is a valid, writable `cpu_set_t` of that size.
-    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
-    if rc != 0 {
-        log::warn!(
-            "cannot read the CPU affinity ({}); workers are not pinned",
-            std::io::Error::last_os_error()
-        );
-        return Vec::new();
-    }
-    (0..libc::CPU_SETSIZE as usize)
-        // SAFETY: `CPU_ISSET` reads one bit of `set`, below CPU_SETSIZE.
-        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
-        .collect()
 }

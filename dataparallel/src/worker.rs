@@ -138,20 +138,16 @@ impl Station {
 }
 
 /// What a worker needs: its queue, the stations of every core (it uses those of the cores
-/// whose jobs come through its queue), the station it prefers, and a CPU.
+/// whose jobs come through its queue), and the station it prefers.
 pub(crate) struct WorkerSetup {
     pub(crate) queue: Arc<JobQueue>,
     pub(crate) stations: Arc<[Vec<Mutex<Station>>]>,
     /// Index of this worker's own station within a core's stations.
     pub(crate) home: usize,
-    pub(crate) cpu: Option<usize>,
 }
 
 /// The body of a worker thread: serves jobs until its queue is closed and drained.
 pub(crate) fn run(setup: WorkerSetup) {
-    if let Some(cpu) = setup.cpu {
-        pin_to_cpu(cpu);
-    }
     while let Some(job) = setup.queue.pop() {
         match setup.stations.get(job.replica) {
             Some(stations) if !stations.is_empty() => {
@@ -203,23 +199,6 @@ fn misrouted(job: Job) {
         },
     });
     call.completion.finish();
-}
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: `cpu_set_t` is plain data for which all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu < libc::CPU_SETSIZE as usize {
-        // SAFETY: `CPU_SET` writes one bit inside `set`; `cpu` is below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: pid 0 is the calling thread; `set` is a valid `cpu_set_t` of the given size.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        log::warn!(
-            "could not pin worker to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
 }
 
 /// Runs one job and signals its completion, whatever happens.
