@@ -4,13 +4,12 @@
 //! runs it itself — writing the caller's rows into device tensors (zeroing pad rows),
 //! executing, and reading the outputs straight into the caller's output rows.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 
 use neuron_rt::{DeviceId, Model, Tensor, TensorSet};
 
-use crate::call::{Call, Failure, Job};
+use crate::call::{Call, Failure, Job, catch_panic};
 use crate::error::Error;
 use crate::health::Health;
 use crate::layout::{Geometry, LayoutError};
@@ -214,7 +213,7 @@ pub(crate) fn serve(station: &mut Station, job: Job) {
 /// it never counted as outstanding.
 pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
     let started = quanta::Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, job)));
+    let result = catch_panic(|| run_piece(station, call, job));
     let ended = quanta::Instant::now();
     if let Some(timing) = call.timings.and_then(|t| t.get(job.chunk)) {
         timing.record(started, ended);
@@ -231,14 +230,10 @@ pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
             physical_core: station.replica.physical_core,
             source,
         }),
-        Err(panic) => Some(Error::WorkerPanicked {
+        Err(message) => Some(Error::WorkerPanicked {
             chunk: job.chunk,
             core: station.core(),
-            message: panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "unknown panic".to_owned()),
+            message,
         }),
     };
     stats.piece_latency.record_us(piece_ns / 1_000);
