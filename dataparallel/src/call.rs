@@ -90,7 +90,7 @@ pub(crate) struct Job {
 
 // SAFETY: a `Job` points at a `Call` that is `Sync` (shared views over caller memory that
 // workers only read, or write in disjoint ranges) and that outlives the job: `dispatch`
-// waits, even while unwinding, until every job it sent has called `Completion::finish`.
+// waits, even while unwinding, until every job it sent has called `Job::finish`.
 unsafe impl Send for Job {}
 
 impl Job {
@@ -116,11 +116,42 @@ impl Job {
     ///
     /// # Safety
     ///
-    /// Only before this job's `Completion::finish`; the reference must not be used after.
+    /// Only before this job's [`Job::finish`]; the reference must not be used after.
     pub(crate) unsafe fn call(&self) -> &Call<'static> {
         // SAFETY: the caller of `Job::new` keeps the call alive until `finish` has run for
         // this job (see `dispatch`), and the caller of this function stops using it then.
         unsafe { &*self.call }
+    }
+
+    /// Marks this job finished, waking the caller if it was the last of its call. After this
+    /// returns the call may be gone.
+    ///
+    /// Nothing here holds a reference to the call or its whole [`Completion`] across the
+    /// decrement of `remaining`: a reference passed to a function must stay valid until that
+    /// function returns, and once `remaining` reaches zero the caller may return and free the
+    /// call while this thread is still inside the function (Miri reports a `&self` method
+    /// here as undefined behaviour). Only the counter itself, all interior mutability, is
+    /// borrowed for the decrement, as `Arc`'s drop does.
+    ///
+    /// # Safety
+    ///
+    /// At most once per job (each of its copies), and no use of [`Job::call`]'s reference
+    /// afterwards.
+    pub(crate) unsafe fn finish(self) {
+        // SAFETY: this job has not finished (the caller's contract), so the call is alive:
+        // the caller of `Job::new` keeps it until every job it sent has finished.
+        let completion = unsafe { &raw const (*self.call).completion };
+        // Clone the handle first: once `remaining` reaches zero the caller may return and
+        // free the completion.
+        // SAFETY: as above, before the decrement.
+        let waiter = unsafe { (*completion).waiter.get().cloned() };
+        // SAFETY: as above; the reference is used for the decrement only.
+        let remaining = unsafe { &(*completion).remaining };
+        if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if let Some(waiter) = waiter {
+                waiter.unpark();
+            }
+        }
     }
 }
 
@@ -166,19 +197,6 @@ impl Completion {
             *slot = Some(failure);
         }
         self.failed.store(true, Ordering::Relaxed);
-    }
-
-    /// Marks one job finished. After this returns the completion may be gone: callers must
-    /// not touch the job's call again.
-    pub(crate) fn finish(&self) {
-        // Clone the handle first: once `remaining` reaches zero the caller may return and
-        // free this completion.
-        let waiter = self.waiter.get().cloned();
-        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            if let Some(waiter) = waiter {
-                waiter.unpark();
-            }
-        }
     }
 
     /// Records the calling thread as the one to wake; call before handing a job to a worker.
@@ -305,7 +323,8 @@ mod tests {
     /// model, writing `chunk + 1` into each of the job's rows of the caller's output, record
     /// a failure or a caught panic, and finish the job whatever happened.
     fn serve(job: Job) {
-        // SAFETY: the call outlives this job until `finish` below, after which it is not used.
+        // SAFETY: the call outlives this job until its `finish` below, after which it is
+        // not used.
         let call = unsafe { job.call() };
         let run = || match job.bucket {
             WRITES => {
@@ -336,7 +355,8 @@ mod tests {
                 error,
             });
         }
-        call.completion.finish();
+        // SAFETY: the job's one finish; `call` is not used after it.
+        unsafe { job.finish() };
     }
 
     /// `n` worker threads serving `queue` until it is closed.
