@@ -14,7 +14,7 @@
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
-//! | `miri` | [`miri`] | the `plan` and `layout` tests under Miri (nightly) |
+//! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests under Miri (nightly) |
 //! | `bench [--quick] [--json PATH]` | [`bench`](mod@bench) | the engine's benchmark suite against the release mock |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
@@ -92,7 +92,8 @@ enum Command {
         /// Targets to run (default: all).
         targets: Vec<String>,
     },
-    /// Run the plan and layout unit tests under Miri (needs nightly; installs miri).
+    /// Run the plan, layout, queue, call and topology unit tests under Miri (needs nightly;
+    /// installs miri).
     Miri,
     /// Build the mock and the engine in release and run the benchmark suite against the mock
     /// (24 simulated cores); print the table and write JSON results (path: last stdout line).
