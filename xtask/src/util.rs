@@ -212,6 +212,14 @@ pub(crate) fn target_dir(metadata: &serde_json::Value) -> TaskResult<PathBuf> {
         .ok_or_else(|| "`cargo metadata` reported no target_directory".to_owned())
 }
 
+/// A fresh temporary directory with a recognisable name, removed when dropped.
+pub(crate) fn temp_dir(prefix: &str) -> TaskResult<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|error| format!("cannot create a temporary directory: {error}"))
+}
+
 /// Installs the nightly toolchain's `components` (e.g. `miri`, `rust-src`) that are missing.
 /// Installing needs the network; offline it fails with rustup's reason.
 pub(crate) fn ensure_nightly_components(root: &Path, components: &[&str]) -> TaskResult {
