@@ -102,8 +102,9 @@ impl DataParallel {
     /// How a batch of `rows` rows would be split: chunks, cores, pieces and pad rows.
     ///
     /// Chunk `i` is shown on the `i`-th core in service, the reference's mapping. With
-    /// [`Config::spread_small_calls`] a call with fewer chunks than cores starts on another
-    /// core; [`forward_into_report`](Self::forward_into_report) shows where it ran.
+    /// [`Config::spread_small_calls`](crate::Config::spread_small_calls) a call with fewer
+    /// chunks than cores starts on another core;
+    /// [`forward_into_report`](Self::forward_into_report) shows where it ran.
     ///
     /// # Errors
     ///
