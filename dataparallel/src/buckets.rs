@@ -13,11 +13,19 @@
 //! executions. So the smaller sizes together hold at most `S = (B - 1) · Σ b` rows, and for
 //! `c > S + B` an optimal choice for `c` is one more piece of `B` than an optimal choice for
 //! `c - B`. Planning a chunk is then a table lookup and allocation-free.
+//!
+//! Before any of that, [`bucket_specs`] reconciles the NEFFs given as buckets: the same
+//! model (the same tensors but for the batch on dim 0), each with a distinct batch, ordered
+//! by batch; the engine's [`ModelSpec`] is the smallest one's.
 
 use std::fmt;
 use std::iter::FusedIterator;
 
+use neuron_rt::Model;
+
+use crate::error::{Error, Result};
 use crate::plan::Piece;
+use crate::spec::{IoSpec, ModelSpec};
 
 /// The most compiled sizes an engine takes.
 pub const MAX_BUCKETS: usize = 16;
@@ -270,6 +278,90 @@ impl Iterator for BucketPieces<'_> {
 
 impl FusedIterator for BucketPieces<'_> {}
 
+/// The engine's model description from the NEFFs loaded on one core: the spec of the
+/// smallest batch, the model indices in ascending batch order, and those batches.
+pub(crate) fn bucket_specs(
+    models: &[Model],
+    dim: usize,
+) -> Result<(ModelSpec, Vec<usize>, Vec<usize>)> {
+    let mut specs = Vec::with_capacity(models.len());
+    for model in models {
+        let spec = ModelSpec {
+            inputs: model
+                .inputs()
+                .iter()
+                .map(IoSpec::from_info)
+                .collect::<Result<_>>()?,
+            outputs: model
+                .outputs()
+                .iter()
+                .map(IoSpec::from_info)
+                .collect::<Result<_>>()?,
+        };
+        if spec.inputs.is_empty() || spec.outputs.is_empty() {
+            return Err(Error::Config(format!(
+                "model `{}` has {} inputs and {} outputs; data parallelism needs at least one \
+                 of each",
+                model.name(),
+                spec.inputs.len(),
+                spec.outputs.len()
+            )));
+        }
+        let batch = spec
+            .inputs
+            .iter()
+            .find_map(|i| i.shape.get(dim).copied())
+            .unwrap_or(0);
+        if models.len() > 1 {
+            if let Some(t) = spec
+                .inputs
+                .iter()
+                .chain(&spec.outputs)
+                .find(|t| t.shape.first() != Some(&batch))
+            {
+                return Err(Error::Config(format!(
+                    "model `{}` cannot be a batch-size bucket: `{}` has shape {:?}, not its \
+                     batch {batch} on dim 0",
+                    model.name(),
+                    t.name,
+                    t.shape
+                )));
+            }
+        }
+        specs.push((spec, batch, model.name().to_owned()));
+    }
+    let mut order: Vec<usize> = (0..models.len()).collect();
+    order.sort_by_key(|&i| specs[i].1);
+    let (first, _, first_name) = &specs[order[0]];
+    for &i in &order[1..] {
+        let (spec, _, name) = &specs[i];
+        if !same_but_batch(first, spec) {
+            return Err(Error::Config(format!(
+                "models `{first_name}` and `{name}` differ in more than the batch size (inputs \
+                 {:?} vs {:?}, outputs {:?} vs {:?}); buckets must be the same model",
+                first.inputs, spec.inputs, first.outputs, spec.outputs
+            )));
+        }
+    }
+    let batches = order.iter().map(|&i| specs[i].1).collect();
+    Ok((first.clone(), order, batches))
+}
+
+/// True when two specs have the same tensors except the size of dim 0.
+fn same_but_batch(a: &ModelSpec, b: &ModelSpec) -> bool {
+    let same = |x: &[IoSpec], y: &[IoSpec]| {
+        x.len() == y.len()
+            && x.iter().zip(y).all(|(x, y)| {
+                x.name == y.name
+                    && x.dtype == y.dtype
+                    && x.elem_size == y.elem_size
+                    && x.shape.len() == y.shape.len()
+                    && x.shape.get(1..) == y.shape.get(1..)
+            })
+    };
+    same(&a.inputs, &b.inputs) && same(&a.outputs, &b.outputs)
+}
+
 #[cfg(test)]
 mod tests {
     use std::num::NonZeroUsize;
@@ -278,6 +370,43 @@ mod tests {
 
     use super::*;
     use crate::plan;
+
+    fn tensor(name: &str, shape: &[usize]) -> IoSpec {
+        IoSpec {
+            name: name.to_owned(),
+            dtype: Some(neuron_rt::DType::Float32),
+            elem_size: 4,
+            shape: shape.to_vec(),
+            size: shape.iter().product::<usize>() * 4,
+        }
+    }
+
+    fn model(batch: usize, width: usize) -> ModelSpec {
+        ModelSpec {
+            inputs: vec![tensor("x", &[batch, width])],
+            outputs: vec![tensor("y", &[batch, 2])],
+        }
+    }
+
+    #[test]
+    fn buckets_may_differ_in_the_batch_only() {
+        assert!(same_but_batch(&model(1, 8), &model(16, 8)));
+        assert!(same_but_batch(&model(4, 8), &model(4, 8)));
+        // Any other dim, a name, a dtype, a rank or a tensor count makes another model.
+        assert!(!same_but_batch(&model(1, 8), &model(16, 9)));
+        let mut renamed = model(16, 8);
+        renamed.outputs[0].name = "z".to_owned();
+        assert!(!same_but_batch(&model(1, 8), &renamed));
+        let mut retyped = model(16, 8);
+        retyped.inputs[0].dtype = Some(neuron_rt::DType::Int32);
+        assert!(!same_but_batch(&model(1, 8), &retyped));
+        let mut reranked = model(16, 8);
+        reranked.inputs[0].shape.push(1);
+        assert!(!same_but_batch(&model(1, 8), &reranked));
+        let mut extra = model(16, 8);
+        extra.inputs.push(tensor("w", &[16, 8]));
+        assert!(!same_but_batch(&model(1, 8), &extra));
+    }
 
     /// Plain dynamic programming over every row count up to `rows`, no reduction.
     fn brute_force(sizes: &[usize], rows: usize) -> (usize, usize) {

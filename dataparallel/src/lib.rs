@@ -12,9 +12,12 @@
 //! |---|---|---|
 //! | validate | `validate` | inputs against the model's tensors; errors before any device call |
 //! | plan | `plan`, `buckets` | pure chunk math: chunks → cores; pieces of the compiled batch size(s), pad rows |
-//! | dispatch | `engine`, `queue` | one job per piece onto its core's queue (the caller serves the last chunk) |
+//! | dispatch | `engine::dispatch`, `queue` | one job per piece onto its core's queue (the caller serves the last chunk) |
 //! | worker | `worker` | caller rows → device tensors, execute, device → caller rows |
 //! | complete | `call` | wait for every job; report the lowest failing chunk |
+//!
+//! Building an engine (`engine::build`) loads a replica per core and lays out its queues,
+//! stations and workers as `topology` computes them; `engine` itself holds the result.
 //!
 //! Nothing is staged in intermediate host buffers: rows move between the caller's memory and
 //! device tensors in as few contiguous runs as the layout allows (`layout`).
@@ -62,6 +65,7 @@ mod metrics;
 mod plan;
 mod queue;
 mod spec;
+mod topology;
 mod validate;
 mod view;
 mod worker;

@@ -4,13 +4,12 @@
 //! runs it itself — writing the caller's rows into device tensors (zeroing pad rows),
 //! executing, and reading the outputs straight into the caller's output rows.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, TryLockError};
 
 use neuron_rt::{DeviceId, Model, Tensor, TensorSet};
 
-use crate::call::{Call, Failure, Job};
+use crate::call::{Call, Failure, Job, catch_panic};
 use crate::error::Error;
 use crate::health::Health;
 use crate::layout::{Geometry, LayoutError};
@@ -138,20 +137,16 @@ impl Station {
 }
 
 /// What a worker needs: its queue, the stations of every core (it uses those of the cores
-/// whose jobs come through its queue), the station it prefers, and a CPU.
+/// whose jobs come through its queue), and the station it prefers.
 pub(crate) struct WorkerSetup {
     pub(crate) queue: Arc<JobQueue>,
     pub(crate) stations: Arc<[Vec<Mutex<Station>>]>,
     /// Index of this worker's own station within a core's stations.
     pub(crate) home: usize,
-    pub(crate) cpu: Option<usize>,
 }
 
 /// The body of a worker thread: serves jobs until its queue is closed and drained.
 pub(crate) fn run(setup: WorkerSetup) {
-    if let Some(cpu) = setup.cpu {
-        pin_to_cpu(cpu);
-    }
     while let Some(job) = setup.queue.pop() {
         match setup.stations.get(job.replica) {
             Some(stations) if !stations.is_empty() => {
@@ -202,24 +197,8 @@ fn misrouted(job: Job) {
             message: "job routed to a worker that does not serve its core".to_owned(),
         },
     });
-    call.completion.finish();
-}
-
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: `cpu_set_t` is plain data for which all-zero bytes are the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    if cpu < libc::CPU_SETSIZE as usize {
-        // SAFETY: `CPU_SET` writes one bit inside `set`; `cpu` is below CPU_SETSIZE.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-    }
-    // SAFETY: pid 0 is the calling thread; `set` is a valid `cpu_set_t` of the given size.
-    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
-    if rc != 0 {
-        log::warn!(
-            "could not pin worker to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    // SAFETY: the job's one finish; `call` is not used after it.
+    unsafe { job.finish() };
 }
 
 /// Runs one job and signals its completion, whatever happens.
@@ -227,7 +206,8 @@ pub(crate) fn serve(station: &mut Station, job: Job) {
     // SAFETY: the call outlives this job until `finish` below, after which it is not used.
     let call = unsafe { job.call() };
     run_job(station, call, &job);
-    call.completion.finish();
+    // SAFETY: the job's one finish; `call` is not used after it.
+    unsafe { job.finish() };
 }
 
 /// Runs one job of `call` and records its metrics, health and any failure in the call; does
@@ -235,7 +215,7 @@ pub(crate) fn serve(station: &mut Station, job: Job) {
 /// it never counted as outstanding.
 pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
     let started = quanta::Instant::now();
-    let result = catch_unwind(AssertUnwindSafe(|| run_piece(station, call, job)));
+    let result = catch_panic(|| run_piece(station, call, job));
     let ended = quanta::Instant::now();
     if let Some(timing) = call.timings.and_then(|t| t.get(job.chunk)) {
         timing.record(started, ended);
@@ -252,14 +232,10 @@ pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
             physical_core: station.replica.physical_core,
             source,
         }),
-        Err(panic) => Some(Error::WorkerPanicked {
+        Err(message) => Some(Error::WorkerPanicked {
             chunk: job.chunk,
             core: station.core(),
-            message: panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_else(|| "unknown panic".to_owned()),
+            message,
         }),
     };
     stats.piece_latency.record_us(piece_ns / 1_000);

@@ -14,7 +14,8 @@
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
 //! | `ci` | [`ci`] | what `.ci/run` does, locally |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
-//! | `miri` | [`miri`] | the `plan` and `layout` tests under Miri (nightly) |
+//! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests under Miri (nightly) |
+//! | `tsan` | [`tsan`] | the engine's queue and call tests and its concurrency, stress and health tests under ThreadSanitizer (nightly) |
 //! | `bench [--quick] [--json PATH]` | [`bench`](mod@bench) | the engine's benchmark suite against the release mock |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
@@ -30,6 +31,7 @@ mod miri;
 mod mock_build;
 mod mock_neff;
 mod mock_test;
+mod tsan;
 mod util;
 
 use std::path::{Path, PathBuf};
@@ -92,8 +94,13 @@ enum Command {
         /// Targets to run (default: all).
         targets: Vec<String>,
     },
-    /// Run the plan and layout unit tests under Miri (needs nightly; installs miri).
+    /// Run the plan, layout, queue, call and topology unit tests under Miri (needs nightly;
+    /// installs miri).
     Miri,
+    /// Run the engine's queue and call unit tests and its concurrency, stress and health
+    /// integration tests under ThreadSanitizer, against a mock built the same way (needs
+    /// nightly; installs rust-src).
+    Tsan,
     /// Build the mock and the engine in release and run the benchmark suite against the mock
     /// (24 simulated cores); print the table and write JSON results (path: last stdout line).
     Bench {
@@ -132,6 +139,7 @@ fn main() -> ExitCode {
         Command::Ci => ci::run(&root),
         Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Command::Miri => miri::run(&root),
+        Command::Tsan => tsan::run(&root),
         Command::Bench { quick, json, only } => bench::run(&root, quick, json, only.as_deref()),
     };
     match result {

@@ -1,7 +1,14 @@
 //! `cargo xtask miri`: runs the engine's pure chunk math and scatter/gather offset code
-//! (`plan` and `layout` unit tests, property tests included) under Miri:
-//! `cargo +nightly miri test -p dataparallel --lib -- plan layout`, minus the exhaustive
-//! layout test ([`SKIPPED`]).
+//! (`plan` and `layout` unit tests, property tests included) and its concurrency core (the
+//! `queue`, `call` and `topology` unit tests: job queues, the caller-worker hand-off and
+//! completion, and which threads serve which cores, on plain threads) under Miri:
+//! `cargo +nightly miri test -p dataparallel --lib -- plan layout queue::tests::
+//! call::tests:: topology::tests::`, minus the exhaustive layout test ([`SKIPPED`]).
+//!
+//! Under Miri the threaded tests check more than their assertions: every memory access is
+//! checked for data races and for use after free (a caller's frame freed while a worker
+//! still writes to it), and the pointer aliasing rules are checked on the hand-off's raw
+//! pointers. Those tests run fewer iterations under `cfg(miri)`.
 //!
 //! Installs the `miri` and `rust-src` components of the nightly toolchain when they are
 //! missing (this needs the network; offline it fails with rustup's reason). Property tests
@@ -10,7 +17,6 @@
 //! the working directory (for its failure-persistence files), which isolation forbids.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::util::{self, TaskResult};
@@ -22,47 +28,18 @@ const SKIPPED: &str = "layout::tests::exhaustive_small_shapes_match_naive_copy";
 /// Proptest cases per property under Miri, unless `PROPTEST_CASES` says otherwise.
 const DEFAULT_CASES: &str = "16";
 
-/// True when nightly has the miri component.
-fn has_miri(root: &Path) -> TaskResult<bool> {
-    let mut list = util::nightly("rustup", root);
-    list.args(["component", "list", "--installed"]);
-    let out = list.stderr(Stdio::null()).output().map_err(|e| {
-        format!(
-            "cannot run `rustup +nightly component list --installed`: {e} (is rustup installed?)"
-        )
-    })?;
-    if !out.status.success() {
-        return Err(
-            "the nightly toolchain is missing: install it with `rustup toolchain install nightly \
-             --component miri rust-src`"
-                .to_owned(),
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .any(|line| line.starts_with("miri")))
-}
+/// The test filters: module paths of the unit tests to run.
+const FILTERS: [&str; 5] = [
+    "plan",
+    "layout",
+    "queue::tests::",
+    "call::tests::",
+    "topology::tests::",
+];
 
 /// The task.
 pub(crate) fn run(root: &Path) -> TaskResult {
-    if !has_miri(root)? {
-        eprintln!("miri is not installed for nightly; installing it");
-        let mut add = Command::new("rustup");
-        add.args([
-            "component",
-            "add",
-            "--toolchain",
-            "nightly",
-            "miri",
-            "rust-src",
-        ]);
-        util::run(&mut add).map_err(|e| {
-            format!(
-                "cannot install Miri ({e}); without network access install it later with \
-                 `rustup component add --toolchain nightly miri rust-src`"
-            )
-        })?;
-    }
+    util::ensure_nightly_components(root, &["miri", "rust-src"])?;
     let cases = std::env::var("PROPTEST_CASES").unwrap_or_else(|_| DEFAULT_CASES.to_owned());
     let miriflags = match std::env::var("MIRIFLAGS") {
         Ok(flags) if !flags.trim().is_empty() => {
@@ -71,24 +48,16 @@ pub(crate) fn run(root: &Path) -> TaskResult {
         _ => "-Zmiri-disable-isolation".to_owned(),
     };
     let mut test = util::nightly("cargo", root);
-    test.args([
-        "miri",
-        "test",
-        "-p",
-        "dataparallel",
-        "--lib",
-        "--",
-        "plan",
-        "layout",
-        "--skip",
-        SKIPPED,
-    ])
-    .env("PROPTEST_CASES", &cases)
-    .env("MIRIFLAGS", &miriflags);
+    test.args(["miri", "test", "-p", "dataparallel", "--lib", "--"])
+        .args(FILTERS)
+        .args(["--skip", SKIPPED])
+        .env("PROPTEST_CASES", &cases)
+        .env("MIRIFLAGS", &miriflags);
     let started = Instant::now();
     util::run(&mut test)?;
     println!(
-        "miri: plan and layout tests passed in {:.0} s ({cases} proptest cases each)",
+        "miri: plan, layout, queue, call and topology tests passed in {:.0} s ({cases} \
+         proptest cases each)",
         started.elapsed().as_secs_f64()
     );
     Ok(())

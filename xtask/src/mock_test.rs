@@ -146,20 +146,12 @@ fn run_example(
     util::run_with_timeout(&mut command, EXAMPLE_TIMEOUT)
 }
 
-/// A fresh temporary directory with a recognisable name.
-fn temp_dir(prefix: &str) -> TaskResult<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .map_err(|error| format!("cannot create a temporary directory: {error}"))
-}
-
 /// The task.
 pub(crate) fn run(root: &Path) -> TaskResult {
     let built = mock_build::build(root, false)?;
     let metadata = util::metadata(root)?;
-    let lock_dir = temp_dir("nrt-mock-locks-")?;
-    let scratch = temp_dir("xtask-mock-test-")?;
+    let lock_dir = util::temp_dir("nrt-mock-locks-")?;
+    let scratch = util::temp_dir("xtask-mock-test-")?;
     // Run against a private copy: `cargo test --workspace` may rebuild the mock in place
     // with workspace-unified features while the run is under way.
     let library = scratch.path().join(mock_build::LIBRARY_FILE);

@@ -212,6 +212,59 @@ pub(crate) fn target_dir(metadata: &serde_json::Value) -> TaskResult<PathBuf> {
         .ok_or_else(|| "`cargo metadata` reported no target_directory".to_owned())
 }
 
+/// A fresh temporary directory with a recognisable name, removed when dropped.
+pub(crate) fn temp_dir(prefix: &str) -> TaskResult<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|error| format!("cannot create a temporary directory: {error}"))
+}
+
+/// Installs the nightly toolchain's `components` (e.g. `miri`, `rust-src`) that are missing.
+/// Installing needs the network; offline it fails with rustup's reason.
+pub(crate) fn ensure_nightly_components(root: &Path, components: &[&str]) -> TaskResult {
+    let mut list = nightly("rustup", root);
+    list.args(["component", "list", "--installed"]);
+    let out = list.stderr(Stdio::null()).output().map_err(|e| {
+        format!(
+            "cannot run `rustup +nightly component list --installed`: {e} (is rustup installed?)"
+        )
+    })?;
+    if !out.status.success() {
+        return Err(format!(
+            "the nightly toolchain is missing: install it with `rustup toolchain install nightly \
+             --component {}`",
+            components.join(" --component ")
+        ));
+    }
+    let installed = String::from_utf8_lossy(&out.stdout);
+    // Components are listed as `rust-src` or with the host triple: `miri-x86_64-...`.
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|name| {
+            !installed
+                .lines()
+                .any(|line| line == *name || line.starts_with(&format!("{name}-")))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("installing nightly components: {}", missing.join(" "));
+    let mut add = Command::new("rustup");
+    add.args(["component", "add", "--toolchain", "nightly"])
+        .args(&missing);
+    run(&mut add).map_err(|e| {
+        format!(
+            "cannot install {} ({e}); without network access install later with \
+             `rustup component add --toolchain nightly {}`",
+            missing.join(" and "),
+            missing.join(" ")
+        )
+    })
+}
+
 /// Creates `dir` and its parents.
 pub(crate) fn create_dir_all(dir: &Path) -> TaskResult {
     std::fs::create_dir_all(dir)
