@@ -98,9 +98,22 @@ fn unpinned_workers_keep_the_process_cpus() {
     }
     let process = allowed("/proc/self/status");
     let engine = engine(&neff(affine_model(1, 4, 2.0, 1.0)), cores(2));
-    // Threads inherit the creator's set when spawned: no waiting needed.
-    let workers = workers();
-    assert_eq!(workers.len(), engine.num_workers());
+    // Threads inherit the creator's set when spawned, but each names itself only once it
+    // runs: wait until every worker is visible by name.
+    let deadline = Instant::now() + HANG_GUARD;
+    let workers = loop {
+        let workers = workers();
+        if workers.len() == engine.num_workers() {
+            break workers;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} workers named within {HANG_GUARD:?}",
+            workers.len(),
+            engine.num_workers()
+        );
+        std::thread::yield_now();
+    };
     for (w, cpus) in &workers {
         assert_eq!(cpus, &process, "worker {w}");
     }
