@@ -64,6 +64,7 @@ mod layout;
 mod metrics;
 mod plan;
 mod queue;
+pub mod quote;
 mod spec;
 mod topology;
 mod validate;
