@@ -1,7 +1,7 @@
 //! Where the bytes of a chunk live: byte runs for copying rows along any dim of a row-major
 //! tensor.
 //!
-//! This module owns the byte geometry the worker step needs (DESIGN.md §6) to move a piece's
+//! This module owns the byte geometry the worker step needs (ARCHITECTURE.md, "The path of one batch") to move a piece's
 //! rows between the caller's buffer and a device tensor without staging them. For a row-major
 //! tensor of shape `shape` with elements of `elem` bytes, split along `dim`:
 //! - `outer = prod(shape[..dim])`, `n = shape[dim]`,

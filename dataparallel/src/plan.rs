@@ -1,7 +1,7 @@
 //! Chunk math for one batch: which rows go to which core, and how a chunk runs as pieces of
 //! the compiled batch.
 //!
-//! This module owns the "plan" step of the path of one batch (DESIGN.md §6): given the number
+//! This module owns the "plan" step of the path of one batch (ARCHITECTURE.md, "The path of one batch"): given the number
 //! of rows `n` on the split dim, the number of cores `k` and the model's compiled batch `b`,
 //! it says
 //! - how the rows are cut into chunks and which core slot runs each chunk ([`Split`]);
@@ -12,7 +12,7 @@
 //!
 //! Everything here is plain integer math: no allocation, no I/O, no panics on any input, and
 //! nothing about bytes or tensors (that is `layout.rs`). The rules follow
-//! `reference/dataparallel-semantics.md` §3.5 and §7-§8:
+//! behaviour spec (ARCHITECTURE.md, "The behaviour spec"; cases below are its numbers):
 //! - default split: `min(n, k)` chunks sized by `divmod(n, k)`, the first `n mod k` one row
 //!   larger, chunk `i` on core slot `i`;
 //! - user `split_size` S: `ceil(n / S)` chunks of S rows (the last one may be short), chunk
@@ -443,7 +443,7 @@ mod tests {
         pieces(c, nz(b)).map(|p| (p.rows, p.pad)).collect()
     }
 
-    // §8 case 1.
+    // Spec case 1.
     #[test]
     fn case_01_even_split() {
         assert_eq!(
@@ -453,7 +453,7 @@ mod tests {
         assert!(!underused(8, 4, None));
     }
 
-    // §8 case 2.
+    // Spec case 2.
     #[test]
     fn case_02_remainder_on_first_chunk_no_warning() {
         assert_eq!(
@@ -463,7 +463,7 @@ mod tests {
         assert!(!underused(5, 4, None));
     }
 
-    // §8 case 3.
+    // Spec case 3.
     #[test]
     fn case_03_divmod_not_torch_chunk() {
         assert_eq!(
@@ -472,7 +472,7 @@ mod tests {
         );
     }
 
-    // §8 cases 4-6.
+    // Spec cases 4-6.
     #[test]
     fn cases_04_to_06_sizes() {
         assert_eq!(sizes(6, 4, None), [2, 2, 1, 1]);
@@ -481,7 +481,7 @@ mod tests {
         assert_eq!(chunks(5, 2, None), [(0, 3, 0), (3, 2, 1)]);
     }
 
-    // §8 cases 7-8.
+    // Spec cases 7-8.
     #[test]
     fn cases_07_08_fewer_rows_than_cores() {
         assert_eq!(chunks(3, 4, None), [(0, 1, 0), (1, 1, 1), (2, 1, 2)]);
@@ -490,7 +490,7 @@ mod tests {
         assert!(underused(1, 4, None));
     }
 
-    // §8 case 9.
+    // Spec case 9.
     #[test]
     fn case_09_one_core_and_one_row_per_core() {
         assert_eq!(chunks(7, 1, None), [(0, 7, 0)]);
@@ -499,7 +499,7 @@ mod tests {
         assert_eq!(chunks(16, 16, None), sixteen);
     }
 
-    // §8 case 10 ([want]: no device call): zero rows plan zero chunks.
+    // Spec case 10 ([want]: no device call): zero rows plan zero chunks.
     #[test]
     fn case_10_empty_batch_has_no_chunks() {
         for split_size in [None, Some(3)] {
@@ -511,7 +511,7 @@ mod tests {
         }
     }
 
-    // §8 case 11: concatenating chunks in job order gives the input rows in order.
+    // Spec case 11: concatenating chunks in job order gives the input rows in order.
     #[test]
     fn case_11_order() {
         for k in 1..=17 {
@@ -527,7 +527,7 @@ mod tests {
         }
     }
 
-    // §8 case 12.
+    // Spec case 12.
     #[test]
     fn case_12_batch_one() {
         assert_eq!(sizes(10, 4, None), [3, 3, 2, 2]);
@@ -538,7 +538,7 @@ mod tests {
         }
     }
 
-    // §8 case 13.
+    // Spec case 13.
     #[test]
     fn case_13_pad_last_piece() {
         assert_eq!(sizes(10, 2, None), [5, 5]);
@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(pad_rows(5, nz(4)), 3);
     }
 
-    // §8 case 14.
+    // Spec case 14.
     #[test]
     fn case_14_every_chunk_padded() {
         let split = Split::new(5, 4, None).unwrap();
@@ -578,7 +578,7 @@ mod tests {
         assert_eq!(piece_list(1, 4), [(1, 3)]);
     }
 
-    // §8 case 15.
+    // Spec case 15.
     #[test]
     fn case_15_exact_fit() {
         let split = Split::new(80, 16, None).unwrap();
@@ -587,7 +587,7 @@ mod tests {
         assert_eq!(split.num_chunks(), 16);
     }
 
-    // §8 case 16.
+    // Spec case 16.
     #[test]
     fn case_16_tutorial_batches() {
         for n in [32, 48, 64, 80, 96, 112] {
@@ -596,7 +596,7 @@ mod tests {
         }
     }
 
-    // §8 cases 20-22.
+    // Spec cases 20-22.
     #[test]
     fn cases_20_to_22_dynamic_batching_off() {
         assert_eq!(check_exact(2, 2, nz(1)), Ok(()));
@@ -609,7 +609,7 @@ mod tests {
         );
         assert!(check_exact(8, 4, nz(1)).is_err());
         assert_eq!(check_exact(4, 4, nz(1)), Ok(()));
-        // §8 case 28 [want]: dim 2, 17 rows on 2 cores of compiled 8 is an error.
+        // Spec case 28 [want]: dim 2, 17 rows on 2 cores of compiled 8 is an error.
         assert_eq!(
             check_exact(17, 2, nz(8)),
             Err(PlanError::NotExact {
@@ -673,7 +673,7 @@ mod tests {
         assert_eq!(pieces(usize::MAX, nz(usize::MAX)).count(), 1);
     }
 
-    // §8 cases 31-33.
+    // Spec cases 31-33.
     #[test]
     fn cases_31_to_33_split_size() {
         assert_eq!(
@@ -694,7 +694,7 @@ mod tests {
         assert!(underused(8, 4, Some(8)));
     }
 
-    // §8 case 56: under-use exactly when num_chunks % k != 0 (default split: 0 < n < k).
+    // Spec case 56: under-use exactly when num_chunks % k != 0 (default split: 0 < n < k).
     #[test]
     fn case_56_underuse() {
         for k in 1..=9 {

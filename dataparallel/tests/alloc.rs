@@ -1,4 +1,4 @@
-//! `forward_into` makes no heap allocation per call in the steady state (DESIGN.md §6),
+//! `forward_into` makes no heap allocation per call in the steady state (ARCHITECTURE.md, "The path of one batch"),
 //! proved with a counting global allocator.
 //!
 //! The allocator counts every allocation of every thread of this process while a window is

@@ -1,6 +1,6 @@
 //! Many callers, one engine: 8 caller threads share each engine and run forwards of random
 //! batch sizes (seeded, so a failure replays), under many configurations. Every output is
-//! checked bit for bit against the op computed in plain Rust (as DESIGN.md §4 defines it) and
+//! checked bit for bit against the op computed in plain Rust (as ARCHITECTURE.md, "The mock libnrt", defines it) and
 //! against a single-core engine (`nc:0`) run of the same input.
 //!
 //! The core_id model proves which core ran which rows: with dynamic batching over k cores,

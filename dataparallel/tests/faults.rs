@@ -1,4 +1,4 @@
-//! Fault suite: the engine under injected libnrt failures (DESIGN §4 faults, issue 8).
+//! Fault suite: the engine under injected libnrt failures (the mock's faults: ARCHITECTURE.md, "The mock libnrt").
 //!
 //! Each scenario runs in its own child process (`nrt_mock::testing::in_child`), so its
 //! environment (`NRT_MOCK_FAULTS`, `NRT_MOCK_CORE_MEMORY`, `NEURON_RT_EXEC_TIMEOUT`, ...) and

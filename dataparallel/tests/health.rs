@@ -1,5 +1,5 @@
 //! Core health: quarantine after repeated hardware-class failures, re-admission, and the
-//! all-cores-quarantined error (issue 8).
+//! all-cores-quarantined error.
 //!
 //! Each test runs in its own child process (`nrt_mock::testing::in_child`) with its own
 //! `NRT_MOCK_FAULTS` and counters. Calls use one piece per chunk (rows = cores x compiled

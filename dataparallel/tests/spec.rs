@@ -1,4 +1,4 @@
-//! The numbered behaviour spec of `reference/dataparallel-semantics.md` §8, one test per case
+//! The numbered behaviour spec (ARCHITECTURE.md, "The behaviour spec"), one test per case
 //! (named `case_NN_...`), against the mock libnrt. Where the reference code is buggy the test
 //! checks the **[want]** behaviour. Every output value is compared, bit for bit, with a plain
 //! Rust implementation of the mock op (`common`), and the mock's `core_id` op proves which

@@ -1,5 +1,5 @@
 //! Stress: many caller threads, random batch sizes and random engine configurations for a
-//! bounded time, every output checked against plain Rust, and no leaks at the end (issue 8).
+//! bounded time, every output checked against plain Rust, and no leaks at the end.
 //!
 //! Engines are built one after another on a simulated 8-core instance, each with a random
 //! model (`affine`, `add` or `rowsum`, random compiled batch and widths), a random subset of

@@ -151,7 +151,7 @@ fn attach_mode_copies_only_padded_pieces() {
 }
 
 /// Attach mode with dynamic batching off: n = k × b, so every chunk is one whole, unpadded
-/// compiled batch on dim 0, which DESIGN.md §6 says attach mode runs on the caller's memory.
+/// compiled batch on dim 0, which attach mode (ARCHITECTURE.md, "The path of one batch") runs on the caller's memory.
 ///
 /// Runs in this process: every other test here runs its body in a child, so nothing else
 /// moves this process's counters.

@@ -60,7 +60,7 @@ pub struct UnknownDType {
     pub input: String,
 }
 
-/// How a libnrt build numbers `nrt_dtype_t` (`reference/nrt-api.md` §4.5).
+/// How a libnrt build numbers `nrt_dtype_t` (ARCHITECTURE.md, "Dtype encodings").
 ///
 /// libnrt has used two incompatible numberings:
 ///
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn encodings_match_reference_table() {
-        // (A, B) pairs from reference/nrt-api.md §4.5.
+        // (old, new) pairs from ARCHITECTURE.md, "Dtype encodings".
         let expected = [
             (DType::Float32, Some(1), 0xA),
             (DType::Float16, Some(2), 0x7),

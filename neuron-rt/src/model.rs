@@ -33,7 +33,7 @@ pub struct TensorInfo {
     pub usage: Usage,
     /// Size in bytes; authoritative (allocate exactly this much).
     pub size: usize,
-    /// The element type, decoded with the runtime's encoding; advisory (reference §4.5).
+    /// The element type, decoded with the runtime's encoding; advisory (ARCHITECTURE.md, "Dtype encodings").
     /// `None` when the code is unknown.
     pub dtype: Option<DType>,
     /// The raw dtype code as libnrt reported it.
@@ -52,7 +52,7 @@ impl TensorInfo {
 /// A NEFF loaded on one of this process's NeuronCores. Unloads on drop.
 ///
 /// `Model` is `Send + Sync`: libnrt documents that several threads may call `nrt_execute` on
-/// one loaded model, pipelining the executions (reference §6.4); each call brings its own
+/// one loaded model, pipelining the executions (ARCHITECTURE.md, "Threads"); each call brings its own
 /// tensor sets.
 pub struct Model {
     runtime: Runtime,
@@ -63,7 +63,7 @@ pub struct Model {
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
     // The NEFF image stays alive until the model is unloaded: libnrt does not document
-    // whether it may be freed earlier (reference §3.3 note 3).
+    // whether it may be freed earlier (ARCHITECTURE.md, "Loading and placement").
     neff: Arc<[u8]>,
 }
 
@@ -71,7 +71,7 @@ pub struct Model {
 // are immutable after load.
 unsafe impl Send for Model {}
 // SAFETY: every `&self` method either reads immutable Rust fields or calls `nrt_execute`,
-// which libnrt allows from several threads at once on one model (reference §6.4 items 1-3).
+// which libnrt allows from several threads at once on one model (ARCHITECTURE.md, "Threads").
 unsafe impl Sync for Model {}
 
 impl fmt::Debug for Model {
@@ -136,7 +136,7 @@ impl Model {
         let mut raw: *mut nrt_model_t = std::ptr::null_mut();
         // SAFETY: `neff` is valid for `neff.len()` bytes and stays alive (moved into the
         // model) until after `nrt_unload`; `raw` is a valid out-pointer. `vnc_count` -1 is
-        // the value current libnrt requires (reference §6.3).
+        // the value current libnrt requires (ARCHITECTURE.md, "Loading and placement").
         let status = unsafe {
             (runtime.api().nrt_load)(neff.as_ptr().cast(), neff.len(), vnc, -1, &mut raw)
         };
@@ -182,7 +182,7 @@ impl Model {
             });
         }
         // SAFETY: libnrt returned one allocation: a u64 count, then that many 296-byte
-        // entries from offset 8 (reference §5.1). It stays valid until we free it below.
+        // entries from offset 8 (ARCHITECTURE.md, "Struct layouts"). It stays valid until we free it below.
         let entries: &[nrt_tensor_info_t] = unsafe {
             let count = usize::try_from((*array).tensor_count).unwrap_or(0);
             (*array).tensor_array.as_slice(count)

@@ -100,7 +100,7 @@ impl NeffError {
     }
 }
 
-/// The validated fields of a NEFF header (layout: `reference/nrt-api.md` §7).
+/// The validated fields of a NEFF header (layout: ARCHITECTURE.md, "The NEFF container").
 ///
 /// A NEFF is a 1024-byte little-endian header followed by `data_size` payload bytes. It has
 /// no magic number, so it is recognised by the checks libnrt applies at load time:

@@ -3,7 +3,7 @@
 //! A [`TensorSet<'t>`] either owns its tensors ([`TensorSet::insert`]) or borrows them for
 //! `'t` ([`TensorSet::add`], [`TensorSet::add_mut`]), so it cannot outlive any tensor it
 //! names. libnrt's set does not own tensors; ours destroys the libnrt set before it frees the
-//! tensors it owns (the safe order, reference §3.4).
+//! tensors it owns (the safe order: ARCHITECTURE.md, "Tensor sets and tensors").
 //!
 //! ```compile_fail
 //! // A set cannot outlive a tensor it borrows.
@@ -18,7 +18,7 @@
 //! ```
 //!
 //! `TensorSet` is `Send` but not `Sync`: whether two executions may share one set at the same
-//! time is not documented by libnrt (reference §6.4), so the type does not allow it.
+//! time is not documented by libnrt (ARCHITECTURE.md, "Threads"), so the type does not allow it.
 //!
 //! ```compile_fail
 //! fn assert_sync<T: Sync>() {}

@@ -1,8 +1,8 @@
 /*
  * nrt_abi.h - this project's own declaration of the libnrt C ABI.
  *
- * Written from the behaviour and layouts described in the project's reference notes
- * (shared/reference/nrt-api.md); no text is taken from AWS's headers. Names follow libnrt's
+ * Written from the behaviour and layouts described in ARCHITECTURE.md ("libnrt facts the
+ * binding relies on"), from AWS's public runtime documentation; no text is taken from AWS's headers. Names follow libnrt's
  * C names so that the generated Rust items carry them too.
  *
  * Target: Linux x86-64 (LP64). Every enum below has small non-negative values, so a C
@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 /* ---------------------------------------------------------------------------------------- */
-/* Constants (reference section 5).                                                          */
+/* Constants (ARCHITECTURE.md, "Struct layouts").                                            */
 /* ---------------------------------------------------------------------------------------- */
 
 /** Bytes in `nrt_tensor_info_t::name`, including the terminating NUL. */
@@ -35,7 +35,8 @@
 #define GIT_HASH_LEN 64
 
 /* ---------------------------------------------------------------------------------------- */
-/* Status codes (reference section 4.1). 0 is success; unknown values must be tolerated.     */
+/* Status codes (ARCHITECTURE.md, "Status codes"). 0 is success; unknown values must be     */
+/* tolerated.                                                                               */
 /* ---------------------------------------------------------------------------------------- */
 
 typedef enum NRT_STATUS {
@@ -70,7 +71,7 @@ typedef enum NRT_STATUS {
 } NRT_STATUS;
 
 /* ---------------------------------------------------------------------------------------- */
-/* Enums (reference sections 4.2 - 4.5).                                                     */
+/* Enums (ARCHITECTURE.md, "Dtype encodings").                                               */
 /* ---------------------------------------------------------------------------------------- */
 
 /** Where a tensor's storage lives. */
@@ -121,7 +122,7 @@ typedef enum nrt_dtype_t {
 } nrt_dtype_t;
 
 /* ---------------------------------------------------------------------------------------- */
-/* Opaque handles (reference section 0).                                                     */
+/* Opaque handles.                                                                           */
 /* ---------------------------------------------------------------------------------------- */
 
 /** A loaded model; only ever held by pointer. */
@@ -132,7 +133,7 @@ typedef struct nrt_tensor nrt_tensor_t;
 typedef void nrt_tensor_set_t;
 
 /* ---------------------------------------------------------------------------------------- */
-/* Structs (reference section 5).                                                            */
+/* Structs (ARCHITECTURE.md, "Struct layouts").                                              */
 /* ---------------------------------------------------------------------------------------- */
 
 /** One model input or output: 296 bytes, 8-byte aligned. */
@@ -171,7 +172,7 @@ typedef struct nrt_model_info_t {
 } nrt_model_info_t;
 
 /* ---------------------------------------------------------------------------------------- */
-/* Functions, as pointer typedefs (reference section 3). Required since the first public    */
+/* Functions, as pointer typedefs. Required since the first public                          */
 /* headers: init/close/version, the nc counts, load/unload/execute, tensor info, the four    */
 /* tensor-set calls, tensor allocate/free/read/write/get_size. Everything else is optional. */
 /* ---------------------------------------------------------------------------------------- */

@@ -27,7 +27,8 @@
 //! headers, and those nothing calls, are optional and resolve to `None` when absent.
 //!
 //! The [`Library`] is never unloaded: function pointers and runtime handles point into it, and
-//! unloading a library that used thread-locals can crash at exit (libloading issues #5, #41).
+//! unloading a library that used thread-locals can crash at exit, when their destructors
+//! would run code that is no longer mapped.
 
 use std::ffi::OsString;
 use std::fmt;

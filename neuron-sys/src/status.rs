@@ -1,4 +1,4 @@
-//! libnrt's status codes (`NRT_STATUS`, reference §4.1) as a Rust type.
+//! libnrt's status codes (`NRT_STATUS`; ARCHITECTURE.md, "Status codes") as a Rust type.
 //!
 //! libnrt may return codes this crate does not know (its header asks consumers to tolerate
 //! additions), so [`Status`] keeps them as [`Status::Other`] instead of failing to convert.

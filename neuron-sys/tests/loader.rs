@@ -378,8 +378,8 @@ fn nrt_dylib_path_naming_a_truncated_library_is_an_error_not_a_crash() {
         report_library();
         return;
     }
-    // The report of issue 14: the first 4 KiB of a real library killed the process with
-    // SIGBUS inside dlopen.
+    // A half-copied library: its first 4 KiB once killed the process with SIGBUS inside
+    // dlopen.
     let dir = temp_dir();
     let whole = complete_fixture(dir.path());
     let copy = truncated_copy(&whole, 4096, "libnrt.so.1");

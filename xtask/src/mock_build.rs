@@ -1,7 +1,7 @@
 //! `cargo xtask mock-build [--release]`: builds the mock libnrt (crate `nrt-mock`) and prints
 //! the absolute path of `libnrt_mock.so` as the last line of stdout.
 //!
-//! That line is a contract (DESIGN §7): scripts do
+//! That line is a contract (ARCHITECTURE.md, "The mock libnrt"): scripts do
 //! `export NRT_DYLIB_PATH=$(cargo xtask mock-build | tail -n1)`. Everything else (cargo's
 //! progress, ours) goes to stderr. The target directory comes from `cargo metadata`, so
 //! `CARGO_TARGET_DIR` and `build.target-dir` are honoured.

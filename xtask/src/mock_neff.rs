@@ -21,7 +21,7 @@ use crate::util::{self, TaskResult};
 /// The file name of the demo NEFF (see [`demo_model`]).
 pub(crate) const DEMO_FILE: &str = "demo-affine.neff";
 
-/// The ops a mock model can compute (DESIGN §4).
+/// The ops a mock model can compute (ARCHITECTURE.md, "The mock libnrt").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OpKind {
     /// Every output equals the input of the same index (any dtype).

@@ -1,4 +1,4 @@
-//! `cargo xtask mock-test`: the project's test command (DESIGN §7). Builds the mock libnrt,
+//! `cargo xtask mock-test`: the project's test command (README, ARCHITECTURE.md "Testing"). Builds the mock libnrt,
 //! then runs every test and every example of the workspace against it, and exits non-zero
 //! when anything failed.
 //!

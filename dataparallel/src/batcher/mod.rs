@@ -38,7 +38,7 @@
 //!
 //! # Copies
 //!
-//! The engine itself never stages bytes (DESIGN.md §6), but coalescing requests from
+//! The engine itself never stages bytes (ARCHITECTURE.md, "The path of one batch"), but coalescing requests from
 //! different callers into one batch is inherently a copy: a batcher thread copies each
 //! request's rows into one staging buffer per input (reused from batch to batch), runs
 //! [`DataParallel::forward_into`] into staging output buffers it owns, and copies each

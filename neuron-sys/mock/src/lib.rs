@@ -3,7 +3,7 @@
 //! Built as a C shared library (`libnrt_mock.so`) that exports the libnrt C ABI declared in
 //! `neuron-sys/include/nrt_abi.h`, so the production loader opens it unchanged through
 //! `NRT_DYLIB_PATH`. It simulates NeuronCores faithfully enough for every test, example and
-//! benchmark of the workspace to run on a machine without Neuron hardware (DESIGN.md §4):
+//! benchmark of the workspace to run on a machine without Neuron hardware (ARCHITECTURE.md, "The mock libnrt"):
 //! topology and visible-core remapping, cross-process core ownership, NEFF validation,
 //! per-core serialised execution that sleeps for a simulated device time, device-memory
 //! budgets, injected faults and counters.

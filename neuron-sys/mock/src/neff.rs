@@ -6,7 +6,7 @@
 //!
 //! # File format
 //!
-//! A mock NEFF is the real NEFF container (`reference/nrt-api.md` §7): a 1024-byte
+//! A mock NEFF is the real NEFF container (ARCHITECTURE.md, "The NEFF container"): a 1024-byte
 //! little-endian header followed by the payload. The mock writes and requires
 //!
 //! | Offset | Field | Value |
@@ -231,7 +231,7 @@ impl DType {
     }
 
     /// The `nrt_dtype_t` value in the encoding of runtime 2.30 and later
-    /// (`reference/nrt-api.md` §4.5, column B), which the mock reports in tensor infos.
+    /// (the newer numbering: ARCHITECTURE.md, "Dtype encodings"), which the mock reports in tensor infos.
     pub fn nrt_code(self) -> nrt_dtype_t {
         match self {
             DType::Float32 => NRT_DTYPE_FLOAT32,
