@@ -12,7 +12,7 @@
 //! | `bindgen [--check]` | [`bindgen`] | regenerates or checks `neuron-sys/src/bindings.rs` |
 //! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/capi/include/neuron_dp.h` |
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
-//! | `ci` | [`ci`] | what `.ci/run` does, locally |
+//! | `ci` | [`ci`] | runs `.ci/run`, what CI runs |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
 //! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests under Miri (nightly) |
 //! | `tsan` | [`tsan`] | the engine's queue and call tests and its concurrency, stress and health tests under ThreadSanitizer (nightly) |
