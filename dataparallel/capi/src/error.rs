@@ -97,7 +97,8 @@ fn runtime_status(error: &neuron_rt::Error) -> ndp_status_t {
     match error {
         neuron_rt::Error::Load(_) => NDP_ERR_LIBRARY_NOT_FOUND,
         neuron_rt::Error::DeviceId(_) | neuron_rt::Error::VisibleCores(_) => NDP_ERR_DEVICE_IDS,
-        neuron_rt::Error::Neff(NeffError::Io { .. }) | neuron_rt::Error::Io { .. } => NDP_ERR_IO,
+        neuron_rt::Error::Neff(NeffError::Io { .. }) => NDP_ERR_IO,
+        neuron_rt::Error::CoreEnv { .. } => NDP_ERR_DEVICE_IDS,
         neuron_rt::Error::Neff(_) => NDP_ERR_NEFF,
         neuron_rt::Error::InvalidArgument { .. } => NDP_ERR_INVALID_ARGUMENT,
         _ => NDP_ERR_RUNTIME,

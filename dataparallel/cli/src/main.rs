@@ -99,9 +99,9 @@ pub(crate) fn runtime() -> CliResult<Runtime> {
             };
             Failure::Runtime(message)
         }
-        neuron_rt::Error::VisibleCores(_) | neuron_rt::Error::DeviceId(_) => {
-            Failure::Usage(one_line(&error.to_string()))
-        }
+        neuron_rt::Error::VisibleCores(_)
+        | neuron_rt::Error::DeviceId(_)
+        | neuron_rt::Error::CoreEnv { .. } => Failure::Usage(one_line(&error.to_string())),
         _ => Failure::Runtime(one_line(&error.to_string())),
     })
 }
