@@ -496,7 +496,7 @@ fn a_wrong_dtype_shows_expected_and_got() {
     let path = s.path("x.npy");
     write_npy(&path, &[2, 8], &[1i32; 16], npyz::Order::C);
     let out = run_affine(&s, path.to_str().unwrap());
-    assert_error(&out, 2, &["`x`", "expected float32, got int32"]);
+    assert_error(&out, 2, &["\"x\"", "expected float32, got int32"]);
 
     write_npy(&path, &[2, 8], &[1f64; 16], npyz::Order::C);
     let out = run_affine(&s, path.to_str().unwrap());
@@ -508,7 +508,7 @@ fn a_wrong_shape_shows_expected_and_got() {
     let s = Scratch::new();
     let path = s.npy_f32("x.npy", &[3, 7], &[0.0; 21]);
     let out = run_affine(&s, &path);
-    assert_error(&out, 2, &["`x`", "expected [N, 8]", "got [3, 7]"]);
+    assert_error(&out, 2, &["\"x\"", "expected [N, 8]", "got [3, 7]"]);
 
     let path = s.npy_f32("x3.npy", &[2, 8, 1], &[0.0; 16]);
     let out = run_affine(&s, &path);
@@ -562,7 +562,7 @@ fn unknown_and_missing_input_names_are_bad_input() {
         "--out-dir",
         out_dir,
     ]);
-    assert_error(&out, 2, &["unknown input `z`", "`a`, `b`"]);
+    assert_error(&out, 2, &["no input \"z\"", "\"a\", \"b\""]);
 
     let out = s.run(&[
         "run",
@@ -572,7 +572,7 @@ fn unknown_and_missing_input_names_are_bad_input() {
         "--out-dir",
         out_dir,
     ]);
-    assert_error(&out, 2, &["missing input `b`", "--input b=FILE.npy"]);
+    assert_error(&out, 2, &["input \"b\" is missing", "--input b=FILE.npy"]);
 
     let out = s.run(&["run", &neff, "--input", &a, "--out-dir", out_dir]);
     assert_error(&out, 2, &["NAME=FILE.npy"]);
