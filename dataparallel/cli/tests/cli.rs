@@ -594,6 +594,40 @@ fn bad_device_ids_are_bad_input() {
 }
 
 #[test]
+fn a_bad_core_count_is_bad_input_like_bad_visible_cores() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    for value in ["-1", "abc", "100000"] {
+        let out = s
+            .command(&["bench", &neff, "--iterations", "1"])
+            .env("NEURON_RT_NUM_CORES", value)
+            .output()
+            .unwrap();
+        assert_error(&out, 2, &["NEURON_RT_NUM_CORES", value]);
+    }
+    let out = s
+        .command(&["bench", &neff, "--iterations", "1"])
+        .env("NEURON_RT_VISIBLE_CORES", "3-1")
+        .output()
+        .unwrap();
+    assert_error(&out, 2, &["NEURON_RT_VISIBLE_CORES"]);
+}
+
+#[test]
+fn a_neff_the_runtime_refuses_as_invalid_is_bad_input() {
+    // The mock's nrt_load returns NRT_INVALID for a malformed NEURON_RT_EXEC_TIMEOUT, as
+    // libnrt does for a NEFF whose header parses but whose payload it rejects.
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s
+        .command(&["bench", &neff, "--iterations", "1"])
+        .env("NEURON_RT_EXEC_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_error(&out, 2, &["nrt_load", "NRT_INVALID"]);
+}
+
+#[test]
 fn bad_numbers_are_usage_errors() {
     let s = Scratch::new();
     let neff = s.neff("affine.neff", &affine());
