@@ -25,10 +25,11 @@ use neuron_rt::Model;
 
 use crate::error::{Error, Result};
 use crate::plan::Piece;
+use crate::quote::quote;
 use crate::spec::{IoSpec, ModelSpec};
 
 /// The most compiled sizes an engine takes.
-pub const MAX_BUCKETS: usize = 16;
+pub(crate) const MAX_BUCKETS: usize = 16;
 
 /// Largest table the planner builds (entries); bounds build time and memory.
 const MAX_TABLE: usize = 1 << 20;
@@ -36,7 +37,7 @@ const MAX_TABLE: usize = 1 << 20;
 /// Why a set of bucket sizes cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum BucketError {
+pub(crate) enum BucketError {
     /// No sizes.
     Empty,
     /// A size of zero.
@@ -299,10 +300,10 @@ pub(crate) fn bucket_specs(
                 .collect::<Result<_>>()?,
         };
         if spec.inputs.is_empty() || spec.outputs.is_empty() {
-            return Err(Error::Config(format!(
-                "model `{}` has {} inputs and {} outputs; data parallelism needs at least one \
+            return Err(Error::config(format!(
+                "model {} has {} inputs and {} outputs; data parallelism needs at least one \
                  of each",
-                model.name(),
+                quote(model.name()),
                 spec.inputs.len(),
                 spec.outputs.len()
             )));
@@ -319,11 +320,11 @@ pub(crate) fn bucket_specs(
                 .chain(&spec.outputs)
                 .find(|t| t.shape.first() != Some(&batch))
             {
-                return Err(Error::Config(format!(
-                    "model `{}` cannot be a batch-size bucket: `{}` has shape {:?}, not its \
-                     batch {batch} on dim 0",
-                    model.name(),
-                    t.name,
+                return Err(Error::config(format!(
+                    "model {} cannot be a batch-size bucket: {} has shape {:?}, not its \
+                     batch {batch} on dim 0; compile every tensor with the batch on dim 0",
+                    quote(model.name()),
+                    quote(&t.name),
                     t.shape
                 )));
             }
@@ -336,10 +337,12 @@ pub(crate) fn bucket_specs(
     for &i in &order[1..] {
         let (spec, _, name) = &specs[i];
         if !same_but_batch(first, spec) {
-            return Err(Error::Config(format!(
-                "models `{first_name}` and `{name}` differ in more than the batch size (inputs \
-                 {:?} vs {:?}, outputs {:?} vs {:?}); buckets must be the same model",
-                first.inputs, spec.inputs, first.outputs, spec.outputs
+            return Err(Error::config(format!(
+                "models {} and {} differ in more than the batch size (the names, dtypes or \
+                 other dims of their inputs or outputs); buckets must be the same model \
+                 compiled at different batch sizes",
+                quote(first_name),
+                quote(name)
             )));
         }
     }

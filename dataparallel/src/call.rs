@@ -11,8 +11,8 @@ use quanta::Instant;
 
 use crate::error::Error;
 use crate::plan::Piece;
+use crate::spec::Matching;
 use crate::spec::ModelSpec;
-use crate::validate::Matching;
 use crate::view::{Input, Output};
 
 /// Everything a worker needs to run pieces of one forward.
@@ -260,7 +260,7 @@ mod tests {
 
     use super::*;
     use crate::queue::JobQueue;
-    use crate::validate::Matching;
+    use crate::spec::Matching;
 
     /// A bound on every wait, so a bug fails the test instead of hanging it; never an
     /// expectation about speed.

@@ -193,18 +193,17 @@ impl DataParallel {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `core` is not one of the engine's cores; [`Error::Runtime`]
-    /// when the reload fails (the core stays quarantined).
+    /// [`Error::UnknownCore`] when `core` is not one of the engine's cores;
+    /// [`Error::Runtime`] (or [`Error::Neff`]) when the reload fails (the core stays
+    /// quarantined).
     pub fn readmit(&self, core: DeviceId) -> Result<()> {
         let index = self
             .replicas
             .iter()
             .position(|r| r.core == core)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{core} is not one of this engine's cores ({})",
-                    self.devices
-                ))
+            .ok_or_else(|| Error::UnknownCore {
+                core,
+                cores: self.devices.to_string(),
             })?;
         let replica = &self.replicas[index];
         // Load every bucket afresh first, so a failed reload leaves the replica as it was.

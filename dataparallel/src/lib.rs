@@ -71,12 +71,11 @@ mod validate;
 mod view;
 mod worker;
 
-pub use buckets::{BucketError, MAX_BUCKETS};
 pub use config::{Config, DeviceSpec};
 pub use engine::{ChunkPlan, DataParallel, ForwardReport};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result, TensorError};
 pub use health::{CoreHealth, CoreState, DEFAULT_QUARANTINE_AFTER};
 pub use metrics::{CoreReport, HISTOGRAM_BUCKETS, Histogram, Metrics};
 pub use plan::PlanError;
-pub use spec::{IoSpec, ModelSpec};
+pub use spec::{IoSpec, MatchError, Matching, ModelSpec, Side};
 pub use view::{Input, Output, OutputTensor};

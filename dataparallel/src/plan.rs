@@ -67,19 +67,16 @@ impl Split {
     /// Plans `n` rows over `k` cores, with the default divmod split when `split_size` is
     /// `None` and fixed chunks of `split_size` rows otherwise.
     ///
-    /// Fails only when `k == 0`.
-    pub(crate) fn new(
-        n: usize,
-        k: usize,
-        split_size: Option<NonZeroUsize>,
-    ) -> Result<Split, PlanError> {
-        let k = NonZeroUsize::new(k).ok_or(PlanError::NoCores)?;
+    /// `None` when `k == 0`: there is nothing to split over (the engine reports that as
+    /// every core being quarantined, the only way it can have none in service).
+    pub(crate) fn new(n: usize, k: usize, split_size: Option<NonZeroUsize>) -> Option<Split> {
+        let k = NonZeroUsize::new(k)?;
         let chunks = match split_size {
             // min(n, k): k chunks when every core gets a row, else one chunk per row.
             None => n.min(k.get()),
             Some(size) => n.div_ceil(size.get()),
         };
-        Ok(Split {
+        Some(Split {
             n,
             k,
             split_size,
@@ -317,18 +314,18 @@ impl ExactSizeIterator for Pieces {}
 impl FusedIterator for Pieces {}
 
 /// Checks `n` rows against the dynamic-batching-off rule for the default split over `k`
-/// cores: `n == k * b`. Shorthand for `Split::new(n, k, None)?.check_exact(b)`.
+/// cores: `n == k * b`. Shorthand for `Split::new(n, k, None)?.check_exact(b)` (`k > 0`).
 #[cfg(test)]
 pub(crate) fn check_exact(n: usize, k: usize, b: NonZeroUsize) -> Result<(), PlanError> {
-    Split::new(n, k, None)?.check_exact(b)
+    Split::new(n, k, None)
+        .expect("the tests pass at least one core")
+        .check_exact(b)
 }
 
 /// Why a batch cannot be planned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PlanError {
-    /// The engine has no cores to run on.
-    NoCores,
     /// Dynamic batching is off and `n != k * b` (default split).
     NotExact {
         /// Rows on the split dim.
@@ -359,10 +356,6 @@ pub enum PlanError {
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            PlanError::NoCores => f.write_str(
-                "there are no cores to split the batch over (0 cores); \
-                 select at least one NeuronCore",
-            ),
             PlanError::NotExact {
                 n,
                 k,
@@ -650,9 +643,7 @@ mod tests {
 
     #[test]
     fn errors_do_not_panic_on_extremes() {
-        assert_eq!(Split::new(5, 0, None), Err(PlanError::NoCores));
-        assert_eq!(check_exact(5, 0, nz(1)), Err(PlanError::NoCores));
-        assert!(PlanError::NoCores.to_string().contains("at least one"));
+        assert_eq!(Split::new(5, 0, None), None);
         let err = check_exact(3, usize::MAX, nz(2)).unwrap_err();
         assert!(matches!(err, PlanError::NotExact { expected: None, .. }));
         assert!(err.to_string().contains("overflows"), "{err}");
@@ -802,7 +793,7 @@ mod tests {
         fn no_panic_on_any_input(n in any::<usize>(), k in any::<usize>(),
                                  s in proptest::option::of(1usize..), b in 1usize..,
                                  i in any::<usize>()) {
-            if let Ok(split) = Split::new(n, k, s.map(nz)) {
+            if let Some(split) = Split::new(n, k, s.map(nz)) {
                 let _ = split.chunk(i);
                 let _ = split.chunk(split.num_chunks().saturating_sub(1));
                 let _ = split.iter().take(3).count();

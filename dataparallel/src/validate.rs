@@ -3,90 +3,13 @@
 
 use std::num::NonZeroUsize;
 
-use crate::error::{Error, Result};
-use crate::spec::{IoSpec, ModelSpec};
+use crate::error::{Error, Result, TensorError};
+use crate::quote::quote;
+use crate::spec::{IoSpec, Matching, ModelSpec, NameList, Side};
 use crate::view::{Input, Output};
 
-/// How views are matched to model tensors in one call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Matching {
-    /// View i is model tensor i.
-    Position,
-    /// Views carry the model's names.
-    Name,
-}
-
-/// Finds the view for model tensor `index` named `name`.
-pub(crate) fn find<'v, V>(
-    views: &'v [V],
-    matching: Matching,
-    index: usize,
-    name: &str,
-    view_name: impl Fn(&V) -> Option<&str>,
-) -> Option<&'v V> {
-    match matching {
-        Matching::Position => views.get(index),
-        Matching::Name => views.iter().find(|v| view_name(v) == Some(name)),
-    }
-}
-
-fn names(specs: &[IoSpec]) -> String {
-    specs
-        .iter()
-        .map(|s| format!("`{}`", s.name))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Decides name or position matching and checks the views name each model tensor once.
-fn matching<V>(
-    what: &str,
-    specs: &[IoSpec],
-    views: &[V],
-    view_name: impl Fn(&V) -> Option<&str>,
-    error: impl Fn(String) -> Error,
-) -> Result<Matching> {
-    let named = views.iter().filter(|v| view_name(v).is_some()).count();
-    if named == 0 {
-        if views.len() != specs.len() {
-            return Err(error(format!(
-                "the model has {} {what}s ({}) but {} were given",
-                specs.len(),
-                names(specs),
-                views.len()
-            )));
-        }
-        return Ok(Matching::Position);
-    }
-    if named != views.len() {
-        return Err(error(format!(
-            "name every {what} or none: {named} of {} {what}s are named",
-            views.len()
-        )));
-    }
-    for (i, view) in views.iter().enumerate() {
-        let name = view_name(view).unwrap_or_default();
-        if !specs.iter().any(|s| s.name == name) {
-            return Err(error(format!(
-                "the model has no {what} `{name}`; its {what}s are {}",
-                names(specs)
-            )));
-        }
-        if views[..i].iter().any(|v| view_name(v) == Some(name)) {
-            return Err(error(format!("{what} `{name}` is given twice")));
-        }
-    }
-    if let Some(missing) = specs
-        .iter()
-        .find(|s| !views.iter().any(|v| view_name(v) == Some(s.name.as_str())))
-    {
-        return Err(error(format!(
-            "{what} `{}` is missing; the model's {what}s are {}",
-            missing.name,
-            names(specs)
-        )));
-    }
-    Ok(Matching::Name)
+fn names(specs: &[IoSpec]) -> Vec<String> {
+    specs.iter().map(|s| s.name.clone()).collect()
 }
 
 /// What the inputs of one call say about the batch.
@@ -98,13 +21,6 @@ pub(crate) struct InputPlan {
     pub(crate) rows: usize,
     /// The compiled rows on the split dim (the model's batch, b).
     pub(crate) batch: NonZeroUsize,
-}
-
-fn dtype_ok(spec: &IoSpec, dtype: neuron_rt::DType) -> bool {
-    match spec.dtype {
-        Some(expected) => expected == dtype,
-        None => dtype.size_bytes() == spec.elem_size,
-    }
 }
 
 fn checked_bytes(shape: &[usize], elem: usize) -> Option<usize> {
@@ -119,30 +35,32 @@ pub(crate) fn inputs(
     dynamic: bool,
 ) -> Result<InputPlan> {
     if views.is_empty() {
-        return Err(Error::Input(format!(
+        return Err(Error::input(format!(
             "no inputs given; the model takes {}",
-            names(&spec.inputs)
+            NameList(&names(&spec.inputs))
         )));
     }
-    let matching = matching("input", &spec.inputs, views, |v| v.name, Error::Input)?;
+    let matching = spec
+        .match_tensors(Side::Input, views, |v| v.name)
+        .map_err(|e| Error::Input(e.into()))?;
     let mut batch: Option<(usize, usize, &str)> = None; // (rows, compiled rows, name)
     for (index, model) in spec.inputs.iter().enumerate() {
-        let Some(view) = find(views, matching, index, &model.name, |v| v.name) else {
-            return Err(Error::Input(format!("input `{}` is missing", model.name)));
+        let Some((_, view)) = matching.find(views, index, &model.name, |v| v.name) else {
+            return Err(missing(Side::Input, spec, model));
         };
-        if !dtype_ok(model, view.dtype) {
-            return Err(Error::Input(format!(
-                "input `{}` is {} but the model expects {}",
-                model.name,
-                view.dtype.name(),
-                model.dtype_name()
-            )));
+        if !model.accepts_dtype(view.dtype) {
+            return Err(Error::Input(TensorError::Dtype {
+                side: Side::Input,
+                name: model.name.clone(),
+                got: view.dtype,
+                expected: model.dtype_name(),
+            }));
         }
         let expected_len = checked_bytes(view.shape, model.elem_size);
         if expected_len != Some(view.data.len()) {
-            return Err(Error::Input(format!(
-                "input `{}`: shape {:?} of {} needs {} bytes but the buffer has {}",
-                model.name,
+            return Err(Error::input(format!(
+                "input {}: shape {:?} of {} needs {} bytes but the buffer has {}",
+                quote(&model.name),
                 view.shape,
                 view.dtype.name(),
                 expected_len.map_or_else(|| "more than usize::MAX".to_owned(), |n| n.to_string()),
@@ -151,26 +69,30 @@ pub(crate) fn inputs(
         }
         if view.broadcast {
             if view.shape != model.shape.as_slice() {
-                return Err(Error::Input(format!(
-                    "broadcast input `{}` must have the model's whole shape {:?}, got {:?}",
-                    model.name, model.shape, view.shape
+                return Err(Error::input(format!(
+                    "broadcast input {} must have the model's whole shape {:?}, got {:?}",
+                    quote(&model.name),
+                    model.shape,
+                    view.shape
                 )));
             }
             continue;
         }
         if model.shape.len() <= dim {
-            return Err(Error::Input(format!(
-                "input `{}` has rank {} in the model, so it has no dim {dim} to split; mark it \
+            return Err(Error::input(format!(
+                "input {} has rank {} in the model, so it has no dim {dim} to split; mark it \
                  broadcast if it carries no batch dimension",
-                model.name,
+                quote(&model.name),
                 model.shape.len()
             )));
         }
         if !model.accepts_shape(view.shape, dim) {
-            return Err(Error::Input(format!(
-                "input `{}` has shape {:?} but the model was compiled for {:?}; only dim {dim} \
+            return Err(Error::input(format!(
+                "input {} has shape {:?} but the model was compiled for {:?}; only dim {dim} \
                  (the batch) may differ",
-                model.name, view.shape, model.shape
+                quote(&model.name),
+                view.shape,
+                model.shape
             )));
         }
         let rows = view.shape[dim];
@@ -181,33 +103,36 @@ pub(crate) fn inputs(
                 // The model's own shapes decide eligibility, whatever rows this call has.
                 if compiled != first_compiled {
                     let reason = format!(
-                        "the model's inputs have different sizes on dim {dim} (`{first_name}` \
-                         {first_compiled}, `{}` {compiled})",
-                        model.name
+                        "the model's inputs have different sizes on dim {dim} ({} \
+                         {first_compiled}, {} {compiled})",
+                        quote(first_name),
+                        quote(&model.name)
                     );
                     return Err(if dynamic {
                         Error::DynamicBatchingIneligible { reason }
                     } else {
-                        Error::Input(format!("{reason}; mark the unbatched one broadcast"))
+                        Error::input(format!("{reason}; mark the unbatched one broadcast"))
                     });
                 }
                 if rows != first_rows {
-                    return Err(Error::Input(format!(
-                        "inputs disagree on batch size: `{first_name}` has {first_rows} rows on \
-                         dim {dim}, `{}` has {rows}",
-                        model.name
+                    return Err(Error::input(format!(
+                        "inputs disagree on batch size: {} has {first_rows} rows on \
+                         dim {dim}, {} has {rows}; give every batched input the same rows",
+                        quote(first_name),
+                        quote(&model.name)
                     )));
                 }
             }
         }
     }
     let Some((rows, compiled, _)) = batch else {
-        return Err(Error::Input(
-            "every input is marked broadcast, so there is nothing to scatter".to_owned(),
+        return Err(Error::input(
+            "every input is marked broadcast, so there is nothing to scatter; give at least one \
+             input with the batch",
         ));
     };
     let Some(batch) = NonZeroUsize::new(compiled) else {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "the model was compiled with 0 rows on dim {dim}; there is no batch to split"
         )));
     };
@@ -216,16 +141,17 @@ pub(crate) fn inputs(
             if output.shape.first() != Some(&batch.get()) {
                 return Err(Error::DynamicBatchingIneligible {
                     reason: format!(
-                        "output `{}` has shape {:?}, not the compiled batch {batch} on dim 0",
-                        output.name, output.shape
+                        "output {} has shape {:?}, not the compiled batch {batch} on dim 0",
+                        quote(&output.name),
+                        output.shape
                     ),
                 });
             }
         }
     } else if let Some(output) = spec.outputs.iter().find(|o| o.shape.len() <= dim) {
-        return Err(Error::Config(format!(
-            "output `{}` has rank {}, so outputs cannot be gathered along dim {dim}",
-            output.name,
+        return Err(Error::config(format!(
+            "output {} has rank {}, so outputs cannot be gathered along dim {dim}",
+            quote(&output.name),
             output.shape.len()
         )));
     }
@@ -263,18 +189,20 @@ pub(crate) fn outputs(
     dim: usize,
     rows_of: impl Fn(&IoSpec) -> usize,
 ) -> Result<Matching> {
-    let matching = matching("output", &spec.outputs, views, |v| v.name, Error::Output)?;
+    let matching = spec
+        .match_tensors(Side::Output, views, |v| v.name)
+        .map_err(|e| Error::Output(e.into()))?;
     for (index, model) in spec.outputs.iter().enumerate() {
-        let Some(view) = find(views, matching, index, &model.name, |v| v.name) else {
-            return Err(Error::Output(format!("output `{}` is missing", model.name)));
+        let Some((_, view)) = matching.find(views, index, &model.name, |v| v.name) else {
+            return Err(missing(Side::Output, spec, model));
         };
-        if !dtype_ok(model, view.dtype) {
-            return Err(Error::Output(format!(
-                "output `{}` is {} but the model produces {}",
-                model.name,
-                view.dtype.name(),
-                model.dtype_name()
-            )));
+        if !model.accepts_dtype(view.dtype) {
+            return Err(Error::Output(TensorError::Dtype {
+                side: Side::Output,
+                name: model.name.clone(),
+                got: view.dtype,
+                expected: model.dtype_name(),
+            }));
         }
         let rows = rows_of(model);
         let shape_ok = view.shape.len() == model.shape.len()
@@ -289,16 +217,17 @@ pub(crate) fn outputs(
             if let Some(d) = expected.get_mut(dim) {
                 *d = rows;
             }
-            return Err(Error::Output(format!(
-                "output `{}` must have shape {expected:?}, got {:?}",
-                model.name, view.shape
+            return Err(Error::output(format!(
+                "output {} must have shape {expected:?}, got {:?}",
+                quote(&model.name),
+                view.shape
             )));
         }
         let expected_len = checked_bytes(view.shape, model.elem_size);
         if expected_len != Some(view.len) {
-            return Err(Error::Output(format!(
-                "output `{}`: shape {:?} needs {} bytes but the buffer has {}",
-                model.name,
+            return Err(Error::output(format!(
+                "output {}: shape {:?} needs {} bytes but the buffer has {}",
+                quote(&model.name),
                 view.shape,
                 expected_len.map_or_else(|| "more than usize::MAX".to_owned(), |n| n.to_string()),
                 view.len
@@ -306,4 +235,18 @@ pub(crate) fn outputs(
         }
     }
     Ok(matching)
+}
+
+/// A model tensor that matching accepted but lookup did not find (matching guarantees every
+/// model tensor is fed, so this is reported as the missing tensor it would be).
+fn missing(side: Side, spec: &ModelSpec, model: &IoSpec) -> Error {
+    let error = crate::spec::MatchError::Missing {
+        side,
+        name: model.name.clone(),
+        model: names(spec.tensors(side)),
+    };
+    match side {
+        Side::Input => Error::Input(error.into()),
+        Side::Output => Error::Output(error.into()),
+    }
 }

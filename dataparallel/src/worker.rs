@@ -15,7 +15,6 @@ use crate::health::Health;
 use crate::layout::{Geometry, LayoutError};
 use crate::metrics::AtomicHistogram;
 use crate::queue::JobQueue;
-use crate::validate::find;
 
 /// One replica: the model loaded on a core, and that core's counters and health.
 #[derive(Debug)]
@@ -226,11 +225,16 @@ pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
     stats.busy_ns.fetch_add(piece_ns, Ordering::Relaxed);
     let error = match result {
         Ok(Ok(())) => None,
-        Ok(Err(source)) => Some(Error::Chunk {
+        Ok(Err(PieceError::Runtime(source))) => Some(Error::Chunk {
             chunk: job.chunk,
             core: station.core(),
             physical_core: station.replica.physical_core,
             source,
+        }),
+        Ok(Err(PieceError::Internal(message))) => Some(Error::Internal {
+            chunk: job.chunk,
+            core: station.core(),
+            message,
         }),
         Err(message) => Some(Error::WorkerPanicked {
             chunk: job.chunk,
@@ -275,15 +279,29 @@ pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
     }
 }
 
-fn layout_error(error: LayoutError) -> neuron_rt::Error {
-    neuron_rt::Error::InvalidArgument {
-        op: "scatter/gather",
-        message: error.to_string(),
+/// Why a piece failed.
+#[derive(Debug)]
+enum PieceError {
+    /// libnrt (or a copy to or from a device tensor) reported an error.
+    Runtime(neuron_rt::Error),
+    /// The engine broke one of its own invariants (validation should have caught it).
+    Internal(String),
+}
+
+impl From<neuron_rt::Error> for PieceError {
+    fn from(error: neuron_rt::Error) -> PieceError {
+        PieceError::Runtime(error)
     }
 }
 
+fn layout_error(error: LayoutError) -> PieceError {
+    PieceError::Internal(format!(
+        "scatter/gather: {error} (validated earlier: this is a bug)"
+    ))
+}
+
 /// Scatter one piece's rows into the device tensors, execute, gather the outputs.
-fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), neuron_rt::Error> {
+fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), PieceError> {
     let piece = job.piece;
     let b = call
         .batch_sizes
@@ -314,10 +332,11 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
         .ok_or_else(|| missing("tensor sets", "of the bucket"))?;
 
     for (index, spec) in call.spec.inputs.iter().enumerate() {
-        let view = find(call.inputs, call.input_matching, index, &spec.name, |v| {
-            v.name
-        })
-        .ok_or_else(|| missing("input", &spec.name))?;
+        let view = call
+            .input_matching
+            .find(call.inputs, index, &spec.name, |v| v.name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| missing("input", &spec.name))?;
         let tensor = inputs
             .tensor_mut(index)
             .ok_or_else(|| missing("device input", &spec.name))?;
@@ -345,10 +364,11 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), ne
     execute(&station.replica, model, inputs, outputs)?;
 
     for (index, spec) in call.spec.outputs.iter().enumerate() {
-        let view = find(call.outputs, call.output_matching, index, &spec.name, |v| {
-            v.name
-        })
-        .ok_or_else(|| missing("output", &spec.name))?;
+        let view = call
+            .output_matching
+            .find(call.outputs, index, &spec.name, |v| v.name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| missing("output", &spec.name))?;
         let tensor = outputs
             .tensor(index)
             .ok_or_else(|| missing("device output", &spec.name))?;
@@ -398,7 +418,7 @@ fn run_attached(
     bucket: usize,
     b: usize,
     src_row: usize,
-) -> Result<(), neuron_rt::Error> {
+) -> Result<(), PieceError> {
     let model = station
         .models
         .get(bucket)
@@ -406,10 +426,11 @@ fn run_attached(
     let runtime = model.runtime();
     let mut attached_inputs = Vec::with_capacity(call.spec.inputs.len());
     for (index, spec) in call.spec.inputs.iter().enumerate() {
-        let view = find(call.inputs, call.input_matching, index, &spec.name, |v| {
-            v.name
-        })
-        .ok_or_else(|| missing("input", &spec.name))?;
+        let view = call
+            .input_matching
+            .find(call.inputs, index, &spec.name, |v| v.name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| missing("input", &spec.name))?;
         let bytes = if view.broadcast {
             view.data
         } else {
@@ -423,10 +444,11 @@ fn run_attached(
     }
     let mut attached_outputs = Vec::with_capacity(call.spec.outputs.len());
     for (index, spec) in call.spec.outputs.iter().enumerate() {
-        let view = find(call.outputs, call.output_matching, index, &spec.name, |v| {
-            v.name
-        })
-        .ok_or_else(|| missing("output", &spec.name))?;
+        let view = call
+            .output_matching
+            .find(call.outputs, index, &spec.name, |v| v.name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| missing("output", &spec.name))?;
         let geometry = Geometry::new(view.shape, 0, spec.elem_size).map_err(layout_error)?;
         let range = geometry
             .contiguous(src_row, b)
@@ -444,12 +466,12 @@ fn run_attached(
     for (spec, tensor) in call.spec.outputs.iter().zip(attached_outputs.iter_mut()) {
         outputs.add_mut(&spec.name, tensor)?;
     }
-    execute(&station.replica, model, &inputs, &mut outputs)
+    Ok(execute(&station.replica, model, &inputs, &mut outputs)?)
 }
 
-fn missing(what: &str, name: &str) -> neuron_rt::Error {
-    neuron_rt::Error::InvalidArgument {
-        op: "scatter/gather",
-        message: format!("{what} `{name}` not found (validated earlier: this is a bug)"),
-    }
+fn missing(what: &str, name: &str) -> PieceError {
+    PieceError::Internal(format!(
+        "scatter/gather: {what} {} not found (validated earlier: this is a bug)",
+        crate::quote::quote(name)
+    ))
 }

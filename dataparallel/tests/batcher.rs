@@ -412,7 +412,7 @@ fn invalid_requests_are_refused_at_submit() {
         (
             "one input",
             Request::new(vec![ok(1)]),
-            "has 1 inputs but the model takes 2",
+            "the model has 2 inputs (\"a\", \"b\") but 1 were given",
         ),
         ("no rows", Request::new(vec![ok(0), ok(0)]), "no rows"),
         (
@@ -452,7 +452,7 @@ fn invalid_requests_are_refused_at_submit() {
         (
             "unknown name",
             Request::new(vec![ok(1).named("a"), ok(1).named("c")]),
-            "input `b` is missing",
+            "the model has no input \"c\"",
         ),
         (
             "twice",

@@ -67,12 +67,12 @@ fn buckets_must_be_the_same_model_at_different_batches() {
     let config = || Config::default().device_list("nc:0");
     let error = DataParallel::with_buckets(&rt, &[affine(1), other], config()).unwrap_err();
     assert!(
-        matches!(&error, Error::Config(m) if m.contains("differ in more than the batch")),
+        matches!(&error, Error::Config { reason: m } if m.contains("differ in more than the batch")),
         "{error}"
     );
     let error = DataParallel::with_buckets(&rt, &[affine(4), affine(4)], config()).unwrap_err();
     assert!(
-        matches!(&error, Error::Config(m) if m.contains("batch 4")),
+        matches!(&error, Error::Config { reason: m } if m.contains("batch 4")),
         "{error}"
     );
     let error = DataParallel::with_buckets(
@@ -82,11 +82,11 @@ fn buckets_must_be_the_same_model_at_different_batches() {
     )
     .unwrap_err();
     assert!(
-        matches!(&error, Error::Config(m) if m.contains("need dynamic batching")),
+        matches!(&error, Error::Config { reason: m } if m.contains("need dynamic batching")),
         "{error}"
     );
     let error = DataParallel::with_buckets(&rt, &[], config()).unwrap_err();
-    assert!(matches!(error, Error::Config(_)), "{error}");
+    assert!(matches!(error, Error::Config { .. }), "{error}");
 }
 
 #[test]

@@ -147,11 +147,12 @@ fn dead_core_is_quarantined_after_three_calls_and_readmitted_once_fixed() {
         assert_eq!(got, [4, 4, 5, 5, 6, 6, 7, 7]);
         assert_eq!(mock_executions(6), dead_executions + 1);
 
-        // Re-admitting a core the engine does not have is a configuration error.
+        // Re-admitting a core the engine does not have is an invalid argument.
         let err = dp
             .readmit(DeviceId::new(9))
             .expect_err("nc:9 is not in the engine");
-        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(matches!(err, Error::UnknownCore { .. }), "{err:?}");
+        assert_eq!(err.kind(), dataparallel::ErrorKind::InvalidArgument);
     }
     assert_no_leaks("after the engine dropped");
 }

@@ -804,7 +804,7 @@ fn build_error(config: Config) -> Error {
 
 fn device_id_error(err: &Error) -> &DeviceIdError {
     match err {
-        Error::Runtime(neuron_rt::Error::DeviceId(e)) => e,
+        Error::DeviceIds(neuron_rt::Error::DeviceId(e)) => e,
         other => panic!("expected a device id error, got {other:?}"),
     }
 }
@@ -1163,7 +1163,7 @@ fn case_48_forward_with_no_inputs_error() {
     let err = dp.forward(&[]).unwrap_err();
     assert!(matches!(err, Error::Input(_)), "{err:?}");
     assert!(
-        err.to_string().contains("`x`"),
+        err.to_string().contains("\"x\""),
         "names what the model takes: {err}"
     );
     assert_eq!(total_executions(&dp), 0);

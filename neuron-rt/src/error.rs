@@ -4,7 +4,6 @@
 //! [`Status`] (and so the raw code) next to our message, and carry a remedy where one is known.
 
 use std::fmt;
-use std::path::PathBuf;
 
 use neuron_sys::{LibraryPathError, LoadError, Status};
 
@@ -91,14 +90,16 @@ pub enum Error {
     #[error(transparent)]
     Neff(#[from] NeffError),
 
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", .path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+    /// A core-selection variable (`NEURON_RT_NUM_CORES`, or `NEURON_RT_VISIBLE_CORES` that
+    /// is not UTF-8) has a value libnrt would reject; checked before `nrt_init`.
+    #[error("{var}={value:?} is invalid: {expected}; fix or unset it")]
+    CoreEnv {
+        /// The variable.
+        var: &'static str,
+        /// Its value, lossily decoded and cut to a bounded length.
+        value: String,
+        /// What it must be.
+        expected: String,
     },
 }
 

@@ -388,20 +388,48 @@ fn query_version(api: &NrtApi) -> Result<RuntimeVersion> {
 fn core_map_from_env(total_cores: u32) -> Result<CoreMap> {
     match std::env::var(VISIBLE_CORES_ENV) {
         Ok(value) => Ok(CoreMap::Known(VisibleCores::parse(&value, total_cores)?)),
-        Err(std::env::VarError::NotUnicode(value)) => Err(Error::InvalidArgument {
-            op: "nrt_init",
-            message: format!(
-                "{VISIBLE_CORES_ENV}={} is not valid UTF-8; use forms such as 5, 0-11 or 3-5,6",
-                value.to_string_lossy()
+        Err(std::env::VarError::NotUnicode(value)) => Err(Error::CoreEnv {
+            var: VISIBLE_CORES_ENV,
+            value: env_value(&value.to_string_lossy()),
+            expected: "not valid UTF-8; use forms such as 5, 0-11 or 3-5,6".to_owned(),
+        }),
+        Err(std::env::VarError::NotPresent) => match num_cores_from_env(total_cores)? {
+            Some(0) | None => Ok(CoreMap::Known(VisibleCores::all(total_cores))),
+            Some(_) => Ok(CoreMap::ChosenByRuntime),
+        },
+    }
+}
+
+/// `NEURON_RT_NUM_CORES` as a count from 0 (every core) to `total_cores`; `None` when unset
+/// or empty. Anything else libnrt would refuse at `nrt_init`, so it is refused here first,
+/// as the bad input it is.
+fn num_cores_from_env(total_cores: u32) -> Result<Option<u32>> {
+    let Some(raw) = std::env::var_os(NUM_CORES_ENV) else {
+        return Ok(None);
+    };
+    let value = raw.to_string_lossy();
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    match value.trim().parse::<u32>() {
+        Ok(n) if n <= total_cores => Ok(Some(n)),
+        _ => Err(Error::CoreEnv {
+            var: NUM_CORES_ENV,
+            value: env_value(&value),
+            expected: format!(
+                "expected a core count from 0 (every core) to {total_cores} (the cores on this \
+                 instance)"
             ),
         }),
-        Err(std::env::VarError::NotPresent) => {
-            if std::env::var_os(NUM_CORES_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-                Ok(CoreMap::ChosenByRuntime)
-            } else {
-                Ok(CoreMap::Known(VisibleCores::all(total_cores)))
-            }
-        }
+    }
+}
+
+/// An environment value for a message, cut to 64 characters.
+fn env_value(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    match value.char_indices().nth(MAX_CHARS) {
+        Some((at, _)) => format!("{}...", &value[..at]),
+        None => value.to_owned(),
     }
 }
 

@@ -175,6 +175,37 @@ fn malformed_visible_cores_is_a_typed_error() {
     assert!(err.to_string().contains("NEURON_RT_VISIBLE_CORES"), "{err}");
 }
 
+#[test]
+fn malformed_num_cores_is_a_typed_error_before_init() {
+    let values = ["-1", "abc", "100000"];
+    for (i, value) in values.iter().enumerate() {
+        let name = "malformed_num_cores_is_a_typed_error_before_init";
+        let case = format!("{i}");
+        if std::env::var("NUM_CORES_CASE").ok().as_deref() != Some(case.as_str())
+            && std::env::var("NUM_CORES_CASE").is_ok()
+        {
+            continue;
+        }
+        if !in_child(
+            name,
+            &[
+                ("NRT_MOCK_TOTAL_CORES", "24"),
+                ("NEURON_RT_NUM_CORES", value),
+                ("NUM_CORES_CASE", case.as_str()),
+            ],
+        ) {
+            continue;
+        }
+        let err = Runtime::init().expect_err("a malformed core count");
+        assert!(matches!(err, Error::CoreEnv { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("NEURON_RT_NUM_CORES"), "{text}");
+        assert!(text.contains(value), "{text}");
+        assert!(text.contains("0 (every core) to 24"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+    }
+}
+
 /// The test that starts the children below.
 const OWNERSHIP_TEST: &str = "cores_held_by_another_process";
 

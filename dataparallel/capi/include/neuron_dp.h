@@ -69,8 +69,8 @@ typedef enum ndp_status_t {
    */
   NDP_ERR_CONFIG = 5,
   /**
-   * The device ids are malformed, out of range or repeated, or NEURON_RT_VISIBLE_CORES is
-   * malformed.
+   * The device ids are malformed, out of range or repeated, or NEURON_RT_VISIBLE_CORES or
+   * NEURON_RT_NUM_CORES is malformed.
    */
   NDP_ERR_DEVICE_IDS = 6,
   /**
@@ -88,12 +88,12 @@ typedef enum ndp_status_t {
    */
   NDP_ERR_LIBRARY_NOT_FOUND = 9,
   /**
-   * A bug inside the library panicked; the panic was contained and its message is in
-   * `ndp_last_error()`. The engine may be used further; please report the message.
+   * A bug inside the library (a panic, contained, or a broken invariant); the message is
+   * in `ndp_last_error()`. The engine may be used further; please report the message.
    */
   NDP_ERR_PANIC = 10,
   /**
-   * The NEFF is malformed or unsupported.
+   * The NEFF is malformed, or libnrt refused to load it as invalid or unsupported.
    */
   NDP_ERR_NEFF = 11,
   /**
@@ -113,6 +113,16 @@ typedef enum ndp_status_t {
    * A caller-provided array is too small; the length needed has been written back.
    */
   NDP_ERR_BUFFER_TOO_SMALL = 15,
+  /**
+   * Every core of the engine is quarantined after repeated hardware failures; check
+   * `ndp_engine_core_health` and `ndp_engine_readmit` a core once it is fixed.
+   */
+  NDP_ERR_ALL_CORES_QUARANTINED = 16,
+  /**
+   * The operating system would not start a thread the engine needs (free resources or
+   * use fewer workers).
+   */
+  NDP_ERR_SYSTEM = 17,
 } ndp_status_t;
 
 /**
@@ -218,7 +228,9 @@ typedef struct ndp_config_t {
   size_t dim;
   /**
    * Run any batch size as pieces of the compiled batch, zero-padding the last (default
-   * true; only possible with dim 0, switched off otherwise).
+   * true). Only possible with dim 0: with `dim != 0` it is switched off at create (not an
+   * error, so `ndp_config_default()` with another `dim` works), and every batch must then
+   * be exactly cores x compiled batch rows (else `NDP_ERR_BATCH`).
    */
   bool dynamic_batching;
   /**
@@ -354,7 +366,10 @@ typedef struct ndp_core_metrics_t {
  * One tensor in caller memory, as a forward's input or output.
  *
  * `data` holds `byte_len` bytes, row-major, of `dtype` elements in `shape`. Inputs are only
- * read; outputs are written. Output buffers must not overlap each other or any input.
+ * read, so `data` is `const void*` and may point to read-only memory. Outputs are written:
+ * the memory an output's `data` points to must be writable (the library writes through it
+ * although the field is `const`, as `memcpy`'s callers pass writable memory). Output buffers
+ * must not overlap each other or any input.
  */
 typedef struct ndp_tensor_t {
   /**
@@ -375,9 +390,10 @@ typedef struct ndp_tensor_t {
    */
   const size_t *shape;
   /**
-   * The bytes (may be NULL when `byte_len` is 0).
+   * The bytes (may be NULL when `byte_len` is 0): read-only for inputs, writable memory
+   * for outputs.
    */
-  void *data;
+  const void *data;
   /**
    * Length of `data` in bytes.
    */
@@ -389,7 +405,8 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The library's version, e.g. "0.1.0". A static string: never freed, never changes.
+ * The library's version, e.g. "0.1.0". A static string: never freed, never changes. Never
+ * fails.
  */
 const char *ndp_version(void);
 
@@ -399,20 +416,20 @@ const char *ndp_version(void);
  *
  * The string is owned by the library and valid until the next `ndp_` call on this thread
  * (other than `ndp_last_error`, `ndp_last_nrt_status`, `ndp_version` and
- * `ndp_config_default`, which leave it alone). Never NULL.
+ * `ndp_config_default`, which leave it alone). Never NULL; never fails.
  */
 const char *ndp_last_error(void);
 
 /**
  * The libnrt status code behind the last failed `ndp_` call on this thread, or -1 when that
- * error did not come from libnrt (or the last call succeeded).
+ * error did not come from libnrt (or the last call succeeded). Never fails.
  */
 int32_t ndp_last_nrt_status(void);
 
 /**
  * The default configuration: every core the process owns, dim 0, dynamic batching on,
  * even split, two workers per core, no CPU pinning, no attach mode, small calls on the
- * first cores (as the reference).
+ * first cores (as the reference). Never fails.
  */
 struct ndp_config_t ndp_config_default(void);
 
@@ -421,7 +438,17 @@ struct ndp_config_t ndp_config_default(void);
  * the workers. On success `*engine_out` is the new engine (destroy it with
  * `ndp_engine_destroy`); on failure it is set to NULL.
  *
- * `config` may be NULL for `ndp_config_default()`.
+ * `config` may be NULL for `ndp_config_default()`. `dynamic_batching` with `dim != 0` is
+ * not an error: dynamic batching is switched off (see `ndp_config_t::dynamic_batching`).
+ *
+ * Errors: NULL `neff_path` or `engine_out`: NDP_ERR_NULL_POINTER; a bad `config` field
+ * (both `device_ids` and `device_list`, a misaligned pointer): NDP_ERR_INVALID_ARGUMENT;
+ * the file cannot be read: NDP_ERR_IO; a malformed NEFF, or one libnrt refuses as invalid
+ * or unsupported: NDP_ERR_NEFF; bad device ids, NEURON_RT_VISIBLE_CORES or
+ * NEURON_RT_NUM_CORES: NDP_ERR_DEVICE_IDS; a configuration the model cannot run (zero
+ * split size or workers, `dim` out of range): NDP_ERR_CONFIG; no libnrt:
+ * NDP_ERR_LIBRARY_NOT_FOUND; libnrt failing (init, load, allocate): NDP_ERR_RUNTIME; a
+ * worker thread cannot start: NDP_ERR_SYSTEM; a contained bug: NDP_ERR_PANIC.
  *
  * # Safety
  *
@@ -438,6 +465,8 @@ enum ndp_status_t ndp_engine_create_from_path(const char *neff_path,
  * Creates an engine from a NEFF in memory (`neff_len` bytes at `neff`, copied; the caller
  * may free them when this returns). Otherwise as `ndp_engine_create_from_path`.
  *
+ * Errors: as `ndp_engine_create_from_path`, with NULL `neff` (and no NDP_ERR_IO).
+ *
  * # Safety
  *
  * `neff` is NULL or points to `neff_len` readable bytes; `config` and `engine_out` as for
@@ -453,11 +482,14 @@ enum ndp_status_t ndp_engine_create_from_bytes(const void *neff,
  * the engine (workers, replicas, strings it handed out) is freed when the last of them
  * returns. Afterwards every call with this handle returns `NDP_ERR_INVALID_ARGUMENT`,
  * including a second destroy. NULL returns `NDP_ERR_NULL_POINTER` (and does nothing).
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT.
  */
 enum ndp_status_t ndp_engine_destroy(struct ndp_engine_t *engine);
 
 /**
  * The number of model inputs, into `*count_out`.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `count_out`: NDP_ERR_NULL_POINTER.
  *
  * # Safety
  *
@@ -468,6 +500,8 @@ enum ndp_status_t ndp_engine_num_inputs(const struct ndp_engine_t *engine,
 
 /**
  * The number of model outputs, into `*count_out`.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `count_out`: NDP_ERR_NULL_POINTER.
  *
  * # Safety
  *
@@ -480,6 +514,9 @@ enum ndp_status_t ndp_engine_num_outputs(const struct ndp_engine_t *engine,
  * Describes model input `index` (0-based): name, dtype, compiled shape and batch. The
  * pointers in `*info_out` stay valid until the engine is destroyed.
  *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `index` past the inputs: NDP_ERR_INVALID_ARGUMENT; NULL `info_out`:
+ * NDP_ERR_NULL_POINTER.
+ *
  * # Safety
  *
  * `info_out` is NULL or writable.
@@ -490,6 +527,9 @@ enum ndp_status_t ndp_engine_input_info(const struct ndp_engine_t *engine,
 
 /**
  * Describes model output `index` (0-based), as `ndp_engine_input_info`.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `index` past the outputs: NDP_ERR_INVALID_ARGUMENT; NULL `info_out`:
+ * NDP_ERR_NULL_POINTER.
  *
  * # Safety
  *
@@ -502,6 +542,8 @@ enum ndp_status_t ndp_engine_output_info(const struct ndp_engine_t *engine,
 /**
  * The number of cores the model is replicated on, into `*count_out`.
  *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `count_out`: NDP_ERR_NULL_POINTER.
+ *
  * # Safety
  *
  * `count_out` is NULL or writable.
@@ -510,50 +552,65 @@ enum ndp_status_t ndp_engine_num_cores(const struct ndp_engine_t *engine,
                                        size_t *count_out);
 
 /**
- * Core `index` (0-based, in device order) of the engine: its logical index (within
- * NEURON_RT_VISIBLE_CORES) into `*logical_out`, and its physical index into
+ * The core at `position` (0-based, in device order; not a logical core number) of the
+ * engine: its logical index (within NEURON_RT_VISIBLE_CORES) into `*logical_out`, and its physical index into
  * `*physical_out` (-1 when the runtime does not say). Either out-pointer may be NULL when
  * not wanted.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT.
  *
  * # Safety
  *
  * `logical_out` and `physical_out` are each NULL or writable.
  */
 enum ndp_status_t ndp_engine_core(const struct ndp_engine_t *engine,
-                                  size_t index,
+                                  size_t position,
                                   int32_t *logical_out,
                                   int32_t *physical_out);
 
 /**
- * The health of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+ * The health of the core at `position` (0-based, in `ndp_engine_core` order; not a logical
+ * core number) into
  * `*health_out`: whether it is quarantined after repeated hardware failures, its failures in
  * a row, the last failure's libnrt status and its executions.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT;
+ * NULL `health_out`: NDP_ERR_NULL_POINTER.
  *
  * # Safety
  *
  * `health_out` is NULL or writable.
  */
 enum ndp_status_t ndp_engine_core_health(const struct ndp_engine_t *engine,
-                                         size_t index,
+                                         size_t position,
                                          struct ndp_core_health_t *health_out);
 
 /**
- * The metrics of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+ * The metrics of the core at `position` (0-based, in `ndp_engine_core` order; not a
+ * logical core number) into
  * `*metrics_out`: executions, busy time, rows and pad rows, and the piece-latency
  * histogram. The pad ratio over the engine is the sum of `pad_rows` over the sum of
  * `rows + pad_rows`.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT;
+ * NULL `metrics_out`: NDP_ERR_NULL_POINTER.
  *
  * # Safety
  *
  * `metrics_out` is NULL or writable.
  */
 enum ndp_status_t ndp_engine_core_metrics(const struct ndp_engine_t *engine,
-                                          size_t index,
+                                          size_t position,
                                           struct ndp_core_metrics_t *metrics_out);
 
 /**
- * Takes a quarantined core (logical index, as in `ndp_engine_core`) back into service: the
- * model is reloaded on it and its failure count reset. Calls in flight are not disturbed.
+ * Takes a quarantined core back into service: the model is reloaded on it and its failure
+ * count reset. Calls in flight are not disturbed. `logical_core` is the core's logical
+ * number (`nc:N`, as `ndp_engine_core` writes to `*logical_out`), not its position in the
+ * engine.
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `logical_core` not one of the engine's cores: NDP_ERR_INVALID_ARGUMENT;
+ * the reload failing: NDP_ERR_RUNTIME (or NDP_ERR_NEFF if libnrt now refuses the model),
+ * and the core stays quarantined.
  */
 enum ndp_status_t ndp_engine_readmit(const struct ndp_engine_t *engine,
                                      uint32_t logical_core);
@@ -561,6 +618,8 @@ enum ndp_status_t ndp_engine_readmit(const struct ndp_engine_t *engine,
 /**
  * The version of the libnrt the engine runs on (e.g. "2.31.0.0 (nrt-mock ...)"), into
  * `*version_out`; valid until the engine is destroyed.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `version_out`: NDP_ERR_NULL_POINTER.
  *
  * # Safety
  *
@@ -577,6 +636,11 @@ enum ndp_status_t ndp_engine_runtime_version(const struct ndp_engine_t *engine,
  * output's rank and `shape` holds the dims. When the capacity is too small the result is
  * `NDP_ERR_BUFFER_TOO_SMALL` with `*ndim_inout` set to the rank needed (`shape` may be NULL
  * with a capacity of 0 to ask for the rank). Invalid inputs fail as in `ndp_engine_forward`.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `ndim_inout` (or `shape` with a capacity that suffices):
+ * NDP_ERR_NULL_POINTER; `output_index` past the outputs: NDP_ERR_INVALID_ARGUMENT; a
+ * capacity below the rank: NDP_ERR_BUFFER_TOO_SMALL; inputs as in `ndp_engine_forward`
+ * (NDP_ERR_INVALID_INPUT, NDP_ERR_BATCH, NDP_ERR_ALL_CORES_QUARANTINED).
  *
  * # Safety
  *
@@ -601,6 +665,15 @@ enum ndp_status_t ndp_engine_output_shape(const struct ndp_engine_t *engine,
  * (`NDP_ERR_CHUNK_FAILED`, naming the logical and physical core). Validation errors
  * (`NDP_ERR_INVALID_INPUT`, `NDP_ERR_INVALID_OUTPUT`, `NDP_ERR_BATCH`) happen before any
  * device work. Blocks until done; any number of threads may call it on one engine at once.
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `inputs` or `outputs` with a non-zero count, or a NULL `data` or
+ * `shape` with a non-zero length: NDP_ERR_NULL_POINTER; an unknown dtype value, a name
+ * that is not UTF-8, overlapping output buffers: NDP_ERR_INVALID_ARGUMENT; inputs that do
+ * not fit the model: NDP_ERR_INVALID_INPUT; outputs that do not fit: NDP_ERR_INVALID_OUTPUT;
+ * a batch that cannot be split (dynamic batching off) or cannot use dynamic batching:
+ * NDP_ERR_BATCH; every core quarantined: NDP_ERR_ALL_CORES_QUARANTINED; a chunk failing on a
+ * core: NDP_ERR_CHUNK_FAILED; a core's workers gone: NDP_ERR_SHUTTING_DOWN; a contained
+ * bug: NDP_ERR_PANIC.
  *
  * # Safety
  *

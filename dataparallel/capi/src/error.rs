@@ -7,7 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use neuron_rt::NeffError;
 
-use dataparallel::Error;
+use dataparallel::{Error, ErrorKind};
 
 /// The result of every fallible `ndp_` function. `NDP_OK` is 0; anything else is an error
 /// whose message `ndp_last_error()` returns on the same thread.
@@ -32,8 +32,8 @@ pub enum ndp_status_t {
     /// The configuration cannot work with this model or these cores (zero split size, dim out
     /// of range, ...).
     NDP_ERR_CONFIG = 5,
-    /// The device ids are malformed, out of range or repeated, or NEURON_RT_VISIBLE_CORES is
-    /// malformed.
+    /// The device ids are malformed, out of range or repeated, or NEURON_RT_VISIBLE_CORES or
+    /// NEURON_RT_NUM_CORES is malformed.
     NDP_ERR_DEVICE_IDS = 6,
     /// libnrt failed (initialising, loading, allocating); `ndp_last_nrt_status()` has its
     /// status.
@@ -43,10 +43,10 @@ pub enum ndp_status_t {
     NDP_ERR_CHUNK_FAILED = 8,
     /// No libnrt could be loaded (set NRT_DYLIB_PATH or install aws-neuronx-runtime-lib).
     NDP_ERR_LIBRARY_NOT_FOUND = 9,
-    /// A bug inside the library panicked; the panic was contained and its message is in
-    /// `ndp_last_error()`. The engine may be used further; please report the message.
+    /// A bug inside the library (a panic, contained, or a broken invariant); the message is
+    /// in `ndp_last_error()`. The engine may be used further; please report the message.
     NDP_ERR_PANIC = 10,
-    /// The NEFF is malformed or unsupported.
+    /// The NEFF is malformed, or libnrt refused to load it as invalid or unsupported.
     NDP_ERR_NEFF = 11,
     /// A file could not be read.
     NDP_ERR_IO = 12,
@@ -57,6 +57,12 @@ pub enum ndp_status_t {
     NDP_ERR_SHUTTING_DOWN = 14,
     /// A caller-provided array is too small; the length needed has been written back.
     NDP_ERR_BUFFER_TOO_SMALL = 15,
+    /// Every core of the engine is quarantined after repeated hardware failures; check
+    /// `ndp_engine_core_health` and `ndp_engine_readmit` a core once it is fixed.
+    NDP_ERR_ALL_CORES_QUARANTINED = 16,
+    /// The operating system would not start a thread the engine needs (free resources or
+    /// use fewer workers).
+    NDP_ERR_SYSTEM = 17,
 }
 
 use ndp_status_t::*;
@@ -92,28 +98,26 @@ impl Failure {
     }
 }
 
-/// The status code for a `neuron-rt` error.
-fn runtime_status(error: &neuron_rt::Error) -> ndp_status_t {
-    match error {
-        neuron_rt::Error::Load(_) => NDP_ERR_LIBRARY_NOT_FOUND,
-        neuron_rt::Error::DeviceId(_) | neuron_rt::Error::VisibleCores(_) => NDP_ERR_DEVICE_IDS,
-        neuron_rt::Error::Neff(NeffError::Io { .. }) | neuron_rt::Error::Io { .. } => NDP_ERR_IO,
-        neuron_rt::Error::Neff(_) => NDP_ERR_NEFF,
-        neuron_rt::Error::InvalidArgument { .. } => NDP_ERR_INVALID_ARGUMENT,
-        _ => NDP_ERR_RUNTIME,
-    }
-}
-
-/// The status code for an engine error.
-pub(crate) fn status_of(error: &Error) -> ndp_status_t {
-    match error {
-        Error::Runtime(e) => runtime_status(e),
-        Error::Config(_) => NDP_ERR_CONFIG,
-        Error::Input(_) => NDP_ERR_INVALID_INPUT,
-        Error::Output(_) => NDP_ERR_INVALID_OUTPUT,
-        Error::DynamicBatchingIneligible { .. } | Error::Plan(_) => NDP_ERR_BATCH,
-        Error::Chunk { .. } | Error::WorkerPanicked { .. } => NDP_ERR_CHUNK_FAILED,
-        Error::WorkersGone { .. } => NDP_ERR_SHUTTING_DOWN,
+/// The status code for each kind of engine error: the one place C statuses are derived.
+/// The table is documented in the README and pinned by `tests/error_kinds.rs`.
+pub fn status_of_kind(kind: ErrorKind) -> ndp_status_t {
+    match kind {
+        ErrorKind::Config => NDP_ERR_CONFIG,
+        ErrorKind::Input => NDP_ERR_INVALID_INPUT,
+        ErrorKind::Output => NDP_ERR_INVALID_OUTPUT,
+        ErrorKind::Batch => NDP_ERR_BATCH,
+        ErrorKind::DeviceIds => NDP_ERR_DEVICE_IDS,
+        ErrorKind::Neff => NDP_ERR_NEFF,
+        ErrorKind::Io => NDP_ERR_IO,
+        ErrorKind::InvalidArgument => NDP_ERR_INVALID_ARGUMENT,
+        ErrorKind::LibraryNotFound => NDP_ERR_LIBRARY_NOT_FOUND,
+        ErrorKind::Chunk => NDP_ERR_CHUNK_FAILED,
+        ErrorKind::AllCoresQuarantined => NDP_ERR_ALL_CORES_QUARANTINED,
+        ErrorKind::System => NDP_ERR_SYSTEM,
+        ErrorKind::Stopped => NDP_ERR_SHUTTING_DOWN,
+        ErrorKind::Internal => NDP_ERR_PANIC,
+        // `ErrorKind` is non-exhaustive: a kind added later is a runtime failure until it
+        // gets a code of its own.
         _ => NDP_ERR_RUNTIME,
     }
 }
@@ -121,8 +125,8 @@ pub(crate) fn status_of(error: &Error) -> ndp_status_t {
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
         Failure {
-            status: status_of(&error),
-            message: error.to_string(),
+            status: status_of_kind(error.kind()),
+            message: one_line(&error.to_string()),
             // libnrt's NRT_STATUS is a C enum: small non-negative values, same bits as int32_t.
             nrt_status: error.status().map(|s| s.raw() as i32),
         }
@@ -131,14 +135,26 @@ impl From<Error> for Failure {
 
 impl From<neuron_rt::Error> for Failure {
     fn from(error: neuron_rt::Error) -> Failure {
-        Failure::from(Error::Runtime(error))
+        Failure::from(Error::from(error))
     }
 }
 
 impl From<NeffError> for Failure {
     fn from(error: NeffError) -> Failure {
-        Failure::from(neuron_rt::Error::Neff(error))
+        Failure::from(Error::from(error))
     }
+}
+
+/// Joins a multi-line message (a loader's list of attempts, say) into one line.
+pub(crate) fn one_line(text: &str) -> String {
+    if !text.contains(['\n', '\r']) {
+        return text.to_owned();
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The last error of this thread.
@@ -221,7 +237,7 @@ pub(crate) fn boundary(function: &str, body: impl FnOnce() -> Result<(), Failure
         Err(payload) => {
             let message = format!(
                 "{function}: the library panicked (a bug, please report it): {}",
-                panic_message(payload.as_ref())
+                one_line(&panic_message(payload.as_ref()))
             );
             // Dropping a payload can itself panic; keep that inside too.
             let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));

@@ -50,6 +50,8 @@ use neuron_rt::{Neff, Runtime};
 pub use error::ndp_status_t;
 #[doc(hidden)]
 pub use error::run_in_boundary_for_tests;
+#[doc(hidden)]
+pub use error::status_of_kind;
 use error::{Failure, boundary};
 use registry::EngineHandle;
 pub use registry::ndp_engine_t;
@@ -79,7 +81,8 @@ unsafe fn write_out<T>(function: &str, name: &str, out: *mut T, value: T) -> Res
     Ok(())
 }
 
-/// The library's version, e.g. "0.1.0". A static string: never freed, never changes.
+/// The library's version, e.g. "0.1.0". A static string: never freed, never changes. Never
+/// fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_version() -> *const c_char {
     const VERSION: &CStr =
@@ -95,14 +98,14 @@ pub extern "C" fn ndp_version() -> *const c_char {
 ///
 /// The string is owned by the library and valid until the next `ndp_` call on this thread
 /// (other than `ndp_last_error`, `ndp_last_nrt_status`, `ndp_version` and
-/// `ndp_config_default`, which leave it alone). Never NULL.
+/// `ndp_config_default`, which leave it alone). Never NULL; never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_last_error() -> *const c_char {
     error::last_error_ptr()
 }
 
 /// The libnrt status code behind the last failed `ndp_` call on this thread, or -1 when that
-/// error did not come from libnrt (or the last call succeeded).
+/// error did not come from libnrt (or the last call succeeded). Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_last_nrt_status() -> i32 {
     error::last_nrt_status()
@@ -110,7 +113,7 @@ pub extern "C" fn ndp_last_nrt_status() -> i32 {
 
 /// The default configuration: every core the process owns, dim 0, dynamic batching on,
 /// even split, two workers per core, no CPU pinning, no attach mode, small calls on the
-/// first cores (as the reference).
+/// first cores (as the reference). Never fails.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_config_default() -> ndp_config_t {
     ndp_config_t::default()
@@ -138,7 +141,17 @@ unsafe fn create(
 /// the workers. On success `*engine_out` is the new engine (destroy it with
 /// `ndp_engine_destroy`); on failure it is set to NULL.
 ///
-/// `config` may be NULL for `ndp_config_default()`.
+/// `config` may be NULL for `ndp_config_default()`. `dynamic_batching` with `dim != 0` is
+/// not an error: dynamic batching is switched off (see `ndp_config_t::dynamic_batching`).
+///
+/// Errors: NULL `neff_path` or `engine_out`: NDP_ERR_NULL_POINTER; a bad `config` field
+/// (both `device_ids` and `device_list`, a misaligned pointer): NDP_ERR_INVALID_ARGUMENT;
+/// the file cannot be read: NDP_ERR_IO; a malformed NEFF, or one libnrt refuses as invalid
+/// or unsupported: NDP_ERR_NEFF; bad device ids, NEURON_RT_VISIBLE_CORES or
+/// NEURON_RT_NUM_CORES: NDP_ERR_DEVICE_IDS; a configuration the model cannot run (zero
+/// split size or workers, `dim` out of range): NDP_ERR_CONFIG; no libnrt:
+/// NDP_ERR_LIBRARY_NOT_FOUND; libnrt failing (init, load, allocate): NDP_ERR_RUNTIME; a
+/// worker thread cannot start: NDP_ERR_SYSTEM; a contained bug: NDP_ERR_PANIC.
 ///
 /// # Safety
 ///
@@ -175,6 +188,8 @@ pub unsafe extern "C" fn ndp_engine_create_from_path(
 /// Creates an engine from a NEFF in memory (`neff_len` bytes at `neff`, copied; the caller
 /// may free them when this returns). Otherwise as `ndp_engine_create_from_path`.
 ///
+/// Errors: as `ndp_engine_create_from_path`, with NULL `neff` (and no NDP_ERR_IO).
+///
 /// # Safety
 ///
 /// `neff` is NULL or points to `neff_len` readable bytes; `config` and `engine_out` as for
@@ -209,6 +224,7 @@ pub unsafe extern "C" fn ndp_engine_create_from_bytes(
 /// the engine (workers, replicas, strings it handed out) is freed when the last of them
 /// returns. Afterwards every call with this handle returns `NDP_ERR_INVALID_ARGUMENT`,
 /// including a second destroy. NULL returns `NDP_ERR_NULL_POINTER` (and does nothing).
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_engine_destroy(engine: *mut ndp_engine_t) -> ndp_status_t {
     const F: &str = "ndp_engine_destroy";
@@ -221,6 +237,8 @@ pub extern "C" fn ndp_engine_destroy(engine: *mut ndp_engine_t) -> ndp_status_t 
 }
 
 /// The number of model inputs, into `*count_out`.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `count_out`: NDP_ERR_NULL_POINTER.
 ///
 /// # Safety
 ///
@@ -239,6 +257,8 @@ pub unsafe extern "C" fn ndp_engine_num_inputs(
 }
 
 /// The number of model outputs, into `*count_out`.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `count_out`: NDP_ERR_NULL_POINTER.
 ///
 /// # Safety
 ///
@@ -304,6 +324,9 @@ unsafe fn io_info(
 /// Describes model input `index` (0-based): name, dtype, compiled shape and batch. The
 /// pointers in `*info_out` stay valid until the engine is destroyed.
 ///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `index` past the inputs: NDP_ERR_INVALID_ARGUMENT; NULL `info_out`:
+/// NDP_ERR_NULL_POINTER.
+///
 /// # Safety
 ///
 /// `info_out` is NULL or writable.
@@ -319,6 +342,9 @@ pub unsafe extern "C" fn ndp_engine_input_info(
 }
 
 /// Describes model output `index` (0-based), as `ndp_engine_input_info`.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `index` past the outputs: NDP_ERR_INVALID_ARGUMENT; NULL `info_out`:
+/// NDP_ERR_NULL_POINTER.
 ///
 /// # Safety
 ///
@@ -336,6 +362,8 @@ pub unsafe extern "C" fn ndp_engine_output_info(
 
 /// The number of cores the model is replicated on, into `*count_out`.
 ///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `count_out`: NDP_ERR_NULL_POINTER.
+///
 /// # Safety
 ///
 /// `count_out` is NULL or writable.
@@ -352,10 +380,12 @@ pub unsafe extern "C" fn ndp_engine_num_cores(
     })
 }
 
-/// Core `index` (0-based, in device order) of the engine: its logical index (within
-/// NEURON_RT_VISIBLE_CORES) into `*logical_out`, and its physical index into
+/// The core at `position` (0-based, in device order; not a logical core number) of the
+/// engine: its logical index (within NEURON_RT_VISIBLE_CORES) into `*logical_out`, and its physical index into
 /// `*physical_out` (-1 when the runtime does not say). Either out-pointer may be NULL when
 /// not wanted.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT.
 ///
 /// # Safety
 ///
@@ -363,7 +393,7 @@ pub unsafe extern "C" fn ndp_engine_num_cores(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ndp_engine_core(
     engine: *const ndp_engine_t,
-    index: usize,
+    position: usize,
     logical_out: *mut i32,
     physical_out: *mut i32,
 ) -> ndp_status_t {
@@ -372,16 +402,18 @@ pub unsafe extern "C" fn ndp_engine_core(
         let handle = registry::get(F, engine)?;
         let dp = &handle.engine;
         let cores = dp.devices().as_slice();
-        let Some(core) = cores.get(index) else {
+        let Some(core) = cores.get(position) else {
             return Err(Failure::invalid(format!(
-                "{F}: index {index} is out of range: the engine has {} cores",
-                cores.len()
+                "{F}: position {position} is out of range: the engine has {} cores, at \
+                 positions 0 to {}; pass a position, not a logical core number",
+                cores.len(),
+                cores.len().saturating_sub(1)
             )));
         };
         let logical = i32::try_from(core.index()).unwrap_or(-1);
         let physical = dp
             .physical_cores()
-            .nth(index)
+            .nth(position)
             .flatten()
             .and_then(|p| i32::try_from(p).ok())
             .unwrap_or(-1);
@@ -397,9 +429,13 @@ pub unsafe extern "C" fn ndp_engine_core(
     })
 }
 
-/// The health of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+/// The health of the core at `position` (0-based, in `ndp_engine_core` order; not a logical
+/// core number) into
 /// `*health_out`: whether it is quarantined after repeated hardware failures, its failures in
 /// a row, the last failure's libnrt status and its executions.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT;
+/// NULL `health_out`: NDP_ERR_NULL_POINTER.
 ///
 /// # Safety
 ///
@@ -407,17 +443,19 @@ pub unsafe extern "C" fn ndp_engine_core(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ndp_engine_core_health(
     engine: *const ndp_engine_t,
-    index: usize,
+    position: usize,
     health_out: *mut ndp_core_health_t,
 ) -> ndp_status_t {
     const F: &str = "ndp_engine_core_health";
     boundary(F, || {
         let handle = registry::get(F, engine)?;
         let health = handle.engine.health();
-        let Some(core) = health.get(index) else {
+        let Some(core) = health.get(position) else {
             return Err(Failure::invalid(format!(
-                "{F}: index {index} is out of range: the engine has {} cores",
-                health.len()
+                "{F}: position {position} is out of range: the engine has {} cores, at \
+                 positions 0 to {}; pass a position, not a logical core number",
+                health.len(),
+                health.len().saturating_sub(1)
             )));
         };
         let value = ndp_core_health_t {
@@ -436,10 +474,14 @@ pub unsafe extern "C" fn ndp_engine_core_health(
     })
 }
 
-/// The metrics of the engine's `index`th core (0-based, in `ndp_engine_core` order) into
+/// The metrics of the core at `position` (0-based, in `ndp_engine_core` order; not a
+/// logical core number) into
 /// `*metrics_out`: executions, busy time, rows and pad rows, and the piece-latency
 /// histogram. The pad ratio over the engine is the sum of `pad_rows` over the sum of
 /// `rows + pad_rows`.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT;
+/// NULL `metrics_out`: NDP_ERR_NULL_POINTER.
 ///
 /// # Safety
 ///
@@ -447,17 +489,19 @@ pub unsafe extern "C" fn ndp_engine_core_health(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn ndp_engine_core_metrics(
     engine: *const ndp_engine_t,
-    index: usize,
+    position: usize,
     metrics_out: *mut ndp_core_metrics_t,
 ) -> ndp_status_t {
     const F: &str = "ndp_engine_core_metrics";
     boundary(F, || {
         let handle = registry::get(F, engine)?;
         let cores = handle.engine.core_stats();
-        let Some(core) = cores.get(index) else {
+        let Some(core) = cores.get(position) else {
             return Err(Failure::invalid(format!(
-                "{F}: index {index} is out of range: the engine has {} cores",
-                cores.len()
+                "{F}: position {position} is out of range: the engine has {} cores, at \
+                 positions 0 to {}; pass a position, not a logical core number",
+                cores.len(),
+                cores.len().saturating_sub(1)
             )));
         };
         let value = ndp_core_metrics_t {
@@ -478,8 +522,13 @@ pub unsafe extern "C" fn ndp_engine_core_metrics(
     })
 }
 
-/// Takes a quarantined core (logical index, as in `ndp_engine_core`) back into service: the
-/// model is reloaded on it and its failure count reset. Calls in flight are not disturbed.
+/// Takes a quarantined core back into service: the model is reloaded on it and its failure
+/// count reset. Calls in flight are not disturbed. `logical_core` is the core's logical
+/// number (`nc:N`, as `ndp_engine_core` writes to `*logical_out`), not its position in the
+/// engine.
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `logical_core` not one of the engine's cores: NDP_ERR_INVALID_ARGUMENT;
+/// the reload failing: NDP_ERR_RUNTIME (or NDP_ERR_NEFF if libnrt now refuses the model),
+/// and the core stays quarantined.
 #[unsafe(no_mangle)]
 pub extern "C" fn ndp_engine_readmit(
     engine: *const ndp_engine_t,
@@ -497,6 +546,8 @@ pub extern "C" fn ndp_engine_readmit(
 
 /// The version of the libnrt the engine runs on (e.g. "2.31.0.0 (nrt-mock ...)"), into
 /// `*version_out`; valid until the engine is destroyed.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `version_out`: NDP_ERR_NULL_POINTER.
 ///
 /// # Safety
 ///
@@ -522,6 +573,11 @@ pub unsafe extern "C" fn ndp_engine_runtime_version(
 /// output's rank and `shape` holds the dims. When the capacity is too small the result is
 /// `NDP_ERR_BUFFER_TOO_SMALL` with `*ndim_inout` set to the rank needed (`shape` may be NULL
 /// with a capacity of 0 to ask for the rank). Invalid inputs fail as in `ndp_engine_forward`.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `ndim_inout` (or `shape` with a capacity that suffices):
+/// NDP_ERR_NULL_POINTER; `output_index` past the outputs: NDP_ERR_INVALID_ARGUMENT; a
+/// capacity below the rank: NDP_ERR_BUFFER_TOO_SMALL; inputs as in `ndp_engine_forward`
+/// (NDP_ERR_INVALID_INPUT, NDP_ERR_BATCH, NDP_ERR_ALL_CORES_QUARANTINED).
 ///
 /// # Safety
 ///
@@ -597,6 +653,15 @@ pub unsafe extern "C" fn ndp_engine_output_shape(
 /// (`NDP_ERR_CHUNK_FAILED`, naming the logical and physical core). Validation errors
 /// (`NDP_ERR_INVALID_INPUT`, `NDP_ERR_INVALID_OUTPUT`, `NDP_ERR_BATCH`) happen before any
 /// device work. Blocks until done; any number of threads may call it on one engine at once.
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; NULL `inputs` or `outputs` with a non-zero count, or a NULL `data` or
+/// `shape` with a non-zero length: NDP_ERR_NULL_POINTER; an unknown dtype value, a name
+/// that is not UTF-8, overlapping output buffers: NDP_ERR_INVALID_ARGUMENT; inputs that do
+/// not fit the model: NDP_ERR_INVALID_INPUT; outputs that do not fit: NDP_ERR_INVALID_OUTPUT;
+/// a batch that cannot be split (dynamic batching off) or cannot use dynamic batching:
+/// NDP_ERR_BATCH; every core quarantined: NDP_ERR_ALL_CORES_QUARANTINED; a chunk failing on a
+/// core: NDP_ERR_CHUNK_FAILED; a core's workers gone: NDP_ERR_SHUTTING_DOWN; a contained
+/// bug: NDP_ERR_PANIC.
 ///
 /// # Safety
 ///

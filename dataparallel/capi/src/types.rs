@@ -110,7 +110,9 @@ pub struct ndp_config_t {
     /// The dimension inputs are split and outputs gathered along (default 0).
     pub dim: usize,
     /// Run any batch size as pieces of the compiled batch, zero-padding the last (default
-    /// true; only possible with dim 0, switched off otherwise).
+    /// true). Only possible with dim 0: with `dim != 0` it is switched off at create (not an
+    /// error, so `ndp_config_default()` with another `dim` works), and every batch must then
+    /// be exactly cores x compiled batch rows (else `NDP_ERR_BATCH`).
     pub dynamic_batching: bool,
     /// Rows per chunk, chunks assigned to cores round-robin; 0 = split evenly (default).
     pub split_size: usize,
@@ -233,7 +235,10 @@ impl ConfigAbi {
 /// One tensor in caller memory, as a forward's input or output.
 ///
 /// `data` holds `byte_len` bytes, row-major, of `dtype` elements in `shape`. Inputs are only
-/// read; outputs are written. Output buffers must not overlap each other or any input.
+/// read, so `data` is `const void*` and may point to read-only memory. Outputs are written:
+/// the memory an output's `data` points to must be writable (the library writes through it
+/// although the field is `const`, as `memcpy`'s callers pass writable memory). Output buffers
+/// must not overlap each other or any input.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct ndp_tensor_t {
@@ -246,8 +251,9 @@ pub struct ndp_tensor_t {
     pub ndim: usize,
     /// `ndim` dimensions (may be NULL when `ndim` is 0).
     pub shape: *const usize,
-    /// The bytes (may be NULL when `byte_len` is 0).
-    pub data: *mut std::ffi::c_void,
+    /// The bytes (may be NULL when `byte_len` is 0): read-only for inputs, writable memory
+    /// for outputs.
+    pub data: *const std::ffi::c_void,
     /// Length of `data` in bytes.
     pub byte_len: usize,
 }
@@ -260,7 +266,7 @@ pub(crate) struct TensorAbi {
     pub(crate) dtype: u32,
     pub(crate) ndim: usize,
     pub(crate) shape: *const usize,
-    pub(crate) data: *mut u8,
+    pub(crate) data: *const u8,
     pub(crate) byte_len: usize,
 }
 

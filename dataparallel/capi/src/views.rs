@@ -14,7 +14,7 @@ struct Parts<'a> {
     name: Option<&'a str>,
     dtype: DType,
     shape: &'a [usize],
-    data: *mut u8,
+    data: *const u8,
     byte_len: usize,
 }
 
@@ -144,10 +144,11 @@ pub(crate) unsafe fn views<'a>(
             let data: &'a mut [u8] = if p.byte_len == 0 {
                 &mut []
             } else {
-                // SAFETY: non-NULL, `byte_len` writable bytes (caller's contract), disjoint
-                // from every other buffer of the call (checked above) and not accessed by
-                // anyone else during the call (caller's contract).
-                unsafe { std::slice::from_raw_parts_mut(p.data, p.byte_len) }
+                // SAFETY: non-NULL, `byte_len` writable bytes (caller's contract: an output's
+                // `data` is `const` in the struct it shares with inputs, but must point to
+                // writable memory), disjoint from every other buffer of the call (checked
+                // above) and not accessed by anyone else during the call (caller's contract).
+                unsafe { std::slice::from_raw_parts_mut(p.data.cast_mut(), p.byte_len) }
             };
             let view = Output::new(p.dtype, p.shape, data);
             match p.name {

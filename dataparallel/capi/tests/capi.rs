@@ -566,7 +566,7 @@ fn core_health_and_readmit_through_the_c_abi() {
     assert_eq!(null_out, NDP_ERR_NULL_POINTER);
     assert_eq!(
         ndp_engine_readmit(engine, 7),
-        NDP_ERR_CONFIG,
+        NDP_ERR_INVALID_ARGUMENT,
         "not one of the cores"
     );
     assert_eq!(ndp_engine_readmit(engine, 1), NDP_OK, "{}", last_error());

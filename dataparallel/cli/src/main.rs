@@ -7,8 +7,9 @@
 //! | `bench` | [`bench`](mod@bench) | repeated forwards: throughput, latency percentiles, core busy share |
 //! | `bench --serve` | [`serve`] | open-loop requests through the batcher: latency from the schedule, queue depth, batch sizes |
 //!
-//! Exit status: 0 success; 2 bad input or usage; 1 runtime failure. Errors are one line on
-//! stderr, `neuron-dp: error: ...`. Logging goes to stderr through `env_logger` (`RUST_LOG`,
+//! Exit status: 0 success; 2 bad input or usage; 1 runtime failure. Engine and runtime
+//! errors get theirs from [`dataparallel::ErrorKind`] in [`exit_code`], the one place (the
+//! table is in the README). Errors are one line on stderr, `neuron-dp: error: ...`. Logging goes to stderr through `env_logger` (`RUST_LOG`,
 //! default `warn`).
 
 mod args;
@@ -53,6 +54,24 @@ impl Failure {
 /// The result of a subcommand.
 pub(crate) type CliResult<T = ()> = Result<T, Failure>;
 
+/// The exit status for each kind of engine error: 2 for bad input (what the user supplied
+/// and the engine or the runtime rejected as invalid), 1 for the runtime, the hardware or
+/// the system failing.
+pub(crate) fn exit_code(kind: dataparallel::ErrorKind) -> u8 {
+    if kind.is_bad_input() { 2 } else { 1 }
+}
+
+impl Failure {
+    /// The failure for an engine error: its kind decides the exit status.
+    fn from_engine(error: &dataparallel::Error) -> Failure {
+        let message = one_line(&error.to_string());
+        match exit_code(error.kind()) {
+            2 => Failure::Usage(message),
+            _ => Failure::Runtime(message),
+        }
+    }
+}
+
 /// Joins a multi-line message into one line.
 pub(crate) fn one_line(text: &str) -> String {
     text.lines()
@@ -64,8 +83,8 @@ pub(crate) fn one_line(text: &str) -> String {
 
 /// Initialises the runtime; a missing library is one line pointing at the fix.
 pub(crate) fn runtime() -> CliResult<Runtime> {
-    Runtime::init().map_err(|error| match &error {
-        neuron_rt::Error::Load(load) => {
+    Runtime::init().map_err(|error| match error {
+        neuron_rt::Error::Load(ref load) => {
             let tried: Vec<String> = load
                 .attempts()
                 .iter()
@@ -99,9 +118,9 @@ pub(crate) fn runtime() -> CliResult<Runtime> {
             };
             Failure::Runtime(message)
         }
-        neuron_rt::Error::VisibleCores(_) | neuron_rt::Error::DeviceId(_) => {
-            Failure::Usage(one_line(&error.to_string()))
-        }
+        neuron_rt::Error::VisibleCores(_)
+        | neuron_rt::Error::DeviceId(_)
+        | neuron_rt::Error::CoreEnv { .. } => Failure::Usage(one_line(&error.to_string())),
         _ => Failure::Runtime(one_line(&error.to_string())),
     })
 }
@@ -110,27 +129,15 @@ pub(crate) fn runtime() -> CliResult<Runtime> {
 pub(crate) fn neffs(paths: &[std::path::PathBuf]) -> CliResult<Vec<Neff>> {
     paths
         .iter()
-        .map(|path| Neff::from_path(path).map_err(|e| Failure::Usage(one_line(&e.to_string()))))
+        .map(|path| {
+            Neff::from_path(path).map_err(|e| Failure::from_engine(&dataparallel::Error::from(e)))
+        })
         .collect()
 }
 
-/// Sorts an engine error into bad input (2) or a runtime failure (1).
+/// Sorts an engine error into bad input (2) or a runtime failure (1), by its kind.
 pub(crate) fn engine_failure(error: &dataparallel::Error) -> Failure {
-    use dataparallel::Error as E;
-    let message = one_line(&error.to_string());
-    match error {
-        E::Config(_)
-        | E::Input(_)
-        | E::Output(_)
-        | E::DynamicBatchingIneligible { .. }
-        | E::Plan(_) => Failure::Usage(message),
-        E::Runtime(
-            neuron_rt::Error::DeviceId(_)
-            | neuron_rt::Error::Neff(_)
-            | neuron_rt::Error::InvalidArgument { .. },
-        ) => Failure::Usage(message),
-        _ => Failure::Runtime(message),
-    }
+    Failure::from_engine(error)
 }
 
 fn main() -> ExitCode {
@@ -152,6 +159,26 @@ fn main() -> ExitCode {
         Err(failure) => {
             eprintln!("neuron-dp: error: {}", failure.message());
             ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dataparallel::ErrorKind;
+
+    /// The shared table of kind → exit code → C status (the C column is checked by the C
+    /// ABI's tests).
+    const TABLE: [(ErrorKind, u8, &str); 15] = include!("../../capi/tests/error_kinds.in");
+
+    #[test]
+    fn exit_codes_follow_the_kind_table() {
+        for kind in ErrorKind::ALL {
+            let row = TABLE
+                .iter()
+                .find(|(k, _, _)| *k == kind)
+                .unwrap_or_else(|| panic!("{kind:?} is missing from the table"));
+            assert_eq!(super::exit_code(kind), row.1, "{kind:?}");
         }
     }
 }

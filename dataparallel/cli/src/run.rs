@@ -9,7 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
-use dataparallel::{DataParallel, Input, IoSpec, Output};
+use dataparallel::quote::quote;
+use dataparallel::{DataParallel, Input, IoSpec, MatchError, ModelSpec, Output, Side};
 use neuron_rt::DType;
 
 use crate::args::{InputArg, RunArgs};
@@ -20,59 +21,35 @@ use crate::{CliResult, Failure, engine_failure};
 fn names(specs: &[IoSpec]) -> String {
     specs
         .iter()
-        .map(|s| format!("`{}`", s.name))
+        .map(|s| quote(&s.name).to_string())
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Matches each `--input` to a model input; returns, per model input, its argument.
-fn assign<'a>(args: &'a [InputArg], specs: &[IoSpec]) -> CliResult<Vec<&'a InputArg>> {
-    let named = args.iter().filter(|a| a.name.is_some()).count();
-    if named == 0 {
-        if specs.len() == 1 && args.len() == 1 {
-            return Ok(vec![&args[0]]);
-        }
+/// Matches each `--input` to a model input with the engine's matching rules; returns, per
+/// model input, its argument. An unnamed `--input` is only accepted for a one-input model.
+fn assign<'a>(args: &'a [InputArg], spec: &ModelSpec) -> CliResult<Vec<&'a InputArg>> {
+    if spec.inputs.len() > 1 && args.iter().all(|a| a.name.is_none()) {
         return Err(Failure::Usage(format!(
             "name each input as --input NAME=FILE.npy; the model's inputs are {}",
-            names(specs)
+            names(&spec.inputs)
         )));
     }
-    if named != args.len() {
-        return Err(Failure::Usage(format!(
-            "name every --input or none ({named} of {} are named); the model's inputs are {}",
-            args.len(),
-            names(specs)
-        )));
-    }
-    for (i, arg) in args.iter().enumerate() {
-        let name = arg.name.as_deref().unwrap_or_default();
-        if !specs.iter().any(|s| s.name == name) {
-            return Err(Failure::Usage(format!(
-                "unknown input `{name}` (--input {name}={}); the model's inputs are {}",
-                arg.path.display(),
-                names(specs)
-            )));
-        }
-        if args[..i].iter().any(|a| a.name.as_deref() == Some(name)) {
-            return Err(Failure::Usage(format!(
-                "input `{name}` is given twice; give each input once"
-            )));
-        }
-    }
-    specs
-        .iter()
-        .map(|spec| {
-            args.iter()
-                .find(|a| a.name.as_deref() == Some(spec.name.as_str()))
-                .ok_or_else(|| {
-                    Failure::Usage(format!(
-                        "missing input `{0}`: pass --input {0}=FILE.npy (the model's inputs are {1})",
-                        spec.name,
-                        names(specs)
-                    ))
-                })
-        })
-        .collect()
+    let order = spec
+        .assign(Side::Input, args, |a| a.name.as_deref())
+        .map_err(|error| {
+            let hint = match &error {
+                MatchError::Missing { name, .. } => {
+                    format!("; pass --input {}=FILE.npy", name.escape_debug())
+                }
+                MatchError::Mixed { .. } | MatchError::Count { .. } => {
+                    "; name each input as --input NAME=FILE.npy".to_owned()
+                }
+                _ => String::new(),
+            };
+            Failure::Usage(format!("{error}{hint}"))
+        })?;
+    Ok(order.into_iter().map(|i| &args[i]).collect())
 }
 
 fn shape_text(shape: &[usize]) -> String {
@@ -101,8 +78,8 @@ fn expected_shape(spec: &IoSpec, dim: usize) -> String {
 fn check_representable(spec: &IoSpec) -> CliResult {
     if let Some(why) = spec.dtype.and_then(npy::unrepresentable) {
         return Err(Failure::Usage(format!(
-            "model input `{}` cannot be read from .npy: {why}",
-            spec.name
+            "model input {} cannot be read from .npy: {why}",
+            quote(&spec.name)
         )));
     }
     Ok(())
@@ -110,25 +87,21 @@ fn check_representable(spec: &IoSpec) -> CliResult {
 
 /// Checks one array against its model input: dtype and every dim but the split dim.
 fn check_fit(spec: &IoSpec, path: &Path, array: &Array, dim: usize) -> CliResult {
-    let dtype_fits = match spec.dtype {
-        Some(expected) => expected == array.dtype,
-        None => array.dtype.size_bytes() == spec.elem_size,
-    };
-    if !dtype_fits {
+    if !spec.accepts_dtype(array.dtype) {
         return Err(Failure::Usage(format!(
-            "input `{}` ({}): dtype does not fit the model: expected {}, got {}",
-            spec.name,
-            path.display(),
+            "input {} ({}): dtype does not fit the model: expected {}, got {}",
+            quote(&spec.name),
+            quote(&path.display().to_string()),
             report::dtype_name(spec),
             array.dtype.name()
         )));
     }
     if !spec.accepts_shape(&array.shape, dim) {
         return Err(Failure::Usage(format!(
-            "input `{}` ({}): shape does not fit the model: expected {} (any N on dim {dim}), \
+            "input {} ({}): shape does not fit the model: expected {} (any N on dim {dim}), \
              got {}",
-            spec.name,
-            path.display(),
+            quote(&spec.name),
+            quote(&path.display().to_string()),
             expected_shape(spec, dim),
             shape_text(&array.shape)
         )));
@@ -243,7 +216,7 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
         }
     }
 
-    let assigned = assign(&args.inputs, &spec.inputs)?;
+    let assigned = assign(&args.inputs, spec)?;
     let mut arrays = Vec::with_capacity(assigned.len());
     for (model_input, arg) in spec.inputs.iter().zip(&assigned) {
         check_representable(model_input)?;

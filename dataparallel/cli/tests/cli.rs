@@ -496,7 +496,7 @@ fn a_wrong_dtype_shows_expected_and_got() {
     let path = s.path("x.npy");
     write_npy(&path, &[2, 8], &[1i32; 16], npyz::Order::C);
     let out = run_affine(&s, path.to_str().unwrap());
-    assert_error(&out, 2, &["`x`", "expected float32, got int32"]);
+    assert_error(&out, 2, &["\"x\"", "expected float32, got int32"]);
 
     write_npy(&path, &[2, 8], &[1f64; 16], npyz::Order::C);
     let out = run_affine(&s, path.to_str().unwrap());
@@ -508,7 +508,7 @@ fn a_wrong_shape_shows_expected_and_got() {
     let s = Scratch::new();
     let path = s.npy_f32("x.npy", &[3, 7], &[0.0; 21]);
     let out = run_affine(&s, &path);
-    assert_error(&out, 2, &["`x`", "expected [N, 8]", "got [3, 7]"]);
+    assert_error(&out, 2, &["\"x\"", "expected [N, 8]", "got [3, 7]"]);
 
     let path = s.npy_f32("x3.npy", &[2, 8, 1], &[0.0; 16]);
     let out = run_affine(&s, &path);
@@ -562,7 +562,7 @@ fn unknown_and_missing_input_names_are_bad_input() {
         "--out-dir",
         out_dir,
     ]);
-    assert_error(&out, 2, &["unknown input `z`", "`a`, `b`"]);
+    assert_error(&out, 2, &["no input \"z\"", "\"a\", \"b\""]);
 
     let out = s.run(&[
         "run",
@@ -572,7 +572,7 @@ fn unknown_and_missing_input_names_are_bad_input() {
         "--out-dir",
         out_dir,
     ]);
-    assert_error(&out, 2, &["missing input `b`", "--input b=FILE.npy"]);
+    assert_error(&out, 2, &["input \"b\" is missing", "--input b=FILE.npy"]);
 
     let out = s.run(&["run", &neff, "--input", &a, "--out-dir", out_dir]);
     assert_error(&out, 2, &["NAME=FILE.npy"]);
@@ -591,6 +591,40 @@ fn bad_device_ids_are_bad_input() {
     }
     let out = s.run(&["bench", &neff, "--iterations", "1", "--device-ids", "nc:9"]);
     assert_error(&out, 2, &["nc:9", "out of range"]);
+}
+
+#[test]
+fn a_bad_core_count_is_bad_input_like_bad_visible_cores() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    for value in ["-1", "abc", "100000"] {
+        let out = s
+            .command(&["bench", &neff, "--iterations", "1"])
+            .env("NEURON_RT_NUM_CORES", value)
+            .output()
+            .unwrap();
+        assert_error(&out, 2, &["NEURON_RT_NUM_CORES", value]);
+    }
+    let out = s
+        .command(&["bench", &neff, "--iterations", "1"])
+        .env("NEURON_RT_VISIBLE_CORES", "3-1")
+        .output()
+        .unwrap();
+    assert_error(&out, 2, &["NEURON_RT_VISIBLE_CORES"]);
+}
+
+#[test]
+fn a_neff_the_runtime_refuses_as_invalid_is_bad_input() {
+    // The mock's nrt_load returns NRT_INVALID for a malformed NEURON_RT_EXEC_TIMEOUT, as
+    // libnrt does for a NEFF whose header parses but whose payload it rejects.
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s
+        .command(&["bench", &neff, "--iterations", "1"])
+        .env("NEURON_RT_EXEC_TIMEOUT", "soon")
+        .output()
+        .unwrap();
+    assert_error(&out, 2, &["nrt_load", "NRT_INVALID"]);
 }
 
 #[test]

@@ -139,28 +139,25 @@ impl Batcher {
     /// [`Error::Config`] when the configuration is invalid (`max_batch_rows` or
     /// `queue_capacity` or `batches_in_flight` 0), the engine cannot batch requests
     /// (`dim != 0`, dynamic batching off, a scalar model input or output, an output of
-    /// unknown dtype), or a thread cannot be started.
+    /// unknown dtype); [`Error::Spawn`] when a thread cannot be started.
     pub fn new(engine: Arc<DataParallel>, config: BatcherConfig) -> Result<Batcher> {
         if engine.dim() != 0 {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "the batcher concatenates requests along dim 0 but the engine splits along dim \
                  {}; build the engine with dim 0",
                 engine.dim()
             )));
         }
         if !engine.dynamic_batching() {
-            return Err(Error::Config(
+            return Err(Error::config(
                 "the batcher forms batches of any size, which needs dynamic batching; build the \
-                 engine with dynamic_batching(true)"
-                    .to_owned(),
+                 engine with dynamic_batching(true)",
             ));
         }
         let layout = Layout::new(engine.spec())?;
         let max_batch_rows = match config.max_batch_rows {
             Some(0) => {
-                return Err(Error::Config(
-                    "max_batch_rows must be at least 1".to_owned(),
-                ));
+                return Err(Error::config("max_batch_rows must be at least 1"));
             }
             Some(rows) => rows,
             None => {
@@ -175,13 +172,11 @@ impl Batcher {
             }
         };
         if config.queue_capacity == 0 {
-            return Err(Error::Config(
-                "queue_capacity must be at least 1".to_owned(),
-            ));
+            return Err(Error::config("queue_capacity must be at least 1"));
         }
         if config.batches_in_flight == 0 {
-            return Err(Error::Config(
-                "batches_in_flight must be at least 1 (default 2)".to_owned(),
+            return Err(Error::config(
+                "batches_in_flight must be at least 1 (default 2)",
             ));
         }
         let (jobs, queue) = crossbeam_channel::bounded(config.queue_capacity);
@@ -207,7 +202,10 @@ impl Batcher {
                     // Closing the queue stops the threads already started.
                     drop(jobs);
                     join_all(threads);
-                    return Err(Error::Config(format!("cannot start a batcher thread: {e}")));
+                    return Err(Error::Spawn {
+                        thread: format!("batcher thread {i}"),
+                        source: e,
+                    });
                 }
             }
         }

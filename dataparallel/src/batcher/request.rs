@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 use neuron_rt::DType;
 
-use crate::error::{Error, Result};
-use crate::spec::{IoSpec, ModelSpec};
+use crate::error::{Error, Result, TensorError};
+use crate::quote::quote;
+use crate::spec::{IoSpec, ModelSpec, Side};
 
 /// One tensor that owns its bytes: an input of a [`Request`] or an output of a
 /// [`Response`](super::Response).
@@ -164,7 +165,6 @@ impl Request {
 pub(super) struct TensorLayout {
     pub(super) name: String,
     pub(super) dtype: Option<DType>,
-    pub(super) elem_size: usize,
     /// The compiled shape without its batch dimension.
     pub(super) row_shape: Vec<usize>,
     /// Bytes per row.
@@ -174,37 +174,27 @@ pub(super) struct TensorLayout {
 impl TensorLayout {
     fn new(kind: &str, spec: &IoSpec) -> Result<TensorLayout> {
         let Some((_, row_shape)) = spec.shape.split_first() else {
-            return Err(Error::Config(format!(
-                "model {kind} `{}` is a scalar; the batcher needs a batch dimension (dim 0) on \
-                 every input and output",
-                spec.name
+            return Err(Error::config(format!(
+                "model {kind} {} is a scalar; the batcher needs a batch dimension (dim 0) on \
+                 every input and output: call the engine directly",
+                quote(&spec.name)
             )));
         };
         let row_bytes = row_shape
             .iter()
             .try_fold(spec.elem_size, |acc, &d| acc.checked_mul(d))
-            .ok_or_else(|| Error::Config(format!("model {kind} `{}` is too large", spec.name)))?;
+            .ok_or_else(|| {
+                Error::config(format!(
+                    "model {kind} {} is too large to batch: call the engine directly",
+                    quote(&spec.name)
+                ))
+            })?;
         Ok(TensorLayout {
             name: spec.name.clone(),
             dtype: spec.dtype,
-            elem_size: spec.elem_size,
             row_shape: row_shape.to_vec(),
             row_bytes,
         })
-    }
-
-    fn dtype_ok(&self, dtype: DType) -> bool {
-        match self.dtype {
-            Some(expected) => expected == dtype,
-            None => dtype.size_bytes() == self.elem_size,
-        }
-    }
-
-    fn dtype_name(&self) -> String {
-        self.dtype.map_or_else(
-            || format!("{}-byte elements", self.elem_size),
-            |d| d.name().to_owned(),
-        )
     }
 }
 
@@ -212,6 +202,8 @@ impl TensorLayout {
 /// batcher's staging buffers are sized by.
 #[derive(Debug, Clone)]
 pub(super) struct Layout {
+    /// The model's tensors, which requests are matched and dtype-checked against.
+    spec: ModelSpec,
     pub(super) inputs: Vec<TensorLayout>,
     pub(super) outputs: Vec<TensorLayout>,
 }
@@ -229,15 +221,22 @@ impl Layout {
             .map(|s| TensorLayout::new("output", s))
             .collect::<Result<Vec<_>>>()?;
         if let Some(unknown) = outputs.iter().find(|o| o.dtype.is_none()) {
-            return Err(Error::Config(format!(
-                "model output `{}` has an unknown dtype; the batcher cannot label its results",
-                unknown.name
+            return Err(Error::config(format!(
+                "model output {} has an unknown dtype; the batcher cannot label its results: \
+                 call the engine directly",
+                quote(&unknown.name)
             )));
         }
         if inputs.is_empty() {
-            return Err(Error::Config("the model has no inputs".to_owned()));
+            return Err(Error::config(
+                "the model has no inputs, so there is nothing to batch",
+            ));
         }
-        Ok(Layout { inputs, outputs })
+        Ok(Layout {
+            spec: spec.clone(),
+            inputs,
+            outputs,
+        })
     }
 
     /// Checks `request` against the model and `max_rows`. Returns its rows and, per model
@@ -248,72 +247,34 @@ impl Layout {
         max_rows: usize,
     ) -> Result<(usize, Vec<usize>), String> {
         let tensors = &request.inputs;
-        if tensors.len() != self.inputs.len() {
-            return Err(format!(
-                "the request has {} inputs but the model takes {} ({})",
-                tensors.len(),
-                self.inputs.len(),
-                self.input_names()
-            ));
-        }
-        let named = tensors.iter().filter(|t| t.name.is_some()).count();
-        let order: Vec<usize> = if named == 0 {
-            (0..tensors.len()).collect()
-        } else if named != tensors.len() {
-            return Err(
-                "name every input of the request or none of them (unnamed inputs are matched \
-                 by position)"
-                    .to_owned(),
-            );
-        } else {
-            let mut order = Vec::with_capacity(self.inputs.len());
-            for model in &self.inputs {
-                let mut found = tensors
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, t)| t.name.as_deref() == Some(model.name.as_str()));
-                let Some((index, _)) = found.next() else {
-                    return Err(format!(
-                        "input `{}` is missing; the request names {}",
-                        model.name,
-                        tensors
-                            .iter()
-                            .filter_map(|t| t.name.as_deref())
-                            .map(|n| format!("`{n}`"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ));
-                };
-                if found.next().is_some() {
-                    return Err(format!("input `{}` is given twice", model.name));
-                }
-                order.push(index);
-            }
-            order
-        };
+        let order = self
+            .spec
+            .assign(Side::Input, tensors, |t| t.name.as_deref())
+            .map_err(|e| TensorError::from(e).to_string())?;
 
         let mut rows: Option<usize> = None;
-        for (model, &index) in self.inputs.iter().zip(&order) {
+        for ((model, spec), &index) in self.inputs.iter().zip(&self.spec.inputs).zip(&order) {
             let tensor = &tensors[index];
-            if !model.dtype_ok(tensor.dtype) {
-                return Err(format!(
-                    "input `{}` is {} but the model expects {}",
-                    model.name,
-                    tensor.dtype.name(),
-                    model.dtype_name()
-                ));
+            if !spec.accepts_dtype(tensor.dtype) {
+                return Err(TensorError::Dtype {
+                    side: Side::Input,
+                    name: spec.name.clone(),
+                    got: tensor.dtype,
+                    expected: spec.dtype_name(),
+                }
+                .to_string());
             }
             let Some((&n, row_shape)) = tensor.shape.split_first() else {
                 return Err(format!(
-                    "input `{}` is a scalar; give it shape {}",
-                    model.name,
+                    "input {} is a scalar; give it shape {}",
+                    quote(&model.name),
                     shape_text(&model.row_shape)
                 ));
             };
             if row_shape != model.row_shape.as_slice() {
                 return Err(format!(
-                    "input `{}` has shape {:?}; the model expects {}",
-                    model.name,
+                    "input {} has shape {:?}; the model expects {}",
+                    quote(&model.name),
                     tensor.shape,
                     shape_text(&model.row_shape)
                 ));
@@ -321,8 +282,8 @@ impl Layout {
             let expected = n.checked_mul(model.row_bytes);
             if expected != Some(tensor.data.len()) {
                 return Err(format!(
-                    "input `{}`: shape {:?} of {} needs {} bytes but the data has {}",
-                    model.name,
+                    "input {}: shape {:?} of {} needs {} bytes but the data has {}",
+                    quote(&model.name),
                     tensor.shape,
                     tensor.dtype.name(),
                     expected.map_or_else(|| "more than usize::MAX".to_owned(), |b| b.to_string()),
@@ -333,9 +294,10 @@ impl Layout {
                 None => rows = Some(n),
                 Some(r) if r != n => {
                     return Err(format!(
-                        "input `{}` has {n} rows but `{}` has {r}; every input of a request \
+                        "input {} has {n} rows but {} has {r}; every input of a request \
                          needs the same rows",
-                        model.name, self.inputs[0].name
+                        quote(&model.name),
+                        quote(&self.inputs[0].name)
                     ));
                 }
                 Some(_) => {}
@@ -352,14 +314,6 @@ impl Layout {
             ));
         }
         Ok((rows, order))
-    }
-
-    fn input_names(&self) -> String {
-        self.inputs
-            .iter()
-            .map(|i| format!("`{}`", i.name))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 

@@ -32,10 +32,13 @@ impl DataParallel {
     ///
     /// # Errors
     ///
-    /// - [`Error::Runtime`] for invalid device ids (each form is rejected with a message
-    ///   naming the entry) or when loading or allocating fails;
+    /// - [`Error::DeviceIds`] for invalid device ids (each form is rejected with a message
+    ///   naming the entry);
+    /// - [`Error::Neff`] when libnrt refuses the NEFF as invalid or unsupported;
+    /// - [`Error::Runtime`] when loading or allocating fails otherwise;
     /// - [`Error::Config`] for a zero `split_size` or worker count, or a `dim` the model's
-    ///   inputs do not have.
+    ///   inputs do not have;
+    /// - [`Error::Spawn`] when a worker thread cannot be started.
     pub fn new(runtime: &Runtime, neff: &Neff, config: Config) -> Result<DataParallel> {
         Self::with_buckets(runtime, std::slice::from_ref(neff), config)
     }
@@ -55,12 +58,11 @@ impl DataParallel {
     pub fn with_buckets(runtime: &Runtime, neffs: &[Neff], config: Config) -> Result<DataParallel> {
         let devices = resolve_devices(runtime, config.device_ids.as_ref())?;
         if neffs.is_empty() {
-            return Err(Error::Config("no NEFF given".to_owned()));
+            return Err(Error::config("no NEFF given"));
         }
         if config.split_size == Some(0) {
-            return Err(Error::Config(
-                "split_size must be at least 1 (or unset to split evenly over the cores)"
-                    .to_owned(),
+            return Err(Error::config(
+                "split_size must be at least 1 (or unset to split evenly over the cores)",
             ));
         }
         // The first reading of the piece clock calibrates it (about 0.6 ms here): pay that
@@ -69,14 +71,14 @@ impl DataParallel {
         let cores = devices.len();
         let num_workers = config.resolved_workers(cores);
         let Some(workers) = NonZeroUsize::new(num_workers) else {
-            return Err(Error::Config(
-                "num_workers must be at least 1 (default: 2 per core)".to_owned(),
+            return Err(Error::config(
+                "num_workers must be at least 1 (default: 2 per core)",
             ));
         };
         let topology = Topology::new(cores, workers);
         let mut dynamic = config.dynamic_batching;
         if neffs.len() > 1 && (config.dim != 0 || !dynamic) {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "{} NEFFs (batch-size buckets) need dynamic batching on dim 0; got dim {} with \
                  dynamic batching {}",
                 neffs.len(),
@@ -100,13 +102,13 @@ impl DataParallel {
         }
         let (spec, order, batches) = buckets::bucket_specs(&first_models, config.dim)?;
         if spec.inputs.iter().all(|i| i.shape.len() <= config.dim) {
-            return Err(Error::Config(format!(
+            return Err(Error::config(format!(
                 "dim {} is out of range: the model's inputs have rank {}",
                 config.dim,
                 spec.inputs.iter().map(|i| i.shape.len()).max().unwrap_or(0)
             )));
         }
-        let buckets = Buckets::new(&batches).map_err(|e| Error::Config(e.to_string()))?;
+        let buckets = Buckets::new(&batches).map_err(|e| Error::config(e.to_string()))?;
         let mut first_models: Vec<Option<Model>> = first_models.into_iter().map(Some).collect();
         let mut replicas = Vec::with_capacity(cores);
         for &core in devices.iter() {
@@ -186,7 +188,7 @@ impl DataParallel {
                     }
                     worker::run(setup);
                 })
-                .map_err(|e| Error::Config(format!("cannot start a worker thread: {e}")))?;
+                .map_err(|e| Error::config(format!("cannot start a worker thread: {e}")))?;
             engine.workers.push(handle);
         }
         Ok(engine)
@@ -212,16 +214,14 @@ impl Drop for DataParallel {
 fn resolve_devices(runtime: &Runtime, spec: Option<&DeviceSpec>) -> Result<DeviceIds> {
     let visible = runtime.visible_cores();
     let ids = match spec {
-        None => DeviceIds::all(visible).map_err(neuron_rt::Error::from)?,
-        Some(DeviceSpec::Ids(ids)) => ids.clone(),
-        Some(DeviceSpec::List(list)) => {
-            DeviceIds::parse_list(list).map_err(neuron_rt::Error::from)?
-        }
-        Some(DeviceSpec::Indices(indices)) => {
-            DeviceIds::from_indices(indices).map_err(neuron_rt::Error::from)?
-        }
-    };
-    Ok(ids.validate(visible).map_err(neuron_rt::Error::from)?)
+        None => DeviceIds::all(visible),
+        Some(DeviceSpec::Ids(ids)) => Ok(ids.clone()),
+        Some(DeviceSpec::List(list)) => DeviceIds::parse_list(list),
+        Some(DeviceSpec::Indices(indices)) => DeviceIds::from_indices(indices),
+    }
+    .map_err(|e| Error::DeviceIds(e.into()))?;
+    ids.validate(visible)
+        .map_err(|e| Error::DeviceIds(e.into()))
 }
 
 /// The CPUs this process may run on, in order.

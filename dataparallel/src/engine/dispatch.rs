@@ -60,13 +60,10 @@ impl DataParallel {
     }
 
     fn split(&self, rows: usize) -> Result<Split> {
-        let healthy = self.healthy_cores();
-        if healthy == 0 {
-            return Err(Error::AllCoresQuarantined {
-                cores: self.replicas.len(),
-            });
-        }
-        Ok(Split::new(rows, healthy, self.split_size)?)
+        // With no core in service there is nothing to split over.
+        Split::new(rows, self.healthy_cores(), self.split_size).ok_or(Error::AllCoresQuarantined {
+            cores: self.replicas.len(),
+        })
     }
 
     fn check_inputs(&self, inputs: &[Input<'_>]) -> Result<(InputPlan, Split, bool)> {
@@ -109,7 +106,8 @@ impl DataParallel {
     /// # Errors
     ///
     /// [`Error::Plan`] when the batch cannot be split (dynamic batching off and the rows are
-    /// not cores × compiled batch).
+    /// not cores × compiled batch); [`Error::AllCoresQuarantined`] when no core is in
+    /// service.
     pub fn plan(&self, rows: usize) -> Result<Vec<ChunkPlan>> {
         let dynamic = self.dynamic_batching();
         let split = self.split(rows)?;
@@ -203,10 +201,9 @@ impl DataParallel {
                 })
                 .collect();
             if self.spec.outputs.iter().any(|o| o.dtype.is_none()) {
-                return Err(Error::Config(
+                return Err(Error::config(
                     "the model reports an output of unknown dtype; use forward_into with your \
-                     own buffers"
-                        .to_owned(),
+                     own buffers",
                 ));
             }
             self.forward_into(inputs, &mut views)?;
