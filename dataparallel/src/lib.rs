@@ -72,7 +72,7 @@ mod view;
 mod worker;
 
 pub use buckets::{BucketError, MAX_BUCKETS};
-pub use config::{Config, DeviceSpec};
+pub use config::{Config, DeviceSpec, MAX_WORKERS_PER_CORE};
 pub use engine::{ChunkPlan, DataParallel, ForwardReport};
 pub use error::{Error, Result};
 pub use health::{CoreHealth, CoreState, DEFAULT_QUARANTINE_AFTER};
