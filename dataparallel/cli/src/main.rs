@@ -14,7 +14,6 @@
 mod args;
 mod bench;
 mod info;
-mod npy;
 mod report;
 mod run;
 mod serve;
@@ -110,7 +109,10 @@ pub(crate) fn runtime() -> CliResult<Runtime> {
 pub(crate) fn neffs(paths: &[std::path::PathBuf]) -> CliResult<Vec<Neff>> {
     paths
         .iter()
-        .map(|path| Neff::from_path(path).map_err(|e| Failure::Usage(one_line(&e.to_string()))))
+        .map(|path| {
+            neuron_dp_cli::files::read_neff(path)
+                .map_err(|e| Failure::Usage(one_line(&e.to_string())))
+        })
         .collect()
 }
 
