@@ -519,6 +519,53 @@ mod tests {
     }
 
     #[test]
+    fn a_roll_back_removes_placed_outputs_and_restores_replaced_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let placed = dir.path().join("new.npy");
+        std::fs::write(&placed, b"new").unwrap();
+        let replaced = dir.path().join("old.npy");
+        let backup = tempfile::Builder::new()
+            .tempfile_in(dir.path())
+            .unwrap()
+            .into_temp_path();
+        std::fs::write(&backup, b"old contents").unwrap();
+        roll_back(
+            std::slice::from_ref(&placed),
+            vec![(replaced.clone(), backup)],
+        );
+        assert!(!placed.exists());
+        assert_eq!(std::fs::read(&replaced).unwrap(), b"old contents");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "{left:?}");
+    }
+
+    #[test]
+    fn writing_outputs_into_a_new_directory_removes_it_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("a").join("b");
+        let gathered = |name: &str| Gathered {
+            name: name.to_owned(),
+            dtype: DType::Float32,
+            shape: vec![1],
+            data: Buffer::zeroed(4),
+        };
+        // bfloat16 has no .npy form: the second write fails after the first succeeded.
+        let bad = Gathered {
+            dtype: DType::BFloat16,
+            ..gathered("z")
+        };
+        let e = write_outputs(&out, &[gathered("y"), bad]).unwrap_err();
+        assert!(
+            e.message().contains("no output files were written"),
+            "{e:?}"
+        );
+        assert!(!dir.path().join("a").exists());
+        let paths = write_outputs(&out, &[gathered("y"), gathered("y")]).unwrap();
+        assert_eq!(paths, vec![out.join("y.npy"), out.join("y_1.npy")]);
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 2);
+    }
+
+    #[test]
     fn long_output_names_are_cut_to_fit_and_stay_distinct() {
         let a = format!("{}a", "x".repeat(300));
         let b = format!("{}b", "x".repeat(300));
