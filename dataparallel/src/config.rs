@@ -5,6 +5,13 @@ use std::num::NonZeroUsize;
 
 use neuron_rt::DeviceIds;
 
+/// The most worker threads per core an engine starts ([`Config::num_workers`] and
+/// [`Config::workers_per_core`] above it are refused at build). Each worker holds a tensor
+/// set on its core and a host thread; more than a few per core only adds contention, and an
+/// unbounded count (`num_workers(usize::MAX)` from a command line or a C caller) would create
+/// workers until memory runs out.
+pub const MAX_WORKERS_PER_CORE: usize = 64;
+
 /// How to build a [`DataParallel`](crate::DataParallel) engine.
 ///
 /// ```
@@ -108,13 +115,15 @@ impl Config {
 
     /// Worker threads in total (default: 2 per core, so one piece's transfers overlap the
     /// other's execution). With fewer workers than cores, a worker serves several cores.
+    /// More than [`MAX_WORKERS_PER_CORE`] × cores is refused at build.
     #[must_use]
     pub fn num_workers(mut self, workers: usize) -> Config {
         self.workers = Workers::Total(workers);
         self
     }
 
-    /// Worker threads per core (default 2).
+    /// Worker threads per core (default 2; at most [`MAX_WORKERS_PER_CORE`], checked at
+    /// build).
     #[must_use]
     pub fn workers_per_core(mut self, per_core: usize) -> Config {
         self.workers = Workers::PerCore(per_core);

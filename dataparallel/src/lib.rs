@@ -71,7 +71,7 @@ mod validate;
 mod view;
 mod worker;
 
-pub use config::{Config, DeviceSpec};
+pub use config::{Config, DeviceSpec, MAX_WORKERS_PER_CORE};
 pub use engine::{ChunkPlan, DataParallel, ForwardReport};
 pub use error::{Error, ErrorKind, Result, TensorError};
 pub use health::{CoreHealth, CoreState, DEFAULT_QUARANTINE_AFTER};

@@ -290,6 +290,38 @@ fn split_size_zero_and_no_workers_are_config_errors() {
 }
 
 #[test]
+fn worker_counts_above_the_per_core_limit_are_config_errors() {
+    use dataparallel::MAX_WORKERS_PER_CORE;
+    let working = affine_engine(2);
+    for config in [
+        Config::default().num_workers(usize::MAX),
+        Config::default().num_workers(2 * MAX_WORKERS_PER_CORE + 1),
+        Config::default().workers_per_core(usize::MAX),
+        Config::default().workers_per_core(MAX_WORKERS_PER_CORE + 1),
+    ] {
+        let err = DataParallel::new(
+            &runtime(),
+            &neff(affine_model(2, F as u32, SCALE, BIAS)),
+            config.device_indices(vec![0, 1]),
+        )
+        .expect_err("too many workers");
+        assert!(matches!(err, Error::Config { .. }), "{err:?}");
+        assert!(err.to_string().contains("per core"), "{err}");
+        still_serves(&working);
+    }
+    // The limit itself is accepted.
+    let engine = DataParallel::new(
+        &runtime(),
+        &neff(affine_model(2, F as u32, SCALE, BIAS)),
+        Config::default()
+            .device_indices(vec![0, 1])
+            .num_workers(2 * MAX_WORKERS_PER_CORE),
+    )
+    .expect("the limit itself");
+    assert_eq!(engine.num_workers(), 2 * MAX_WORKERS_PER_CORE);
+}
+
+#[test]
 fn every_invalid_device_ids_form() {
     let working = affine_engine(2);
     let visible = runtime().visible_cores();

@@ -3,8 +3,11 @@
 //! crashes.
 //!
 //! Targets: `visible_cores`, `device_id`, `neff_header` (neuron-rt's parsers),
-//! `mock_payload` (the mock's NEFF parser) and `capi_tensors` (`ndp_engine_forward` with
-//! fuzzed `ndp_tensor_t` descriptors on a real engine over the mock). Needs the nightly
+//! `mock_payload` (the mock's NEFF parser), `capi_tensors` (`ndp_engine_forward` with
+//! fuzzed `ndp_tensor_t` descriptors on a real engine over the mock), `npy_reader` and
+//! `bench_plan` (the CLI's `.npy` reader and argument-to-plan limits, from its
+//! `neuron_dp_cli` lib) and `batcher_requests` (`Batcher::try_submit` with fuzzed requests on
+//! a real engine over the mock). Needs the nightly
 //! toolchain and cargo-fuzz; when either is missing the task says how to install it. Not
 //! part of CI (the proptest twins of these targets are).
 //!
@@ -29,6 +32,9 @@ pub(crate) const TARGETS: &[&str] = &[
     "neff_header",
     "mock_payload",
     "capi_tensors",
+    "npy_reader",
+    "bench_plan",
+    "batcher_requests",
 ];
 
 /// Fails with the install commands when nightly or cargo-fuzz is missing.

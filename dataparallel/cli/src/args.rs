@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use dataparallel::Config;
+use neuron_dp_cli::limits::{self, BenchOptions, MAX_RATE, MAX_SECONDS, ServeOptions};
 use neuron_rt::DeviceIds;
 
 /// The JSON report schemas, shown by `--help` (the README has the same text).
@@ -96,7 +97,7 @@ pub(crate) struct EngineArgs {
     /// Rows per chunk (chunks go to cores round-robin). Default: split evenly over the cores.
     #[arg(long, value_name = "S")]
     pub(crate) split_size: Option<NonZeroUsize>,
-    /// Worker threads in total. Default: 2 per core.
+    /// Worker threads in total, at most 64 per core. Default: 2 per core.
     #[arg(long, value_name = "W")]
     pub(crate) num_workers: Option<NonZeroUsize>,
 }
@@ -199,8 +200,8 @@ pub(crate) struct BenchArgs {
     /// length of the request schedule (rate x seconds requests).
     #[arg(long, value_name = "S", value_parser = parse_seconds, conflicts_with = "iterations")]
     pub(crate) seconds: Option<Duration>,
-    /// Run exactly this many forwards (after one warm-up forward). With --serve: this many
-    /// requests.
+    /// Run exactly this many forwards (after one warm-up forward; at most 10^7). With
+    /// --serve: this many requests.
     #[arg(long, value_name = "I")]
     pub(crate) iterations: Option<NonZeroUsize>,
     /// Serving mode: an open-loop load of requests at --rate through the request batcher
@@ -212,16 +213,18 @@ pub(crate) struct BenchArgs {
     /// With --serve: requests per second.
     #[arg(long, value_name = "R", requires = "serve", value_parser = parse_rate)]
     pub(crate) rate: Option<f64>,
-    /// With --serve: rows per request [default: 1].
+    /// With --serve: rows per request, at most --max-batch-rows [default: 1].
     #[arg(long, value_name = "N", requires = "serve")]
     pub(crate) request_rows: Option<NonZeroUsize>,
-    /// With --serve: the longest a batch waits to fill, in microseconds [default: 1000].
+    /// With --serve: the longest a batch waits to fill, in microseconds, at most 10^7 (10 s)
+    /// [default: 1000].
     #[arg(long, value_name = "D", requires = "serve")]
     pub(crate) max_delay_us: Option<u64>,
     /// With --serve: most rows per batch [default: cores x the model's compiled batch].
     #[arg(long, value_name = "M", requires = "serve")]
     pub(crate) max_batch_rows: Option<NonZeroUsize>,
-    /// With --serve: batches that may run at once; the next forms while one runs [default: 2].
+    /// With --serve: batches that may run at once (at most 64); the next forms while one
+    /// runs [default: 2].
     #[arg(long, value_name = "B", requires = "serve")]
     pub(crate) batches_in_flight: Option<NonZeroUsize>,
     /// Seed of the random inputs.
@@ -234,14 +237,34 @@ pub(crate) struct BenchArgs {
     pub(crate) json: bool,
 }
 
+impl BenchArgs {
+    /// The sizes and counts given, for [`limits::bench_plan`] and [`limits::serve_plan`].
+    pub(crate) fn options(&self) -> BenchOptions {
+        let count = |n: Option<NonZeroUsize>| n.map(|n| n.get() as u64);
+        BenchOptions {
+            batch: count(self.batch),
+            iterations: count(self.iterations),
+            seconds: self.seconds,
+            serve: self.serve.then(|| ServeOptions {
+                // clap requires --rate with --serve; NaN is refused by the check if not.
+                rate: self.rate.unwrap_or(f64::NAN),
+                request_rows: count(self.request_rows),
+                max_delay_us: self.max_delay_us,
+                max_batch_rows: count(self.max_batch_rows),
+                batches_in_flight: count(self.batches_in_flight),
+            }),
+        }
+    }
+}
+
 fn parse_rate(text: &str) -> Result<f64, String> {
     let rate: f64 = text
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of requests per second"))?;
-    if !(rate.is_finite() && rate > 0.0 && rate <= 10_000_000.0) {
+    if limits::check_rate(rate).is_err() {
         return Err(format!(
-            "{text:?} is out of range: give requests per second above 0 and at most 1e7"
+            "{text:?} is out of range: give requests per second above 0 and at most {MAX_RATE:e}"
         ));
     }
     Ok(rate)
@@ -252,9 +275,9 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0) {
+    if limits::check_seconds(seconds).is_err() {
         return Err(format!(
-            "{text:?} is out of range: give seconds above 0 and at most 86400"
+            "{text:?} is out of range: give seconds above 0 and at most {MAX_SECONDS}"
         ));
     }
     Ok(Duration::from_secs_f64(seconds))

@@ -7,15 +7,32 @@ use std::time::{Duration, Instant};
 
 use dataparallel::{CoreHealth, CoreReport, DataParallel, Input, IoSpec};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use neuron_dp_cli::limits::{self, MAX_ITERATIONS, ModelSize, Stop, TensorSize};
+use neuron_dp_cli::npy::{self, Buffer};
 use neuron_rt::DType;
 
 use crate::args::BenchArgs;
-use crate::npy::{self, Buffer};
 use crate::report::{self, Report as _, SCHEMA};
 use crate::{CliResult, Failure, engine_failure};
 
-/// The run length when neither `--seconds` nor `--iterations` is given.
-const DEFAULT_SECONDS: u64 = 5;
+/// What the bench limits need to know about the engine's model.
+pub(crate) fn model_size(engine: &DataParallel) -> ModelSize {
+    let sizes = |specs: &[IoSpec]| {
+        specs
+            .iter()
+            .map(|s| TensorSize {
+                shape: s.shape.clone(),
+                elem_size: s.elem_size,
+            })
+            .collect()
+    };
+    ModelSize {
+        inputs: sizes(&engine.spec().inputs),
+        outputs: sizes(&engine.spec().outputs),
+        dim: engine.dim(),
+        cores: engine.devices().len(),
+    }
+}
 
 /// splitmix64: a small, fast, deterministic generator for the random inputs.
 #[derive(Debug)]
@@ -99,20 +116,19 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     if args.serve {
         return crate::serve::run(args);
     }
+    // Counts and durations first, before the runtime starts.
+    let options = args.options();
+    options.check().map_err(Failure::Usage)?;
     let runtime = crate::runtime()?;
     let neffs = crate::neffs(&args.neffs)?;
     let engine = DataParallel::with_buckets(&runtime, &neffs, args.engine.config())
         .map_err(|e| engine_failure(&e))?;
     let spec = engine.spec();
     let dim = engine.dim();
-    let compiled = spec
-        .inputs
-        .iter()
-        .find_map(|i| i.shape.get(dim).copied())
-        .unwrap_or(1);
-    let batch = args
-        .batch
-        .map_or(engine.devices().len() * compiled, |b| b.get());
+    // Rows and the buffers they imply, before anything is allocated.
+    let plan = limits::bench_plan(&options, &model_size(&engine), limits::memory_budget())
+        .map_err(Failure::Usage)?;
+    let batch = plan.batch;
 
     let mut rng = SplitMix64(args.seed);
     let shapes: Vec<Vec<usize>> = spec
@@ -152,7 +168,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let out_shapes = engine
         .output_shapes(&inputs)
         .map_err(|e| engine_failure(&e))?;
-    let mut out_buffers = npy::output_buffers(spec, &out_shapes);
+    let mut out_buffers = npy::output_buffers(spec, &out_shapes).map_err(Failure::Usage)?;
     let mut outputs = npy::output_views(spec, &out_shapes, &mut out_buffers);
 
     // One warm-up forward (first-touch of device tensors, thread wake-ups) is not counted.
@@ -163,10 +179,9 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             .map_err(|e| engine_failure(&e))?;
     }
 
-    let (limit_iterations, limit_time) = match (args.iterations, args.seconds) {
-        (Some(n), _) => (Some(n.get()), None),
-        (None, Some(t)) => (None, Some(t)),
-        (None, None) => (None, Some(Duration::from_secs(DEFAULT_SECONDS))),
+    let (limit_iterations, limit_time) = match plan.stop {
+        Stop::Iterations(n) => (Some(n), None),
+        Stop::Time(t) => (None, Some(t)),
     };
     let bar = match (limit_iterations, limit_time) {
         (Some(n), _) => progress(n as u64, false),
@@ -175,7 +190,8 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     };
 
     let before = engine.core_stats();
-    let mut latencies: Vec<Duration> = Vec::with_capacity(limit_iterations.unwrap_or(1024));
+    let mut latencies: Vec<Duration> =
+        Vec::with_capacity(limit_iterations.unwrap_or(1024).min(1 << 16));
     let started = Instant::now();
     loop {
         let t0 = Instant::now();
@@ -196,7 +212,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             (None, Some(t)) => {
                 bar.set_position(elapsed.as_millis().min(t.as_millis()) as u64);
                 bar.set_message(format!("{} forwards", latencies.len()));
-                if elapsed >= t {
+                if elapsed >= t || latencies.len() as u64 >= MAX_ITERATIONS {
                     break;
                 }
             }

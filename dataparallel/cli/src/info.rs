@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::CliResult;
 use crate::args::InfoArgs;
-use crate::report::{SCHEMA, print_json};
+use crate::report::{SCHEMA, print_json, print_text};
 
 /// The variables always shown (null / "unset" when unset); `NRT_MOCK_*` ones are shown when
 /// set.
@@ -91,8 +91,7 @@ pub(crate) fn run(args: &InfoArgs) -> CliResult {
     if args.json {
         return print_json(&report);
     }
-    print!("{}", text(&report));
-    Ok(())
+    print_text(&text(&report))
 }
 
 fn text(report: &InfoReport) -> String {

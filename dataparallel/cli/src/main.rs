@@ -15,7 +15,6 @@
 mod args;
 mod bench;
 mod info;
-mod npy;
 mod report;
 mod run;
 mod serve;
@@ -130,7 +129,8 @@ pub(crate) fn neffs(paths: &[std::path::PathBuf]) -> CliResult<Vec<Neff>> {
     paths
         .iter()
         .map(|path| {
-            Neff::from_path(path).map_err(|e| Failure::from_engine(&dataparallel::Error::from(e)))
+            neuron_dp_cli::files::read_neff(path)
+                .map_err(|e| Failure::from_engine(&dataparallel::Error::from(e)))
         })
         .collect()
 }

@@ -539,7 +539,6 @@ impl BenchReport {
     }
 }
 
-/// Prints `value` as one line of JSON on stdout.
 /// A report printed as text, or with `--json` as one JSON object.
 pub(crate) trait Report: Serialize + Sized {
     /// The text form.
@@ -550,17 +549,35 @@ pub(crate) trait Report: Serialize + Sized {
         if json {
             print_json(self)
         } else {
-            print!("{}", self.text());
-            Ok(())
+            print_text(&self.text())
         }
     }
 }
 
+/// Prints `value` as one line of JSON on stdout.
 pub(crate) fn print_json(value: &impl Serialize) -> crate::CliResult {
-    let text = serde_json::to_string(value)
+    let mut text = serde_json::to_string(value)
         .map_err(|e| crate::Failure::Runtime(format!("cannot encode the JSON report: {e}")))?;
-    println!("{text}");
-    Ok(())
+    text.push('\n');
+    print_text(&text)
+}
+
+/// Writes `text` to stdout through a locked handle and flushes it. A write error (a closed
+/// pipe, a full disk) is a runtime failure (exit status 1) with one line on stderr, never a
+/// panic as `print!` would be.
+pub(crate) fn print_text(text: &str) -> crate::CliResult {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| {
+            crate::Failure::Runtime(if e.kind() == std::io::ErrorKind::BrokenPipe {
+                "stdout was closed before the report was written (broken pipe)".to_owned()
+            } else {
+                format!("cannot write the report to stdout: {e}")
+            })
+        })
 }
 
 #[cfg(test)]

@@ -16,16 +16,12 @@ use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request, Ticket
 use dataparallel::{DataParallel, Input};
 use neuron_rt::DType;
 
+use neuron_dp_cli::{limits, npy};
+
 use crate::args::BenchArgs;
-use crate::bench::{SplitMix64, core_table, fill, input_shape, padding, progress};
-use crate::npy;
+use crate::bench::{SplitMix64, core_table, fill, input_shape, model_size, padding, progress};
 use crate::report::{self, Report as _, SCHEMA, SERVE_SAMPLE_MS};
 use crate::{CliResult, Failure, engine_failure, one_line};
-
-/// The schedule length when neither `--seconds` nor `--iterations` is given.
-const DEFAULT_SECONDS: f64 = 5.0;
-/// `--max-delay-us` by default.
-const DEFAULT_MAX_DELAY_US: u64 = 1000;
 
 /// What the collector saw.
 struct Collected {
@@ -37,9 +33,12 @@ struct Collected {
 
 /// The subcommand's serving mode.
 pub(crate) fn run(args: &BenchArgs) -> CliResult {
-    let Some(rate) = args.rate else {
+    if args.rate.is_none() {
         return Err(Failure::Usage("--serve needs --rate".to_owned()));
-    };
+    }
+    // Counts and durations first, before the runtime starts.
+    let options = args.options();
+    options.check().map_err(Failure::Usage)?;
     let runtime = crate::runtime()?;
     let neffs = crate::neffs(&args.neffs)?;
     let engine = Arc::new(
@@ -56,15 +55,18 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
                 .to_owned(),
         ));
     }
-    let request_rows = args.request_rows.map_or(1, |r| r.get());
-    let max_delay_us = args.max_delay_us.unwrap_or(DEFAULT_MAX_DELAY_US);
-    let mut config = BatcherConfig::default().max_delay(Duration::from_micros(max_delay_us));
-    if let Some(rows) = args.max_batch_rows {
-        config = config.max_batch_rows(rows.get());
-    }
-    if let Some(batches) = args.batches_in_flight {
-        config = config.batches_in_flight(batches.get());
-    }
+    // Rows, the batcher's settings and the buffers they imply, before anything is
+    // allocated or started.
+    let plan = limits::serve_plan(&options, &model_size(&engine), limits::memory_budget())
+        .map_err(Failure::Usage)?;
+    let rate = plan.rate;
+    let request_rows = plan.request_rows;
+    let max_delay_us = u64::try_from(plan.max_delay.as_micros()).unwrap_or(u64::MAX);
+    let config = BatcherConfig::default()
+        .max_delay(plan.max_delay)
+        .max_batch_rows(plan.max_batch_rows)
+        .batches_in_flight(plan.batches_in_flight)
+        .queue_capacity(plan.queue_capacity);
     let queue_capacity = config.queue_capacity_value();
     let batches_in_flight = config.batches_in_flight_value();
 
@@ -102,13 +104,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
     let warmup = 1;
     warm_up(&engine, &template)?;
 
-    let total = match (args.iterations, args.seconds) {
-        (Some(n), _) => n.get(),
-        (None, seconds) => {
-            let seconds = seconds.map_or(DEFAULT_SECONDS, |s| s.as_secs_f64());
-            ((rate * seconds).round() as usize).max(1)
-        }
-    };
+    let total = plan.requests;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let bar = progress(total as u64, false);
     let before = engine.core_stats();
@@ -265,7 +261,7 @@ fn warm_up(engine: &DataParallel, template: &[(DType, Vec<usize>, Vec<u8>, Strin
         .output_shapes(&inputs)
         .map_err(|e| engine_failure(&e))?;
     let spec = engine.spec();
-    let mut buffers = npy::output_buffers(spec, &shapes);
+    let mut buffers = npy::output_buffers(spec, &shapes).map_err(Failure::Usage)?;
     let mut outputs = npy::output_views(spec, &shapes, &mut buffers);
     engine
         .forward_into(&inputs, &mut outputs)

@@ -827,3 +827,359 @@ fn bench_serve_reports_the_batcher_and_latency_from_the_schedule() {
     assert_usage(&s.run(&["bench", &neff, "--rate", "100", "--iterations", "2"]));
     assert_usage(&s.run(&["bench", &neff, "--serve", "--rate", "100", "--batch", "4"]));
 }
+
+// ---- Hardening: sizes, files, stdout and outputs a user controls ----
+
+/// A .npy file whose header is `dict` (padded as numpy pads it) followed by `data`.
+fn raw_npy(path: &Path, dict: &str, data: &[u8]) {
+    let mut header = dict.as_bytes().to_vec();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&u16::try_from(header.len()).unwrap().to_le_bytes());
+    bytes.extend_from_slice(&header);
+    bytes.extend_from_slice(data);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Two float32 inputs `a`, `b` `[2, 4]` copied to outputs named `out0`, `out1`.
+fn identity2(out0: &str, out1: &str) -> MockModel {
+    MockModel::new("id2", Op::Identity)
+        .input("a", DType::Float32, &[2, 4])
+        .input("b", DType::Float32, &[2, 4])
+        .output(out0, DType::Float32, &[2, 4])
+        .output(out1, DType::Float32, &[2, 4])
+}
+
+/// `run` of [`identity2`] into `out_dir` with a = 0..8, b = 10..18.
+fn run_identity2(s: &Scratch, model: &MockModel, out_dir: &Path, json: bool) -> Output {
+    let neff = s.neff("id2.neff", model);
+    let a: Vec<f32> = (0..8).map(|i| i as f32).collect();
+    let b: Vec<f32> = (10..18).map(|i| i as f32).collect();
+    let a = s.npy_f32("a.npy", &[2, 4], &a);
+    let b = s.npy_f32("b.npy", &[2, 4], &b);
+    let mut args = vec![
+        "run".to_owned(),
+        neff,
+        "--input".to_owned(),
+        format!("a={a}"),
+        "--input".to_owned(),
+        format!("b={b}"),
+        "--out-dir".to_owned(),
+        out_dir.display().to_string(),
+    ];
+    if json {
+        args.push("--json".to_owned());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    s.run(&args)
+}
+
+#[test]
+fn npy_headers_claiming_more_data_than_the_file_holds_are_bad_input() {
+    let s = Scratch::new();
+    // 64 data bytes behind every header: the allocation must never follow the claim.
+    for shape in [
+        "(1073741824, 8)",
+        "(17592186044416, 8)",
+        "(18446744073709551615, 8)",
+        "(4294967296, 4294967296, 8)",
+    ] {
+        let path = s.path("x.npy");
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        raw_npy(&path, &dict, &[0; 64]);
+        let out = run_affine(&s, path.to_str().unwrap());
+        assert_error(&out, 2, &["x.npy"]);
+        let err = stderr(&out);
+        assert!(
+            err.contains("truncated") || err.contains("more data than the file holds"),
+            "{shape}: {err}"
+        );
+        assert!(!s.path("out").exists());
+    }
+    // A negative dimension and one past 2^64 are refused by the header parser.
+    for shape in ["(-1, 8)", "(18446744073709551616, 8)"] {
+        let path = s.path("x.npy");
+        let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+        raw_npy(&path, &dict, &[0; 64]);
+        let out = run_affine(&s, path.to_str().unwrap());
+        assert_error(&out, 2, &["does not parse", "negative or above 2^64"]);
+    }
+}
+
+#[test]
+fn unparsable_npy_headers_are_one_short_line() {
+    let s = Scratch::new();
+    let path = s.path("x.npy");
+    // An 82 KB header (version 2: 4-byte length) that does not parse.
+    let junk = format!("{{'descr': '<f4',\n\n{}\n}}", "x".repeat(82_000));
+    let mut bytes = b"\x93NUMPY\x02\x00".to_vec();
+    bytes.extend_from_slice(&u32::try_from(junk.len()).unwrap().to_le_bytes());
+    bytes.extend_from_slice(junk.as_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let out = run_affine(&s, path.to_str().unwrap());
+    assert_error(&out, 2, &["x.npy", "10000-byte"]);
+    assert!(stderr(&out).len() < 400, "{}", stderr(&out));
+
+    // Within the header limit, multi-line and with a terminal escape: quoted, escaped, cut.
+    let junk = format!(
+        "{{'descr': '<f4',\n\u{1b}[2J\n'shape': {}}}",
+        "(".repeat(3) + &"9".repeat(5_000)
+    );
+    raw_npy(&path, &junk, &[]);
+    let out = run_affine(&s, path.to_str().unwrap());
+    assert_error(&out, 2, &["does not parse", "it begins"]);
+    let err = stderr(&out);
+    assert!(err.len() < 500, "{} bytes: {err}", err.len());
+    assert!(!err.contains('\u{1b}'), "{err}");
+}
+
+#[test]
+fn devices_fifos_and_directories_are_refused_without_reading() {
+    let s = Scratch::new();
+    let x = s.npy_f32("x.npy", &[2, 8], &[0.0; 16]);
+    let out_dir = s.path("out");
+    let out_dir = out_dir.to_str().unwrap();
+    // /dev/zero as the NEFF would be read until memory runs out.
+    let out = s.run(&["run", "/dev/zero", "--input", &x, "--out-dir", out_dir]);
+    assert_error(
+        &out,
+        2,
+        &["/dev/zero", "character device", "regular NEFF file"],
+    );
+    let out = s.run(&["bench", "/dev/zero", "--iterations", "1"]);
+    assert_error(&out, 2, &["character device"]);
+    // ... and as an input.
+    let out = run_affine(&s, "/dev/zero");
+    assert_error(
+        &out,
+        2,
+        &["/dev/zero", "character device", "regular .npy file"],
+    );
+    // A FIFO nobody writes to: opening it must not block.
+    let fifo = s.path("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let out = run_affine(&s, fifo.to_str().unwrap());
+    assert_error(&out, 2, &["fifo", "FIFO"]);
+    let out = s.run(&[
+        "run",
+        fifo.to_str().unwrap(),
+        "--input",
+        &x,
+        "--out-dir",
+        out_dir,
+    ]);
+    assert_error(&out, 2, &["FIFO"]);
+    // A directory as the NEFF.
+    let out = s.run(&["bench", s.dir.path().to_str().unwrap(), "--iterations", "1"]);
+    assert_error(&out, 2, &["directory"]);
+    assert!(!s.path("out").exists());
+}
+
+#[test]
+fn sizes_and_counts_from_arguments_are_bounded_naming_the_limit() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let max = u64::MAX.to_string();
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (vec!["--batch", "1099511627776"], &["--batch", "of memory"]),
+        (vec!["--batch", &max], &["--batch", "of memory"]),
+        (
+            vec!["--iterations", "1000000000000"],
+            &["--iterations", "limit of 10000000"],
+        ),
+        (vec!["--iterations", &max], &["limit of 10000000"]),
+        (vec!["--num-workers", &max], &["workers", "per core"]),
+        (vec!["--num-workers", "257"], &["limit of 64 per core"]),
+        (
+            vec![
+                "--serve",
+                "--rate",
+                "100",
+                "--request-rows",
+                "1099511627776",
+            ],
+            &["--request-rows", "batch limit of 8 rows"],
+        ),
+        (
+            vec!["--serve", "--rate", "100", "--batches-in-flight", &max],
+            &["--batches-in-flight", "limit of 64"],
+        ),
+        (
+            vec!["--serve", "--rate", "100", "--max-delay-us", &max],
+            &["--max-delay-us", "limit of 10000000"],
+        ),
+        (
+            vec!["--serve", "--rate", "100", "--max-batch-rows", &max],
+            &["the batcher", "of memory"],
+        ),
+        (
+            vec![
+                "--serve",
+                "--rate",
+                "100",
+                "--max-batch-rows",
+                &max,
+                "--request-rows",
+                &max,
+            ],
+            &["the batcher", "of memory"],
+        ),
+        (
+            vec!["--serve", "--rate", "10000000", "--seconds", "86400"],
+            &["requests", "limit of 10000000"],
+        ),
+        (
+            vec!["--serve", "--rate", "100", "--iterations", &max],
+            &["limit of 10000000"],
+        ),
+    ];
+    for (extra, needles) in cases {
+        let mut args = vec!["bench", neff.as_str()];
+        args.extend(&extra);
+        let out = s.run(&args);
+        assert_error(&out, 2, needles);
+    }
+    // The limits themselves are accepted: a huge split size is one chunk per call, and a
+    // delay at the limit with more rows per batch than requests still completes.
+    let out = s.run(&["bench", &neff, "--iterations", "2", "--split-size", &max]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = s.run(&[
+        "bench",
+        &neff,
+        "--serve",
+        "--rate",
+        "1000",
+        "--iterations",
+        "3",
+        "--max-delay-us",
+        "0",
+        "--batches-in-flight",
+        "64",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Runs `neuron-dp ARGS` with stdout on the write end of a pipe whose read end is already
+/// closed.
+fn run_into_closed_pipe(s: &Scratch, args: &[&str]) -> Output {
+    use std::os::fd::{FromRawFd as _, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a writable array of two ints, as pipe(2) requires.
+    let made = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    assert_eq!(made, 0, "pipe: {}", std::io::Error::last_os_error());
+    // SAFETY: pipe(2) returned two fresh descriptors this test now owns, each once.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    s.command(args)
+        .stdout(std::process::Stdio::from(write))
+        .output()
+        .expect("start neuron-dp")
+}
+
+#[test]
+fn a_closed_or_full_stdout_is_exit_1_not_a_panic() {
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    for args in [
+        vec!["info"],
+        vec!["info", "--json"],
+        vec!["bench", &neff, "--iterations", "1"],
+        vec!["bench", &neff, "--iterations", "1", "--json"],
+    ] {
+        let out = run_into_closed_pipe(&s, &args);
+        assert_error(&out, 1, &["stdout", "broken pipe"]);
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = s.command(&args).stdout(full).output().unwrap();
+        assert_error(
+            &out,
+            1,
+            &["cannot write the report to stdout", "No space left"],
+        );
+    }
+}
+
+#[test]
+fn a_link_planted_at_an_output_path_is_replaced_never_followed() {
+    let s = Scratch::new();
+    let victim = s.path("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let out_dir = s.path("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::os::unix::fs::symlink(&victim, out_dir.join("y.npy")).unwrap();
+    let x = s.npy_f32("x.npy", &[2, 8], &[1.0; 16]);
+    let out = run_affine(&s, &x);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    let written = std::fs::symlink_metadata(out_dir.join("y.npy")).unwrap();
+    assert!(written.file_type().is_file(), "{written:?}");
+    let (shape, values) = read_npy_f32(&out_dir.join("y.npy"));
+    assert_eq!(shape, vec![2, 8]);
+    assert_eq!(values, vec![3.0; 16]);
+    // No temporary or backup file is left.
+    assert_eq!(npy_files(&out_dir), vec!["y.npy".to_owned()]);
+}
+
+#[test]
+fn outputs_appear_all_or_none() {
+    let s = Scratch::new();
+    let out_dir = s.path("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    std::fs::write(out_dir.join("first.npy"), b"old").unwrap();
+    std::fs::create_dir(out_dir.join("second.npy")).unwrap();
+    let model = identity2("first", "second");
+    let out = run_identity2(&s, &model, &out_dir, false);
+    assert_error(&out, 2, &["second.npy", "is a directory"]);
+    let mut left = npy_files(&out_dir);
+    left.sort();
+    assert_eq!(left, vec!["first.npy".to_owned(), "second.npy".to_owned()]);
+    assert_eq!(std::fs::read(out_dir.join("first.npy")).unwrap(), b"old");
+
+    // Once the way is clear both appear, replacing the old file.
+    std::fs::remove_dir(out_dir.join("second.npy")).unwrap();
+    let out = run_identity2(&s, &model, &out_dir, false);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut left = npy_files(&out_dir);
+    left.sort();
+    assert_eq!(left, vec!["first.npy".to_owned(), "second.npy".to_owned()]);
+    assert_eq!(read_npy_f32(&out_dir.join("first.npy")).1[7], 7.0);
+    assert_eq!(read_npy_f32(&out_dir.join("second.npy")).1[0], 10.0);
+}
+
+#[test]
+fn long_output_names_are_cut_to_fit_and_reported() {
+    let s = Scratch::new();
+    let out_dir = s.path("out");
+    let long_a = format!("{}a", "n".repeat(254));
+    let long_b = format!("{}b", "n".repeat(254));
+    let model = identity2(&long_a, &long_b);
+    let out = run_identity2(&s, &model, &out_dir, true);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let outputs = report["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2);
+    let mut files = Vec::new();
+    for (output, expected) in outputs.iter().zip([0.0, 10.0]) {
+        let path = PathBuf::from(output["path"].as_str().unwrap());
+        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(file.len() <= 255, "{} bytes: {file}", file.len());
+        assert!(file.starts_with("nnnn") && file.ends_with(".npy"), "{file}");
+        assert_eq!(read_npy_f32(&path).1[0], expected);
+        files.push(file);
+    }
+    assert_ne!(files[0], files[1]);
+    assert_eq!(outputs[0]["name"].as_str(), Some(long_a.as_str()));
+    let mut left = npy_files(&out_dir);
+    left.sort();
+    files.sort();
+    assert_eq!(left, files);
+}

@@ -75,6 +75,14 @@ impl DataParallel {
                 "num_workers must be at least 1 (default: 2 per core)",
             ));
         };
+        let most = cores.saturating_mul(crate::config::MAX_WORKERS_PER_CORE);
+        if num_workers > most {
+            return Err(Error::config(format!(
+                "{num_workers} workers is above the limit of {} per core ({most} for {cores} \
+                 cores); use fewer workers (default: 2 per core)",
+                crate::config::MAX_WORKERS_PER_CORE
+            )));
+        }
         let topology = Topology::new(cores, workers);
         let mut dynamic = config.dynamic_batching;
         if neffs.len() > 1 && (config.dim != 0 || !dynamic) {
