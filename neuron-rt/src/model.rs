@@ -33,8 +33,11 @@ pub struct TensorInfo {
     pub usage: Usage,
     /// Size in bytes; authoritative (allocate exactly this much).
     pub size: usize,
-    /// The element type, decoded with the runtime's encoding; advisory (ARCHITECTURE.md, "Dtype encodings").
-    /// `None` when the code is unknown.
+    /// The element type, decoded with the runtime's encoding and checked against `size` and
+    /// `shape`, which win (ARCHITECTURE.md, "Dtype encodings"): when the code fits only the
+    /// other encoding, that one's dtype; `None` when the code is unknown or fits neither, and
+    /// then the element size is `size / elements` ([`crate::dtype::resolve`]). Never
+    /// inconsistent with `size` and `shape`.
     pub dtype: Option<DType>,
     /// The raw dtype code as libnrt reported it.
     pub raw_dtype: u32,
@@ -47,6 +50,29 @@ impl TensorInfo {
     pub fn elements(&self) -> usize {
         self.shape.iter().product()
     }
+}
+
+/// Logs, once per process, that a runtime reported a dtype code its tensor's size contradicts.
+fn warn_dtype_once(
+    runtime: &Runtime,
+    name: &str,
+    code: u32,
+    size: usize,
+    shape: &[usize],
+    chosen: Option<DType>,
+) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let chosen = chosen.map_or_else(
+            || "an element size from the size".to_owned(),
+            |d| format!("dtype {d}"),
+        );
+        log::warn!(
+            "libnrt {} reports dtype code {code} for tensor `{name}` ({size} bytes, shape              {shape:?}), which does not fit its size in the {:?} encoding its version implies;              trusting size and shape and using {chosen} (further mismatches are not logged)",
+            runtime.version(),
+            runtime.dtype_encoding()
+        );
+    });
 }
 
 /// A NEFF loaded on one of this process's NeuronCores. Unloads on drop.
@@ -217,11 +243,16 @@ impl Model {
                         .map(|&d| d as usize)
                         .collect()
                 };
+                let (dtype, disagreed) =
+                    crate::dtype::resolve(entry.dtype, encoding, entry.size, &shape);
+                if disagreed {
+                    warn_dtype_once(&self.runtime, &name, entry.dtype, entry.size, &shape, dtype);
+                }
                 Ok(TensorInfo {
                     name,
                     usage,
                     size: entry.size,
-                    dtype: DType::from_nrt(entry.dtype, encoding),
+                    dtype,
                     raw_dtype: entry.dtype,
                     shape,
                 })

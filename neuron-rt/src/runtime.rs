@@ -42,6 +42,21 @@ pub struct RuntimeVersion {
 }
 
 impl RuntimeVersion {
+    /// True when this version is `major.minor.patch` or newer (the maintenance number is
+    /// ignored).
+    ///
+    /// ```
+    /// let v = neuron_rt::RuntimeVersion {
+    ///     major: 2, minor: 29, patch: 40, maintenance: 0,
+    ///     detail: String::new(), git_hash: String::new(),
+    /// };
+    /// assert!(v.at_least(2, 29, 40));
+    /// assert!(!v.at_least(2, 30, 0));
+    /// ```
+    pub fn at_least(&self, major: u64, minor: u64, patch: u64) -> bool {
+        (self.major, self.minor, self.patch) >= (major, minor, patch)
+    }
+
     /// True when this is the in-tree mock rather than the real libnrt.
     pub fn is_mock(&self) -> bool {
         self.detail.starts_with("nrt-mock")
@@ -197,7 +212,6 @@ impl Runtime {
 
         let library = neuron_sys::library().map_err(|e| Error::Load(e.clone()))?;
         let api = library.api();
-        let version = query_version(api)?;
         let total_cores = count("nrt_get_total_nc_count", api.nrt_get_total_nc_count)?;
         let core_map = core_map_from_env(total_cores)?;
 
@@ -210,8 +224,14 @@ impl Runtime {
             CoreMap::ChosenByRuntime => "cores chosen by NEURON_RT_NUM_CORES".to_owned(),
         })?;
 
-        let visible_cores = match count("nrt_get_visible_nc_count", api.nrt_get_visible_nc_count) {
-            Ok(n) => n,
+        // The version is asked for after `nrt_init`: the runtime documents only the core-count
+        // queries as usable before it.
+        let queried = query_version(api).and_then(|version| {
+            count("nrt_get_visible_nc_count", api.nrt_get_visible_nc_count)
+                .map(|visible| (version, visible))
+        });
+        let (version, visible_cores) = match queried {
+            Ok(pair) => pair,
             Err(error) => {
                 // SAFETY: `nrt_init` succeeded above and nothing else uses the runtime yet.
                 unsafe { (api.nrt_close)() };
@@ -368,7 +388,7 @@ fn c_chars_to_string(chars: &[std::ffi::c_char]) -> String {
 fn query_version(api: &NrtApi) -> Result<RuntimeVersion> {
     let mut raw = std::mem::MaybeUninit::<nrt_version_t>::zeroed();
     // SAFETY: `raw` is a zeroed, writable `nrt_version_t` and we pass its exact size, so the
-    // library writes at most that many bytes. Callable before `nrt_init`.
+    // library writes at most that many bytes. Called after `nrt_init`.
     let status =
         unsafe { (api.nrt_get_version)(raw.as_mut_ptr(), std::mem::size_of::<nrt_version_t>()) };
     check("nrt_get_version", status, String::new)?;

@@ -382,3 +382,75 @@ fn the_builder_chooses_the_library_without_the_environment() {
     assert!(text.contains(&mock.display().to_string()), "{text}");
     assert!(text.contains("before the first Runtime::init"), "{text}");
 }
+
+/// Loads the affine model and returns its input's dtype and size.
+fn affine_input_dtype(runtime: &Runtime) -> (Option<neuron_rt::DType>, usize) {
+    let model = common::load(runtime, &common::affine(), 0);
+    let info = &model.inputs()[0];
+    (info.dtype, info.size)
+}
+
+#[test]
+fn older_runtime_version_is_read_after_init_with_sequential_codes() {
+    // Strict: the mock refuses nrt_get_version before nrt_init, as only the core counts are
+    // documented as usable then.
+    let env = [
+        ("NRT_MOCK_RUNTIME_VERSION", "2.29.0"),
+        ("NRT_MOCK_STRICT_INIT", "1"),
+    ];
+    if !in_child(
+        "older_runtime_version_is_read_after_init_with_sequential_codes",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init reads the version after nrt_init");
+    let version = runtime.version();
+    assert_eq!((version.major, version.minor, version.patch), (2, 29, 0));
+    assert!(!version.at_least(2, 30, 0));
+    assert_eq!(
+        runtime.dtype_encoding(),
+        neuron_rt::DTypeEncoding::Sequential
+    );
+    assert_eq!(
+        affine_input_dtype(&runtime),
+        (Some(neuron_rt::DType::Float32), 128)
+    );
+}
+
+#[test]
+fn dtype_codes_in_the_other_encoding_are_recognised_by_size() {
+    // A 2.29 runtime reporting the newer codes: FLOAT32 is 10 there, INT64 in the numbering
+    // the version implies, whose 8-byte elements contradict the tensor's size.
+    let env = [
+        ("NRT_MOCK_RUNTIME_VERSION", "2.29.0"),
+        ("NRT_MOCK_DTYPE_ENCODING", "hardware"),
+    ];
+    if !in_child(
+        "dtype_codes_in_the_other_encoding_are_recognised_by_size",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(
+        affine_input_dtype(&runtime),
+        (Some(neuron_rt::DType::Float32), 128)
+    );
+}
+
+#[test]
+fn unknown_dtype_codes_leave_the_element_size_to_the_size() {
+    let env = [("NRT_MOCK_DTYPE_ENCODING", "unknown")];
+    if !in_child(
+        "unknown_dtype_codes_leave_the_element_size_to_the_size",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let model = common::load(&runtime, &common::affine(), 0);
+    let info = &model.inputs()[0];
+    assert_eq!((info.dtype, info.raw_dtype, info.size), (None, 0, 128));
+    assert_eq!(info.size / info.elements(), 4);
+}

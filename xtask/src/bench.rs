@@ -29,6 +29,9 @@ const CLEARED: &[&str] = &[
     "NEURON_RT_EXEC_TIMEOUT",
     "NRT_MOCK_FAULTS",
     "NRT_MOCK_CORE_MEMORY",
+    "NRT_MOCK_RUNTIME_VERSION",
+    "NRT_MOCK_DTYPE_ENCODING",
+    "NRT_MOCK_STRICT_INIT",
 ];
 
 /// The task.

@@ -36,8 +36,14 @@ use crate::state::{self, lock, runtime};
 use crate::tensor::{AlignedBuf, CallerPtr, Storage, Tensor, TensorState};
 use crate::tensor_set::TensorSet;
 
-/// The libnrt version the mock reports.
+/// The libnrt version the mock reports unless `NRT_MOCK_RUNTIME_VERSION` names another.
 pub const MOCK_RT_VERSION: (u64, u64, u64, u64) = (2, 30, 50, 0);
+const _: () = assert!(
+    MOCK_RT_VERSION.0 == crate::version::DEFAULT.0
+        && MOCK_RT_VERSION.1 == crate::version::DEFAULT.1
+        && MOCK_RT_VERSION.2 == crate::version::DEFAULT.2
+        && MOCK_RT_VERSION.3 == crate::version::DEFAULT.3
+);
 
 /// Runs an export body that returns a status, converting failures and panics.
 fn guard(func: &str, body: impl FnOnce() -> Res) -> NRT_STATUS {
@@ -140,7 +146,9 @@ pub unsafe extern "C" fn nrt_close() {
 }
 const _: nrt_close_fn = Some(nrt_close);
 
-/// Fills `min(size, 224)` bytes of the version: 2.30.50.0, detail `nrt-mock ...`.
+/// Fills `min(size, 224)` bytes of the version: 2.30.50.0 or `NRT_MOCK_RUNTIME_VERSION`,
+/// detail `nrt-mock ...`. Under `NRT_MOCK_STRICT_INIT` it is `NRT_UNINITIALIZED` before
+/// `nrt_init`.
 ///
 /// # Safety
 /// `ver` must be NULL or writable for `min(size, 224)` bytes.
@@ -148,7 +156,11 @@ const _: nrt_close_fn = Some(nrt_close);
 pub unsafe extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_STATUS {
     guard("nrt_get_version", || {
         need("nrt_get_version", "ver", ver)?;
-        let (major, minor, patch, maint) = MOCK_RT_VERSION;
+        if crate::version::strict_init() && state::runtime_quiet().is_none() {
+            runtime("nrt_get_version")?;
+        }
+        let crate::version::Version(major, minor, patch, maint) = crate::version::reported()
+            .map_err(|e| fail(NRT_INVALID, format!("nrt_get_version: {e}")))?;
         let mut v = nrt_version_t {
             rt_major: major,
             rt_minor: minor,
@@ -357,7 +369,7 @@ pub unsafe extern "C" fn nrt_get_model_tensor_info(
         let rt = runtime(F)?;
         need(F, "the info output pointer", info)?;
         let m = rt.model(F, model)?;
-        let array = model::info_array(&m.spec)?;
+        let array = model::info_array(&m.spec, rt.encoding)?;
         // SAFETY: `info` is non-NULL and writable by the caller's promise.
         unsafe { info.write_unaligned(array) };
         Ok(())

@@ -50,6 +50,8 @@ struct Handles {
 /// What `nrt_init` set up.
 pub(crate) struct Runtime {
     pub(crate) total: u32,
+    /// The dtype numbering of tensor infos (`NRT_MOCK_DTYPE_ENCODING`, or by version).
+    pub(crate) encoding: crate::version::Encoding,
     /// Indexed by logical core.
     pub(crate) cores: Vec<Arc<CoreState>>,
     /// Indexed by logical core.
@@ -208,6 +210,8 @@ pub(crate) fn init() -> Res {
     let total = topology::total_cores().map_err(invalid)?;
     let request = topology::request_from_env(total).map_err(invalid)?;
     let memory = core_memory().map_err(invalid)?;
+    let version = crate::version::reported().map_err(invalid)?;
+    let encoding = crate::version::dtype_encoding(version).map_err(invalid)?;
     let rules = match std::env::var("NRT_MOCK_FAULTS") {
         Ok(text) => {
             Some(faults::parse_rules(&text).map_err(|e| invalid(format!("NRT_MOCK_FAULTS: {e}")))?)
@@ -244,6 +248,7 @@ pub(crate) fn init() -> Res {
     log::info!("nrt-mock: initialized with physical cores {phys:?} of {total}");
     *phase = Phase::Running(Arc::new(Runtime {
         total,
+        encoding,
         cores,
         budgets,
         locks: Mutex::new(Some(core_locks)),

@@ -214,7 +214,10 @@ fn op_affine() {
 
 #[test]
 fn op_affine_in_place_when_input_and_output_are_one_tensor() {
-    if !in_child("op_affine_in_place_when_input_and_output_are_one_tensor", &[]) {
+    if !in_child(
+        "op_affine_in_place_when_input_and_output_are_one_tensor",
+        &[],
+    ) {
         return;
     }
     init_ok();
