@@ -454,3 +454,42 @@ fn unknown_dtype_codes_leave_the_element_size_to_the_size() {
     assert_eq!((info.dtype, info.raw_dtype, info.size), (None, 0, 128));
     assert_eq!(info.size / info.elements(), 4);
 }
+
+/// The affine mock NEFF with `neff_version_major` 3, newer than any this crate knows.
+fn affine_neff_v3() -> neuron_rt::Neff {
+    let mut bytes = common::affine().to_neff_bytes();
+    bytes[24..32].copy_from_slice(&3u64.to_le_bytes());
+    neuron_rt::Neff::from_bytes(bytes).expect("a newer NEFF major version is left to nrt_load")
+}
+
+#[test]
+fn newer_neff_major_version_is_refused_by_the_runtime_not_the_header_check() {
+    if !in_child(
+        "newer_neff_major_version_is_refused_by_the_runtime_not_the_header_check",
+        &[],
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let error = Model::load(&runtime, &affine_neff_v3(), DeviceId::new(0))
+        .expect_err("this runtime loads NEFF version 2 only");
+    assert_eq!(
+        error.status(),
+        Some(Status::UnsupportedNeffVersion),
+        "{error}"
+    );
+    assert!(error.to_string().contains("recompile"), "{error}");
+}
+
+#[test]
+fn newer_neff_major_version_loads_on_a_runtime_that_takes_it() {
+    if !in_child(
+        "newer_neff_major_version_loads_on_a_runtime_that_takes_it",
+        &[("NRT_MOCK_MAX_NEFF_MAJOR", "3")],
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let model = Model::load(&runtime, &affine_neff_v3(), DeviceId::new(0)).expect("load");
+    assert_eq!(model.inputs().len(), 1);
+}

@@ -32,6 +32,7 @@ const CLEARED: &[&str] = &[
     "NRT_MOCK_RUNTIME_VERSION",
     "NRT_MOCK_DTYPE_ENCODING",
     "NRT_MOCK_STRICT_INIT",
+    "NRT_MOCK_MAX_NEFF_MAJOR",
 ];
 
 /// The task.

@@ -311,8 +311,10 @@ pub unsafe extern "C" fn nrt_load(
         // SAFETY: non-NULL and readable for `size` bytes by the caller's promise; the mock
         // copies what it needs before returning.
         let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
-        let spec =
-            MockModel::from_neff_bytes(bytes).map_err(|e| fail(e.status(), format!("{F}: {e}")))?;
+        let max_major =
+            crate::version::max_neff_major().map_err(|e| fail(NRT_INVALID, format!("{F}: {e}")))?;
+        let spec = MockModel::from_neff_bytes_up_to(bytes, max_major)
+            .map_err(|e| fail(e.status(), format!("{F}: {e}")))?;
         let timeout = model::exec_timeout().map_err(|e| fail(NRT_INVALID, format!("{F}: {e}")))?;
         let core =
             if vnc == -1 {

@@ -27,7 +27,8 @@
 //!
 //! A header with `pkg_version` 2, a payload starting with the gzip magic `1f 8b`, or a build
 //! version that does not start with `nrt-mock` is a real NEFF and is rejected with "real NEFF:
-//! this is the mock runtime". `neff_version_major > 2` is
+//! this is the mock runtime". `neff_version_major > 2` (above `NRT_MOCK_MAX_NEFF_MAJOR` when
+//! set) is
 //! [`NeffError::UnsupportedVersion`] (`NRT_UNSUPPORTED_NEFF_VERSION`); everything else that
 //! does not match the table is `NRT_INVALID`. Bytes after `data_size` are ignored.
 //!
@@ -610,6 +611,13 @@ impl MockModel {
 
     /// Parses and validates a mock NEFF.
     pub fn from_neff_bytes(bytes: &[u8]) -> Result<MockModel, NeffError> {
+        Self::from_neff_bytes_up_to(bytes, 2)
+    }
+
+    /// Parses and validates a mock NEFF, accepting `neff_version_major` from 2 up to
+    /// `max_major` (what `NRT_MOCK_MAX_NEFF_MAJOR` sets for `nrt_load`, to stand in for a
+    /// runtime newer than this crate knows).
+    pub fn from_neff_bytes_up_to(bytes: &[u8], max_major: u64) -> Result<MockModel, NeffError> {
         if bytes.len() < HEADER_SIZE {
             return Err(NeffError::TooShort { len: bytes.len() });
         }
@@ -636,10 +644,10 @@ impl MockModel {
             )));
         }
         let (major, minor) = (read_u64(bytes, OFF_MAJOR), read_u64(bytes, OFF_MINOR));
-        if major > 2 {
+        if major > max_major.max(2) {
             return Err(NeffError::UnsupportedVersion { major, minor });
         }
-        if major != 2 {
+        if major < 2 {
             return Err(NeffError::Header(format!(
                 "neff_version_major is {major}, mock NEFFs are version 2"
             )));

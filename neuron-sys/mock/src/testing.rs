@@ -78,6 +78,7 @@ pub const CLEARED: &[&str] = &[
     "NRT_MOCK_RUNTIME_VERSION",
     "NRT_MOCK_DTYPE_ENCODING",
     "NRT_MOCK_STRICT_INIT",
+    "NRT_MOCK_MAX_NEFF_MAJOR",
 ];
 
 /// How long a child may run before it is killed, unless the test sets its own

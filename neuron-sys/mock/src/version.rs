@@ -64,6 +64,16 @@ pub(crate) fn dtype_encoding(version: Version) -> Result<Encoding, String> {
     }
 }
 
+/// `NRT_MOCK_MAX_NEFF_MAJOR`: the newest NEFF major version `nrt_load` accepts (default 2).
+pub(crate) fn max_neff_major() -> Result<u64, String> {
+    match std::env::var("NRT_MOCK_MAX_NEFF_MAJOR") {
+        Err(_) => Ok(2),
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| {
+            format!("NRT_MOCK_MAX_NEFF_MAJOR={v:?} is not a NEFF major version such as 3")
+        }),
+    }
+}
+
 /// `NRT_MOCK_STRICT_INIT` is set to anything but empty or `0`.
 pub(crate) fn strict_init() -> bool {
     std::env::var_os("NRT_MOCK_STRICT_INIT").is_some_and(|v| !v.is_empty() && v != "0")
