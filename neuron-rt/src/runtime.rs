@@ -220,6 +220,18 @@ impl Runtime {
         // so no other thread of ours calls `nrt_init` or `nrt_close` concurrently.
         let raw = unsafe { (api.nrt_init)(NRT_FRAMEWORK_TYPE_NO_FW, c"".as_ptr(), c"".as_ptr()) };
         check("nrt_init", raw, || match &core_map {
+            // The developer guide asks for a contiguous range; lists such as `1,3` (which Ray
+            // hands out when cores are fragmented) are accepted here, but a runtime may refuse
+            // them, so a failure says so.
+            CoreMap::Known(cores) if !cores.is_contiguous() => format!(
+                "requested physical cores {cores}, which are not a contiguous range: the Neuron \
+                 runtime documents {VISIBLE_CORES_ENV} as a range such as {}-{}; ask for \
+                 contiguous cores (e.g. {}-{}), or run one process per contiguous block",
+                cores.iter().next().unwrap_or(0),
+                cores.iter().last().unwrap_or(0),
+                cores.iter().next().unwrap_or(0),
+                cores.iter().next().unwrap_or(0) + cores.len().saturating_sub(1),
+            ),
             CoreMap::Known(cores) => format!("requested physical cores {cores}"),
             CoreMap::ChosenByRuntime => "cores chosen by NEURON_RT_NUM_CORES".to_owned(),
         })?;

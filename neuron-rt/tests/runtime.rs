@@ -493,3 +493,42 @@ fn newer_neff_major_version_loads_on_a_runtime_that_takes_it() {
     let model = Model::load(&runtime, &affine_neff_v3(), DeviceId::new(0)).expect("load");
     assert_eq!(model.inputs().len(), 1);
 }
+
+#[test]
+fn non_contiguous_visible_cores_refused_by_the_runtime_say_how_to_fix_it() {
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "8"),
+        ("NEURON_RT_VISIBLE_CORES", "1,3"),
+        ("NRT_MOCK_CONTIGUOUS_CORES", "1"),
+    ];
+    if !in_child(
+        "non_contiguous_visible_cores_refused_by_the_runtime_say_how_to_fix_it",
+        &env,
+    ) {
+        return;
+    }
+    let error = Runtime::init().expect_err("this runtime wants a contiguous range");
+    let message = error.to_string();
+    assert!(message.contains("not a contiguous range"), "{message}");
+    assert!(
+        message.contains("1,3") && message.contains("1-2"),
+        "{message}"
+    );
+}
+
+#[test]
+fn non_contiguous_visible_cores_are_kept_when_the_runtime_accepts_them() {
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "8"),
+        ("NEURON_RT_VISIBLE_CORES", "1,3"),
+    ];
+    if !in_child(
+        "non_contiguous_visible_cores_are_kept_when_the_runtime_accepts_them",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.physical_core(DeviceId::new(1)), Some(3));
+    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(1)), 3);
+}

@@ -33,6 +33,7 @@ const CLEARED: &[&str] = &[
     "NRT_MOCK_DTYPE_ENCODING",
     "NRT_MOCK_STRICT_INIT",
     "NRT_MOCK_MAX_NEFF_MAJOR",
+    "NRT_MOCK_CONTIGUOUS_CORES",
 ];
 
 /// The task.

@@ -218,6 +218,15 @@ pub(crate) fn init() -> Res {
         }
         Err(_) => None,
     };
+    if let Request::Exact(v) = &request {
+        let gaps = v.windows(2).any(|w| w[1] != w[0] + 1);
+        if gaps && crate::version::contiguous_cores_only() {
+            return Err(invalid(format!(
+                "NEURON_RT_VISIBLE_CORES names cores {v:?}, which are not a contiguous range \
+                 (NRT_MOCK_CONTIGUOUS_CORES)"
+            )));
+        }
+    }
     let dir = locks::lock_dir();
     let busy = |e: String| fail(NRT_RESOURCE, format!("nrt_init: {e}"));
     let (phys, core_locks) = match request {

@@ -79,6 +79,7 @@ pub const CLEARED: &[&str] = &[
     "NRT_MOCK_DTYPE_ENCODING",
     "NRT_MOCK_STRICT_INIT",
     "NRT_MOCK_MAX_NEFF_MAJOR",
+    "NRT_MOCK_CONTIGUOUS_CORES",
 ];
 
 /// How long a child may run before it is killed, unless the test sets its own

@@ -74,6 +74,13 @@ pub(crate) fn max_neff_major() -> Result<u64, String> {
     }
 }
 
+/// `NRT_MOCK_CONTIGUOUS_CORES` is set to anything but empty or `0`: `nrt_init` refuses a
+/// `NEURON_RT_VISIBLE_CORES` set with gaps, as a runtime that enforces the developer guide's
+/// contiguous range may.
+pub(crate) fn contiguous_cores_only() -> bool {
+    std::env::var_os("NRT_MOCK_CONTIGUOUS_CORES").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
 /// `NRT_MOCK_STRICT_INIT` is set to anything but empty or `0`.
 pub(crate) fn strict_init() -> bool {
     std::env::var_os("NRT_MOCK_STRICT_INIT").is_some_and(|v| !v.is_empty() && v != "0")
