@@ -93,6 +93,9 @@ struct Inner {
     visible_cores: u32,
     core_map: CoreMap,
     encoding: DTypeEncoding,
+    /// Empty tensor handles kept after a failed attach (as addresses), for reuse: freeing
+    /// them crashes runtimes before 2.29.40. `nrt_close` releases them.
+    spare_empty: Mutex<Vec<usize>>,
 }
 
 /// Process-wide bookkeeping: the live runtime (if any) and whether libnrt is initialised.
@@ -274,6 +277,7 @@ impl Runtime {
             visible_cores,
             core_map,
             encoding,
+            spare_empty: Mutex::new(Vec::new()),
         });
         registry.live = Arc::downgrade(&inner);
         registry.initialised = true;
@@ -293,6 +297,39 @@ impl Runtime {
     /// The runtime library's version.
     pub fn version(&self) -> &RuntimeVersion {
         &self.inner.version
+    }
+
+    /// Whether freeing an empty tensor after a failed attach is safe: runtimes before 2.29.40
+    /// crash on it (a known issue), so on those the handle is kept for reuse instead.
+    pub fn frees_failed_attach_safely(&self) -> bool {
+        self.inner.version.at_least(2, 29, 40)
+    }
+
+    /// The largest single tensor this runtime allocates correctly: runtimes before 2.30.50
+    /// overflow allocations of 4 GiB or more (a known issue); `None` when there is no known
+    /// limit.
+    pub fn max_tensor_bytes(&self) -> Option<usize> {
+        (!self.inner.version.at_least(2, 30, 50)).then_some((4usize << 30) - 1)
+    }
+
+    /// An empty tensor handle kept after a failed attach, if any.
+    pub(crate) fn take_spare_empty(&self) -> Option<std::ptr::NonNull<neuron_sys::nrt_tensor_t>> {
+        let addr = self
+            .inner
+            .spare_empty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
+        std::ptr::NonNull::new(addr as *mut neuron_sys::nrt_tensor_t)
+    }
+
+    /// Keeps an empty tensor handle whose attach failed, for the next attach to reuse.
+    pub(crate) fn keep_spare_empty(&self, raw: std::ptr::NonNull<neuron_sys::nrt_tensor_t>) {
+        self.inner
+            .spare_empty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(raw.as_ptr() as usize);
     }
 
     /// The dtype encoding this runtime uses in tensor infos.

@@ -673,6 +673,24 @@ pub unsafe extern "C" fn nrt_tensor_allocate(
                 ));
             }
         };
+        // Runtimes before 2.30.50 overflow allocations of 4 GiB or more (a known issue): the
+        // mock reproduces it when it reports such a version, allocating the size modulo 4 GiB.
+        let size = if rt.version < crate::version::Version(2, 30, 50, 0) && size >> 32 != 0 {
+            let wrapped = size & 0xFFFF_FFFF;
+            log::warn!(
+                "{F}: tensor {name:?}: {size} bytes overflow to {wrapped} on runtimes before \
+                 2.30.50 (NRT_MOCK_RUNTIME_VERSION)"
+            );
+            if wrapped == 0 {
+                return Err(fail(
+                    NRT_INVALID,
+                    format!("{F}: tensor {name:?} has size 0"),
+                ));
+            }
+            wrapped
+        } else {
+            size
+        };
         let buf = AlignedBuf::new(size, budget)?;
         let t = Tensor::new(
             name,
@@ -709,6 +727,21 @@ pub unsafe extern "C" fn nrt_tensor_free(tensor: *mut *mut nrt_tensor_t) {
         let p = unsafe { tensor.read_unaligned() };
         if !p.is_null() {
             if let Some(rt) = state::runtime_quiet() {
+                if let Ok(t) = rt.tensor(F, p) {
+                    if rt.version < crate::version::Version(2, 29, 40, 0)
+                        && t.is_empty()
+                        && t.attach_failed.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        // Runtimes before 2.29.40 crash here (a known issue); so does the mock
+                        // when it reports such a version, so a regression cannot pass.
+                        eprintln!(
+                            "nrt-mock: {F} of empty tensor {:?} after a failed attach: runtimes \
+                             before 2.29.40 crash here (NRT_MOCK_RUNTIME_VERSION); aborting",
+                            t.name
+                        );
+                        std::process::abort();
+                    }
+                }
                 let _ = rt.remove_tensor(F, p);
             }
         }
@@ -866,13 +899,18 @@ pub unsafe extern "C" fn nrt_tensor_attach_buffer(
     const F: &str = "nrt_tensor_attach_buffer";
     guard(F, || {
         let rt = runtime(F)?;
-        need(F, "buffer", buffer)?;
         let t = rt.tensor(F, tensor)?;
-        if size == 0 {
-            return Err(fail(
-                NRT_INVALID,
-                format!("{F}: tensor {:?}: size 0", t.name),
-            ));
+        let refused = if buffer.is_null() {
+            Some(format!("{F}: tensor {:?}: buffer is NULL", t.name))
+        } else if size == 0 {
+            Some(format!("{F}: tensor {:?}: size 0", t.name))
+        } else {
+            None
+        };
+        if let Some(message) = refused {
+            t.attach_failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(fail(NRT_INVALID, message));
         }
         let old = {
             let mut st = lock(&t.state);

@@ -50,6 +50,9 @@ struct Handles {
 /// What `nrt_init` set up.
 pub(crate) struct Runtime {
     pub(crate) total: u32,
+    /// The version reported (`NRT_MOCK_RUNTIME_VERSION`): older versions' known issues are
+    /// reproduced by the calls they affect.
+    pub(crate) version: crate::version::Version,
     /// The dtype numbering of tensor infos (`NRT_MOCK_DTYPE_ENCODING`, or by version).
     pub(crate) encoding: crate::version::Encoding,
     /// Indexed by logical core.
@@ -257,6 +260,7 @@ pub(crate) fn init() -> Res {
     log::info!("nrt-mock: initialized with physical cores {phys:?} of {total}");
     *phase = Phase::Running(Arc::new(Runtime {
         total,
+        version,
         encoding,
         cores,
         budgets,

@@ -162,6 +162,9 @@ pub(crate) struct TensorState {
 pub(crate) struct Tensor {
     pub(crate) name: String,
     pub(crate) state: Mutex<TensorState>,
+    /// An `nrt_tensor_attach_buffer` on this tensor failed (freeing it while still empty
+    /// crashes runtimes before 2.29.40, which the mock reproduces).
+    pub(crate) attach_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Tensor {
@@ -170,6 +173,7 @@ impl Tensor {
         Tensor {
             name,
             state: Mutex::new(state),
+            attach_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -191,6 +195,11 @@ impl Tensor {
                 _keep: None,
             }),
         }
+    }
+
+    /// Whether the tensor has no storage (allocated empty, not attached).
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(lock(&self.state).storage, Storage::Empty)
     }
 
     /// Placement and logical core (for DEVICE tensors).
