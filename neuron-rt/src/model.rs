@@ -154,6 +154,24 @@ impl Model {
     ) -> Result<Model> {
         const OP: &str = "nrt_load";
         runtime.check_device(OP, core)?;
+        // A NEFF runs only on logical cores of the size it was compiled for (0: predates the
+        // field, meaning 1). A header we cannot read is left to nrt_load.
+        if let Ok(header) = crate::neff::NeffHeader::parse_header_only(&neff) {
+            let lnc_size = header.lnc_size.max(1);
+            if lnc_size != runtime.lnc() {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    message: format!(
+                        "NEFF `{name}` was compiled for logical NeuronCores of {lnc_size} \
+                         physical core(s) (lnc_size {lnc_size}), but this runtime runs LNC={} \
+                         (NEURON_LOGICAL_NC_CONFIG); recompile with neuronx-cc --lnc {} or \
+                         start the process with NEURON_LOGICAL_NC_CONFIG={lnc_size}",
+                        runtime.lnc(),
+                        runtime.lnc()
+                    ),
+                });
+            }
+        }
         let vnc = i32::try_from(core.index()).map_err(|_| Error::InvalidArgument {
             op: OP,
             message: format!("{core} does not fit libnrt's core index"),

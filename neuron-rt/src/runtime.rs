@@ -89,7 +89,12 @@ pub enum CoreMap {
 struct Inner {
     library: &'static Library,
     version: RuntimeVersion,
+    /// Logical cores on the instance.
     total_cores: u32,
+    /// Physical cores on the instance.
+    total_physical_cores: u32,
+    /// Physical cores per logical core (`NEURON_LOGICAL_NC_CONFIG`; 2 by default on trn2).
+    lnc: u32,
     visible_cores: u32,
     core_map: CoreMap,
     encoding: DTypeEncoding,
@@ -133,6 +138,7 @@ impl fmt::Debug for Runtime {
             .field("library", &self.inner.library.path())
             .field("version", &self.inner.version)
             .field("total_cores", &self.inner.total_cores)
+            .field("lnc", &self.inner.lnc)
             .field("visible_cores", &self.inner.visible_cores)
             .field("core_map", &self.inner.core_map)
             .finish()
@@ -215,7 +221,27 @@ impl Runtime {
 
         let library = neuron_sys::library().map_err(|e| Error::Load(e.clone()))?;
         let api = library.api();
-        let total_cores = count("nrt_get_total_nc_count", api.nrt_get_total_nc_count)?;
+        // Physical and logical counts: with NEURON_LOGICAL_NC_CONFIG=2 (trn2's default) a
+        // logical core is two physical ones, the vnc counts report logical cores, and device
+        // ids and NEURON_RT_VISIBLE_CORES number logical cores.
+        let total_physical_cores = count("nrt_get_total_nc_count", api.nrt_get_total_nc_count)?;
+        let total_cores = match api.nrt_get_total_vnc_count {
+            Some(f) => count("nrt_get_total_vnc_count", f)?,
+            None => total_physical_cores,
+        };
+        let lnc = match total_cores {
+            0 => 1,
+            n if total_physical_cores % n == 0 && total_physical_cores >= n => {
+                total_physical_cores / n
+            }
+            n => {
+                log::warn!(
+                    "libnrt reports {total_physical_cores} physical and {n} logical cores, not \
+                     a whole number of physical cores per logical core; assuming 1"
+                );
+                1
+            }
+        };
         let core_map = core_map_from_env(total_cores)?;
 
         // SAFETY: `nrt_init` takes a framework tag and two NUL-terminated strings, which the
@@ -242,8 +268,13 @@ impl Runtime {
         // The version is asked for after `nrt_init`: the runtime documents only the core-count
         // queries as usable before it.
         let queried = query_version(api).and_then(|version| {
-            count("nrt_get_visible_nc_count", api.nrt_get_visible_nc_count)
-                .map(|visible| (version, visible))
+            match api.nrt_get_visible_vnc_count {
+                Some(f) => count("nrt_get_visible_vnc_count", f),
+                None => {
+                    count("nrt_get_visible_nc_count", api.nrt_get_visible_nc_count).map(|n| n / lnc)
+                }
+            }
+            .map(|visible| (version, visible))
         });
         let (version, visible_cores) = match queried {
             Ok(pair) => pair,
@@ -266,7 +297,7 @@ impl Runtime {
         };
         let encoding = DTypeEncoding::for_runtime(version.major, version.minor);
         log::debug!(
-            "libnrt {version} from {}: {visible_cores} of {total_cores} cores",
+            "libnrt {version} from {}: {visible_cores} of {total_cores} cores (LNC {lnc})",
             library.path().display()
         );
 
@@ -274,6 +305,8 @@ impl Runtime {
             library,
             version,
             total_cores,
+            total_physical_cores,
+            lnc,
             visible_cores,
             core_map,
             encoding,
@@ -337,9 +370,24 @@ impl Runtime {
         self.inner.encoding
     }
 
-    /// NeuronCores on the instance, whether or not this process owns them.
+    /// Logical NeuronCores on the instance, whether or not this process owns them (the
+    /// physical count divided by [`Runtime::lnc`]).
     pub fn total_cores(&self) -> u32 {
         self.inner.total_cores
+    }
+
+    /// Physical NeuronCores on the instance.
+    pub fn total_physical_cores(&self) -> u32 {
+        self.inner.total_physical_cores
+    }
+
+    /// Physical cores per logical core: 1, or 2 under `NEURON_LOGICAL_NC_CONFIG=2` (trn2's
+    /// default). NEFFs must be compiled for the same value ([`Model::load`] checks their
+    /// `lnc_size`).
+    ///
+    /// [`Model::load`]: crate::Model::load
+    pub fn lnc(&self) -> u32 {
+        self.inner.lnc
     }
 
     /// NeuronCores this process owns (logical cores `0..visible_cores()`).
@@ -352,10 +400,22 @@ impl Runtime {
         &self.inner.core_map
     }
 
-    /// The physical core behind a logical one, when known.
+    /// The (first) physical core behind a logical one, when known: with [`Runtime::lnc`] 2,
+    /// logical core g of the instance is physical cores 2g and 2g + 1.
     pub fn physical_core(&self, logical: DeviceId) -> Option<u32> {
+        self.physical_cores(logical).map(|r| r.start)
+    }
+
+    /// Every physical core behind a logical one, when known (one unless [`Runtime::lnc`] is
+    /// more).
+    pub fn physical_cores(&self, logical: DeviceId) -> Option<std::ops::Range<u32>> {
         match &self.inner.core_map {
-            CoreMap::Known(cores) => cores.physical(logical.index()),
+            CoreMap::Known(cores) => {
+                let first = cores
+                    .physical(logical.index())?
+                    .checked_mul(self.inner.lnc)?;
+                Some(first..first.checked_add(self.inner.lnc)?)
+            }
             CoreMap::ChosenByRuntime => None,
         }
     }

@@ -532,3 +532,62 @@ fn non_contiguous_visible_cores_are_kept_when_the_runtime_accepts_them() {
     assert_eq!(runtime.physical_core(DeviceId::new(1)), Some(3));
     assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(1)), 3);
 }
+
+/// The `core_id` mock NEFF compiled for logical cores of `lnc` physical cores.
+fn core_id_neff(lnc: u32) -> neuron_rt::Neff {
+    let mut bytes = core_id_model().to_neff_bytes();
+    nrt_mock::neff::set_lnc_size(&mut bytes, lnc);
+    neuron_rt::Neff::from_bytes(bytes).expect("mock NEFF")
+}
+
+#[test]
+fn lnc_2_maps_logical_device_ids_to_pairs_of_physical_cores() {
+    // trn2's default: 8 physical cores are 4 logical ones; NEURON_RT_VISIBLE_CORES numbers
+    // logical cores, so 1-2 is physical cores 2-5.
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "8"),
+        ("NRT_MOCK_LNC", "2"),
+        ("NEURON_RT_VISIBLE_CORES", "1-2"),
+    ];
+    if !in_child(
+        "lnc_2_maps_logical_device_ids_to_pairs_of_physical_cores",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.lnc(), 2);
+    assert_eq!(runtime.total_cores(), 4);
+    assert_eq!(runtime.total_physical_cores(), 8);
+    assert_eq!(runtime.visible_cores(), 2);
+    assert_eq!(runtime.physical_cores(DeviceId::new(0)), Some(2..4));
+    assert_eq!(runtime.physical_cores(DeviceId::new(1)), Some(4..6));
+    assert_eq!(runtime.physical_core(DeviceId::new(1)), Some(4));
+    assert!(
+        runtime.device_ids("nc:2").is_err(),
+        "only two logical cores are visible"
+    );
+
+    for (device, physical) in [(0, 2), (1, 4)] {
+        let model = Model::load(&runtime, &core_id_neff(2), DeviceId::new(device)).expect("load");
+        assert_eq!(model.physical_core(), Some(physical));
+        let inputs = model.allocate_inputs().expect("inputs");
+        let mut outputs = model.allocate_outputs().expect("outputs");
+        model.execute(&inputs, &mut outputs).expect("execute");
+        let out: Vec<i32> = outputs.tensor(0).expect("output").to_vec().expect("read");
+        assert_eq!(out, [physical as i32]);
+    }
+    // An execution on a logical core occupies both of its physical cores.
+    let executions = common::counters().executions;
+    assert_eq!(executions[2..6], [1, 1, 1, 1]);
+    assert_eq!(executions[0..2], [0, 0]);
+
+    // A NEFF compiled for LNC=1 is refused with what to do.
+    let error = Model::load(&runtime, &core_id_neff(1), DeviceId::new(0))
+        .expect_err("lnc_size 1 on an LNC=2 runtime");
+    let message = error.to_string();
+    assert!(
+        message.contains("lnc_size 1") && message.contains("LNC=2"),
+        "{message}"
+    );
+}

@@ -34,6 +34,7 @@ const CLEARED: &[&str] = &[
     "NRT_MOCK_STRICT_INIT",
     "NRT_MOCK_MAX_NEFF_MAJOR",
     "NRT_MOCK_CONTIGUOUS_CORES",
+    "NRT_MOCK_LNC",
 ];
 
 /// The task.

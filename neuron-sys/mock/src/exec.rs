@@ -42,7 +42,10 @@ const HANG_MARGIN: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(crate) struct CoreState {
     pub(crate) logical: usize,
+    /// The first physical core of this (logical) core.
     pub(crate) phys: u32,
+    /// Physical cores it spans (`NRT_MOCK_LNC`).
+    pub(crate) width: u32,
     /// Held while an execution runs; the staging buffers it keeps are reused by the next.
     exec: Mutex<Scratch>,
     /// Models loaded on this core (for `nrt_load` with `vnc = -1`).
@@ -50,10 +53,11 @@ pub(crate) struct CoreState {
 }
 
 impl CoreState {
-    pub(crate) fn new(logical: usize, phys: u32) -> Self {
+    pub(crate) fn new(logical: usize, phys: u32, width: u32) -> Self {
         CoreState {
             logical,
             phys,
+            width,
             exec: Mutex::new(Scratch::default()),
             models: AtomicUsize::new(0),
         }
@@ -183,7 +187,9 @@ pub(crate) fn execute(
     let direct = repeat == 1 && !overlapping(&ins, &outs);
     for iteration in 0..repeat {
         let start = Instant::now();
-        counters::add(&COUNTERS.executions[phys as usize], 1);
+        for p in phys..phys + model.core.width {
+            counters::add(&COUNTERS.executions[p as usize], 1);
+        }
         match faults::on_execution(phys) {
             Some(FaultAction::Hang) => {
                 sleep_until(start + model.timeout + HANG_MARGIN);

@@ -251,7 +251,8 @@ pub unsafe extern "C" fn nrt_get_total_nc_count(nc_count: *mut u32) -> NRT_STATU
 }
 const _: nrt_get_total_nc_count_fn = Some(nrt_get_total_nc_count);
 
-/// Cores this process owns (before `nrt_init`: what it would own).
+/// Physical cores this process owns (logical cores times `NRT_MOCK_LNC`; before
+/// `nrt_init`: what it would own).
 ///
 /// # Safety
 /// `nc_count` must be NULL or writable for a `u32`.
@@ -261,23 +262,27 @@ pub unsafe extern "C" fn nrt_get_visible_nc_count(nc_count: *mut u32) -> NRT_STA
 }
 const _: nrt_get_visible_nc_count_fn = Some(nrt_get_visible_nc_count);
 
-/// Same as `nrt_get_total_nc_count` (the mock has LNC = 1).
+/// Logical cores on the instance: physical cores / `NRT_MOCK_LNC`.
 ///
 /// # Safety
 /// `vnc_count` must be NULL or writable for a `u32`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_get_total_vnc_count(vnc_count: *mut u32) -> NRT_STATUS {
-    count("nrt_get_total_vnc_count", vnc_count, state::total_count)
+    count("nrt_get_total_vnc_count", vnc_count, state::total_vnc_count)
 }
 const _: nrt_get_total_vnc_count_fn = Some(nrt_get_total_vnc_count);
 
-/// Same as `nrt_get_visible_nc_count` (the mock has LNC = 1).
+/// Logical cores this process owns (before `nrt_init`: what it would own).
 ///
 /// # Safety
 /// `vnc_count` must be NULL or writable for a `u32`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_get_visible_vnc_count(vnc_count: *mut u32) -> NRT_STATUS {
-    count("nrt_get_visible_vnc_count", vnc_count, state::visible_count)
+    count(
+        "nrt_get_visible_vnc_count",
+        vnc_count,
+        state::visible_vnc_count,
+    )
 }
 const _: nrt_get_visible_vnc_count_fn = Some(nrt_get_visible_vnc_count);
 
@@ -315,6 +320,21 @@ pub unsafe extern "C" fn nrt_load(
             crate::version::max_neff_major().map_err(|e| fail(NRT_INVALID, format!("{F}: {e}")))?;
         let spec = MockModel::from_neff_bytes_up_to(bytes, max_major)
             .map_err(|e| fail(e.status(), format!("{F}: {e}")))?;
+        // `lnc_size` (u32 at 552; 0 in NEFFs that predate it, meaning 1) must match.
+        let lnc_size = match u32::from_le_bytes([bytes[552], bytes[553], bytes[554], bytes[555]]) {
+            0 => 1,
+            n => n,
+        };
+        if lnc_size != rt.lnc {
+            return Err(fail(
+                NRT_INVALID,
+                format!(
+                    "{F}: the NEFF was compiled for lnc_size {lnc_size}, but this runtime has \
+                     LNC {} (NRT_MOCK_LNC)",
+                    rt.lnc
+                ),
+            ));
+        }
         let timeout = model::exec_timeout().map_err(|e| fail(NRT_INVALID, format!("{F}: {e}")))?;
         let core =
             if vnc == -1 {

@@ -707,6 +707,25 @@ impl MockModel {
     }
 }
 
+/// Sets the `lnc_size` header field of a NEFF's bytes (the mock writes 1; a NEFF for trn2's
+/// default logical cores has 2). Does nothing to bytes shorter than the header.
+///
+/// ```
+/// use nrt_mock::neff::{DType, MockModel, Op, set_lnc_size};
+///
+/// let mut bytes = MockModel::new("m", Op::Identity)
+///     .input("x", DType::Float32, &[1, 4])
+///     .output("y", DType::Float32, &[1, 4])
+///     .to_neff_bytes();
+/// set_lnc_size(&mut bytes, 2);
+/// assert_eq!(bytes[552..556], 2u32.to_le_bytes());
+/// ```
+pub fn set_lnc_size(neff: &mut [u8], lnc_size: u32) {
+    if neff.len() >= HEADER_SIZE {
+        write_u32(neff, OFF_LNC_SIZE, lnc_size);
+    }
+}
+
 /// Wraps `payload` in a mock NEFF header named `name` (truncated to 255 bytes). Useful to
 /// build deliberately malformed NEFFs; [`MockModel::to_neff_bytes`] is the normal way.
 pub fn container(name: &str, payload: &[u8]) -> Vec<u8> {
