@@ -255,6 +255,52 @@ impl DType {
     }
 }
 
+/// The dtype of a model tensor whose libnrt code is `code`, checked against what the tensor's
+/// byte `size` and `shape` say (ARCHITECTURE.md, "Dtype encodings").
+///
+/// The size and shape are what the runtime allocates and checks, so they win: the code is
+/// decoded with `encoding`; if that dtype's element size does not fit `size` and `shape`, the
+/// other encoding is tried; if neither fits (or the code is unknown in both), the result is
+/// `None`, and callers infer the element size from `size / elements` and accept any dtype of
+/// that size. The second element says whether the code disagreed with the size (so the caller
+/// can say so, once). A scalar or empty shape cannot disagree.
+///
+/// ```
+/// use neuron_rt::{DType, DTypeEncoding, dtype::resolve};
+///
+/// // float32 [2, 3] in the newer numbering, decoded as the runtime's version says.
+/// assert_eq!(resolve(10, DTypeEncoding::Hardware, 24, &[2, 3]), (Some(DType::Float32), false));
+/// // The same code from a runtime whose version implies the older numbering (INT64 there):
+/// // 8-byte elements do not fit 24 bytes, float32 in the other numbering does.
+/// assert_eq!(resolve(10, DTypeEncoding::Sequential, 24, &[2, 3]), (Some(DType::Float32), true));
+/// // Unknown code: left to the size (4-byte elements).
+/// assert_eq!(resolve(0, DTypeEncoding::Hardware, 24, &[2, 3]), (None, false));
+/// ```
+pub fn resolve(
+    code: u32,
+    encoding: DTypeEncoding,
+    size: usize,
+    shape: &[usize],
+) -> (Option<DType>, bool) {
+    let decoded = DType::from_nrt(code, encoding);
+    let elements = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let fits = |d: DType| match elements {
+        Some(0) | None => true,
+        Some(n) => n.checked_mul(d.size_bytes()) == Some(size),
+    };
+    match decoded {
+        None => (None, false),
+        Some(d) if fits(d) => (Some(d), false),
+        Some(_) => {
+            let other = match encoding {
+                DTypeEncoding::Sequential => DTypeEncoding::Hardware,
+                DTypeEncoding::Hardware => DTypeEncoding::Sequential,
+            };
+            (DType::from_nrt(code, other).filter(|&d| fits(d)), true)
+        }
+    }
+}
+
 impl fmt::Display for DType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -379,7 +425,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn resolve_trusts_size_and_shape() {
+        use DTypeEncoding::{Hardware, Sequential};
+        // Consistent codes in either numbering are kept as decoded.
+        assert_eq!(
+            resolve(1, Sequential, 32, &[8]),
+            (Some(DType::Float32), false)
+        );
+        assert_eq!(resolve(12, Hardware, 64, &[8]), (Some(DType::Int64), false));
+        // Codes in the other numbering than the version's are recognised by their size.
+        assert_eq!(resolve(1, Hardware, 32, &[8]), (Some(DType::Float32), true));
+        assert_eq!(resolve(2, Sequential, 8, &[8]), (Some(DType::Int8), true));
+        // A code that fits neither numbering leaves the dtype to the size.
+        assert_eq!(resolve(1, Sequential, 24, &[8]), (None, true));
+        assert_eq!(resolve(99, Hardware, 24, &[8]), (None, false));
+        // Scalars, empty and overflowing shapes cannot disagree.
+        assert_eq!(resolve(10, Hardware, 4, &[]), (Some(DType::Float32), false));
+        assert_eq!(
+            resolve(10, Hardware, 0, &[0, 3]),
+            (Some(DType::Float32), false)
+        );
+        assert_eq!(
+            resolve(10, Hardware, 4, &[usize::MAX, 2]),
+            (Some(DType::Float32), false)
+        );
+    }
+
     proptest! {
+        #[test]
+        fn resolved_dtypes_fit_the_size(code in 0u32..20, n in 1usize..64, elem in 1usize..9) {
+            for enc in [DTypeEncoding::Sequential, DTypeEncoding::Hardware] {
+                if let (Some(d), _) = resolve(code, enc, n * elem, &[n]) {
+                    prop_assert_eq!(d.size_bytes(), elem);
+                }
+            }
+        }
+
         #[test]
         fn never_panics(s in ".{0,12}", code in any::<u32>()) {
             let _ = s.parse::<DType>();

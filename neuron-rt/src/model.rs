@@ -33,8 +33,11 @@ pub struct TensorInfo {
     pub usage: Usage,
     /// Size in bytes; authoritative (allocate exactly this much).
     pub size: usize,
-    /// The element type, decoded with the runtime's encoding; advisory (ARCHITECTURE.md, "Dtype encodings").
-    /// `None` when the code is unknown.
+    /// The element type, decoded with the runtime's encoding and checked against `size` and
+    /// `shape`, which win (ARCHITECTURE.md, "Dtype encodings"): when the code fits only the
+    /// other encoding, that one's dtype; `None` when the code is unknown or fits neither, and
+    /// then the element size is `size / elements` ([`crate::dtype::resolve`]). Never
+    /// inconsistent with `size` and `shape`.
     pub dtype: Option<DType>,
     /// The raw dtype code as libnrt reported it.
     pub raw_dtype: u32,
@@ -47,6 +50,29 @@ impl TensorInfo {
     pub fn elements(&self) -> usize {
         self.shape.iter().product()
     }
+}
+
+/// Logs, once per process, that a runtime reported a dtype code its tensor's size contradicts.
+fn warn_dtype_once(
+    runtime: &Runtime,
+    name: &str,
+    code: u32,
+    size: usize,
+    shape: &[usize],
+    chosen: Option<DType>,
+) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let chosen = chosen.map_or_else(
+            || "an element size from the size".to_owned(),
+            |d| format!("dtype {d}"),
+        );
+        log::warn!(
+            "libnrt {} reports dtype code {code} for tensor `{name}` ({size} bytes, shape              {shape:?}), which does not fit its size in the {:?} encoding its version implies;              trusting size and shape and using {chosen} (further mismatches are not logged)",
+            runtime.version(),
+            runtime.dtype_encoding()
+        );
+    });
 }
 
 /// A NEFF loaded on one of this process's NeuronCores. Unloads on drop.
@@ -128,6 +154,24 @@ impl Model {
     ) -> Result<Model> {
         const OP: &str = "nrt_load";
         runtime.check_device(OP, core)?;
+        // A NEFF runs only on logical cores of the size it was compiled for (0: predates the
+        // field, meaning 1). A header we cannot read is left to nrt_load.
+        if let Ok(header) = crate::neff::NeffHeader::parse_header_only(&neff) {
+            let lnc_size = header.lnc_size.max(1);
+            if lnc_size != runtime.lnc() {
+                return Err(Error::InvalidArgument {
+                    op: OP,
+                    message: format!(
+                        "NEFF `{name}` was compiled for logical NeuronCores of {lnc_size} \
+                         physical core(s) (lnc_size {lnc_size}), but this runtime runs LNC={} \
+                         (NEURON_LOGICAL_NC_CONFIG); recompile with neuronx-cc --lnc {} or \
+                         start the process with NEURON_LOGICAL_NC_CONFIG={lnc_size}",
+                        runtime.lnc(),
+                        runtime.lnc()
+                    ),
+                });
+            }
+        }
         let vnc = i32::try_from(core.index()).map_err(|_| Error::InvalidArgument {
             op: OP,
             message: format!("{core} does not fit libnrt's core index"),
@@ -217,11 +261,16 @@ impl Model {
                         .map(|&d| d as usize)
                         .collect()
                 };
+                let (dtype, disagreed) =
+                    crate::dtype::resolve(entry.dtype, encoding, entry.size, &shape);
+                if disagreed {
+                    warn_dtype_once(&self.runtime, &name, entry.dtype, entry.size, &shape, dtype);
+                }
                 Ok(TensorInfo {
                     name,
                     usage,
                     size: entry.size,
-                    dtype: DType::from_nrt(entry.dtype, encoding),
+                    dtype,
                     raw_dtype: entry.dtype,
                     shape,
                 })

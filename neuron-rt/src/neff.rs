@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 /// Size of the NEFF header in bytes; the payload starts at this offset.
 pub const NEFF_HEADER_SIZE: usize = 1024;
 
-/// The highest `neff_version_major` current runtimes load.
+/// The highest `neff_version_major` known to load. The runtime's real limit is not public, so
+/// a newer major version is only warned about: `nrt_load` decides.
 pub const MAX_NEFF_VERSION_MAJOR: u64 = 2;
 
 /// The prefix of a mock NEFF's build version string.
@@ -65,7 +66,9 @@ pub enum NeffError {
         /// The value found.
         pkg_version: u64,
     },
-    /// `neff_version_major` is newer than runtimes load.
+    /// `neff_version_major` is newer than runtimes load. Header parsing no longer returns it
+    /// (a newer major version is logged and left to `nrt_load`); kept for callers that match
+    /// on it.
     #[error(
         "unsupported NEFF version {major}.{minor}: runtimes load major version \
          {MAX_NEFF_VERSION_MAJOR} or older; recompile with a neuronx-cc matching the runtime"
@@ -105,7 +108,8 @@ impl NeffError {
 /// A NEFF is a 1024-byte little-endian header followed by `data_size` payload bytes. It has
 /// no magic number, so it is recognised by the checks libnrt applies at load time:
 /// `header_size` is 1024, `pkg_version` is 1 (tar) or 2 (gzip-compressed tar),
-/// `neff_version_major` is at most 2, and `data_size` fits in the file. This works for real
+/// and `data_size` fits in the file; a `neff_version_major` above 2 is logged and left to
+/// `nrt_load`, since the runtime's real limit is not public. This works for real
 /// compiler output and for mock NEFFs alike (a mock NEFF has `pkg_version` 1, a build version
 /// starting with `nrt-mock`, and a JSON payload). Feature bits and the hash are reported,
 /// not checked.
@@ -121,7 +125,7 @@ pub struct NeffHeader {
     pub header_size: u64,
     /// Payload bytes after the header.
     pub data_size: u64,
-    /// NEFF format major version (at most [`MAX_NEFF_VERSION_MAJOR`]).
+    /// NEFF format major version (above [`MAX_NEFF_VERSION_MAJOR`] only with a warning).
     pub neff_version_major: u64,
     /// NEFF format minor version.
     pub neff_version_minor: u64,
@@ -152,7 +156,7 @@ impl NeffHeader {
     /// # Errors
     ///
     /// [`NeffError::TooShort`], [`NeffError::BadHeaderSize`],
-    /// [`NeffError::UnsupportedPackage`], [`NeffError::UnsupportedVersion`] or
+    /// [`NeffError::UnsupportedPackage`] or
     /// [`NeffError::DataPastEnd`].
     pub fn parse(bytes: &[u8]) -> Result<Self, NeffError> {
         let header = Self::parse_header_only(bytes)?;
@@ -188,10 +192,13 @@ impl NeffHeader {
         let neff_version_major = read_u64(h, 24);
         let neff_version_minor = read_u64(h, 32);
         if neff_version_major > MAX_NEFF_VERSION_MAJOR {
-            return Err(NeffError::UnsupportedVersion {
-                major: neff_version_major,
-                minor: neff_version_minor,
-            });
+            // The runtime's limit is not public: say what we know and let nrt_load decide.
+            log::warn!(
+                "NEFF version {neff_version_major}.{neff_version_minor} is newer than the \
+                 major version {MAX_NEFF_VERSION_MAJOR} known to load; leaving it to the \
+                 runtime (if nrt_load refuses it, recompile with a neuronx-cc matching the \
+                 runtime)"
+            );
         }
         Ok(Self {
             pkg_version,
@@ -512,13 +519,12 @@ mod tests {
     }
 
     #[test]
-    fn rejects_unsupported_neff_version() {
+    fn newer_neff_versions_are_left_to_the_runtime() {
         let mut b = mock_neff("m", JSON);
         put(&mut b, 24, &3u64.to_le_bytes());
         put(&mut b, 32, &1u64.to_le_bytes());
-        let m = NeffHeader::parse(&b).unwrap_err().to_string();
-        assert!(m.contains("unsupported NEFF version 3.1"), "{m}");
-        assert!(m.contains("major version 2 or older"), "{m}");
+        let h = NeffHeader::parse(&b).expect("nrt_load decides, not the header check");
+        assert_eq!((h.neff_version_major, h.neff_version_minor), (3, 1));
         put(&mut b, 24, &1u64.to_le_bytes());
         assert!(NeffHeader::parse(&b).is_ok());
     }

@@ -42,6 +42,21 @@ pub struct RuntimeVersion {
 }
 
 impl RuntimeVersion {
+    /// True when this version is `major.minor.patch` or newer (the maintenance number is
+    /// ignored).
+    ///
+    /// ```
+    /// let v = neuron_rt::RuntimeVersion {
+    ///     major: 2, minor: 29, patch: 40, maintenance: 0,
+    ///     detail: String::new(), git_hash: String::new(),
+    /// };
+    /// assert!(v.at_least(2, 29, 40));
+    /// assert!(!v.at_least(2, 30, 0));
+    /// ```
+    pub fn at_least(&self, major: u64, minor: u64, patch: u64) -> bool {
+        (self.major, self.minor, self.patch) >= (major, minor, patch)
+    }
+
     /// True when this is the in-tree mock rather than the real libnrt.
     pub fn is_mock(&self) -> bool {
         self.detail.starts_with("nrt-mock")
@@ -74,10 +89,18 @@ pub enum CoreMap {
 struct Inner {
     library: &'static Library,
     version: RuntimeVersion,
+    /// Logical cores on the instance.
     total_cores: u32,
+    /// Physical cores on the instance.
+    total_physical_cores: u32,
+    /// Physical cores per logical core (`NEURON_LOGICAL_NC_CONFIG`; 2 by default on trn2).
+    lnc: u32,
     visible_cores: u32,
     core_map: CoreMap,
     encoding: DTypeEncoding,
+    /// Empty tensor handles kept after a failed attach (as addresses), for reuse: freeing
+    /// them crashes runtimes before 2.29.40. `nrt_close` releases them.
+    spare_empty: Mutex<Vec<usize>>,
 }
 
 /// Process-wide bookkeeping: the live runtime (if any) and whether libnrt is initialised.
@@ -115,6 +138,7 @@ impl fmt::Debug for Runtime {
             .field("library", &self.inner.library.path())
             .field("version", &self.inner.version)
             .field("total_cores", &self.inner.total_cores)
+            .field("lnc", &self.inner.lnc)
             .field("visible_cores", &self.inner.visible_cores)
             .field("core_map", &self.inner.core_map)
             .finish()
@@ -197,8 +221,27 @@ impl Runtime {
 
         let library = neuron_sys::library().map_err(|e| Error::Load(e.clone()))?;
         let api = library.api();
-        let version = query_version(api)?;
-        let total_cores = count("nrt_get_total_nc_count", api.nrt_get_total_nc_count)?;
+        // Physical and logical counts: with NEURON_LOGICAL_NC_CONFIG=2 (trn2's default) a
+        // logical core is two physical ones, the vnc counts report logical cores, and device
+        // ids and NEURON_RT_VISIBLE_CORES number logical cores.
+        let total_physical_cores = count("nrt_get_total_nc_count", api.nrt_get_total_nc_count)?;
+        let total_cores = match api.nrt_get_total_vnc_count {
+            Some(f) => count("nrt_get_total_vnc_count", f)?,
+            None => total_physical_cores,
+        };
+        let lnc = match total_cores {
+            0 => 1,
+            n if total_physical_cores % n == 0 && total_physical_cores >= n => {
+                total_physical_cores / n
+            }
+            n => {
+                log::warn!(
+                    "libnrt reports {total_physical_cores} physical and {n} logical cores, not \
+                     a whole number of physical cores per logical core; assuming 1"
+                );
+                1
+            }
+        };
         let core_map = core_map_from_env(total_cores)?;
 
         // SAFETY: `nrt_init` takes a framework tag and two NUL-terminated strings, which the
@@ -206,12 +249,35 @@ impl Runtime {
         // so no other thread of ours calls `nrt_init` or `nrt_close` concurrently.
         let raw = unsafe { (api.nrt_init)(NRT_FRAMEWORK_TYPE_NO_FW, c"".as_ptr(), c"".as_ptr()) };
         check("nrt_init", raw, || match &core_map {
+            // The developer guide asks for a contiguous range; lists such as `1,3` (which Ray
+            // hands out when cores are fragmented) are accepted here, but a runtime may refuse
+            // them, so a failure says so.
+            CoreMap::Known(cores) if !cores.is_contiguous() => format!(
+                "requested physical cores {cores}, which are not a contiguous range: the Neuron \
+                 runtime documents {VISIBLE_CORES_ENV} as a range such as {}-{}; ask for \
+                 contiguous cores (e.g. {}-{}), or run one process per contiguous block",
+                cores.iter().next().unwrap_or(0),
+                cores.iter().last().unwrap_or(0),
+                cores.iter().next().unwrap_or(0),
+                cores.iter().next().unwrap_or(0) + cores.len().saturating_sub(1),
+            ),
             CoreMap::Known(cores) => format!("requested physical cores {cores}"),
             CoreMap::ChosenByRuntime => "cores chosen by NEURON_RT_NUM_CORES".to_owned(),
         })?;
 
-        let visible_cores = match count("nrt_get_visible_nc_count", api.nrt_get_visible_nc_count) {
-            Ok(n) => n,
+        // The version is asked for after `nrt_init`: the runtime documents only the core-count
+        // queries as usable before it.
+        let queried = query_version(api).and_then(|version| {
+            match api.nrt_get_visible_vnc_count {
+                Some(f) => count("nrt_get_visible_vnc_count", f),
+                None => {
+                    count("nrt_get_visible_nc_count", api.nrt_get_visible_nc_count).map(|n| n / lnc)
+                }
+            }
+            .map(|visible| (version, visible))
+        });
+        let (version, visible_cores) = match queried {
+            Ok(pair) => pair,
             Err(error) => {
                 // SAFETY: `nrt_init` succeeded above and nothing else uses the runtime yet.
                 unsafe { (api.nrt_close)() };
@@ -231,7 +297,7 @@ impl Runtime {
         };
         let encoding = DTypeEncoding::for_runtime(version.major, version.minor);
         log::debug!(
-            "libnrt {version} from {}: {visible_cores} of {total_cores} cores",
+            "libnrt {version} from {}: {visible_cores} of {total_cores} cores (LNC {lnc})",
             library.path().display()
         );
 
@@ -239,9 +305,12 @@ impl Runtime {
             library,
             version,
             total_cores,
+            total_physical_cores,
+            lnc,
             visible_cores,
             core_map,
             encoding,
+            spare_empty: Mutex::new(Vec::new()),
         });
         registry.live = Arc::downgrade(&inner);
         registry.initialised = true;
@@ -263,14 +332,62 @@ impl Runtime {
         &self.inner.version
     }
 
+    /// Whether freeing an empty tensor after a failed attach is safe: runtimes before 2.29.40
+    /// crash on it (a known issue), so on those the handle is kept for reuse instead.
+    pub fn frees_failed_attach_safely(&self) -> bool {
+        self.inner.version.at_least(2, 29, 40)
+    }
+
+    /// The largest single tensor this runtime allocates correctly: runtimes before 2.30.50
+    /// overflow allocations of 4 GiB or more (a known issue); `None` when there is no known
+    /// limit.
+    pub fn max_tensor_bytes(&self) -> Option<usize> {
+        (!self.inner.version.at_least(2, 30, 50)).then_some((4usize << 30) - 1)
+    }
+
+    /// An empty tensor handle kept after a failed attach, if any.
+    pub(crate) fn take_spare_empty(&self) -> Option<std::ptr::NonNull<neuron_sys::nrt_tensor_t>> {
+        let addr = self
+            .inner
+            .spare_empty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()?;
+        std::ptr::NonNull::new(addr as *mut neuron_sys::nrt_tensor_t)
+    }
+
+    /// Keeps an empty tensor handle whose attach failed, for the next attach to reuse.
+    pub(crate) fn keep_spare_empty(&self, raw: std::ptr::NonNull<neuron_sys::nrt_tensor_t>) {
+        self.inner
+            .spare_empty
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(raw.as_ptr() as usize);
+    }
+
     /// The dtype encoding this runtime uses in tensor infos.
     pub fn dtype_encoding(&self) -> DTypeEncoding {
         self.inner.encoding
     }
 
-    /// NeuronCores on the instance, whether or not this process owns them.
+    /// Logical NeuronCores on the instance, whether or not this process owns them (the
+    /// physical count divided by [`Runtime::lnc`]).
     pub fn total_cores(&self) -> u32 {
         self.inner.total_cores
+    }
+
+    /// Physical NeuronCores on the instance.
+    pub fn total_physical_cores(&self) -> u32 {
+        self.inner.total_physical_cores
+    }
+
+    /// Physical cores per logical core: 1, or 2 under `NEURON_LOGICAL_NC_CONFIG=2` (trn2's
+    /// default). NEFFs must be compiled for the same value ([`Model::load`] checks their
+    /// `lnc_size`).
+    ///
+    /// [`Model::load`]: crate::Model::load
+    pub fn lnc(&self) -> u32 {
+        self.inner.lnc
     }
 
     /// NeuronCores this process owns (logical cores `0..visible_cores()`).
@@ -283,10 +400,22 @@ impl Runtime {
         &self.inner.core_map
     }
 
-    /// The physical core behind a logical one, when known.
+    /// The (first) physical core behind a logical one, when known: with [`Runtime::lnc`] 2,
+    /// logical core g of the instance is physical cores 2g and 2g + 1.
     pub fn physical_core(&self, logical: DeviceId) -> Option<u32> {
+        self.physical_cores(logical).map(|r| r.start)
+    }
+
+    /// Every physical core behind a logical one, when known (one unless [`Runtime::lnc`] is
+    /// more).
+    pub fn physical_cores(&self, logical: DeviceId) -> Option<std::ops::Range<u32>> {
         match &self.inner.core_map {
-            CoreMap::Known(cores) => cores.physical(logical.index()),
+            CoreMap::Known(cores) => {
+                let first = cores
+                    .physical(logical.index())?
+                    .checked_mul(self.inner.lnc)?;
+                Some(first..first.checked_add(self.inner.lnc)?)
+            }
             CoreMap::ChosenByRuntime => None,
         }
     }
@@ -368,7 +497,7 @@ fn c_chars_to_string(chars: &[std::ffi::c_char]) -> String {
 fn query_version(api: &NrtApi) -> Result<RuntimeVersion> {
     let mut raw = std::mem::MaybeUninit::<nrt_version_t>::zeroed();
     // SAFETY: `raw` is a zeroed, writable `nrt_version_t` and we pass its exact size, so the
-    // library writes at most that many bytes. Callable before `nrt_init`.
+    // library writes at most that many bytes. Called after `nrt_init`.
     let status =
         unsafe { (api.nrt_get_version)(raw.as_mut_ptr(), std::mem::size_of::<nrt_version_t>()) };
     check("nrt_get_version", status, String::new)?;

@@ -144,6 +144,18 @@ impl Tensor {
     ) -> Result<Tensor> {
         const OP: &str = "nrt_tensor_allocate";
         let c_name = c_name(OP, name)?;
+        if let Some(max) = runtime.max_tensor_bytes().filter(|&max| size > max) {
+            return Err(Error::InvalidArgument {
+                op: OP,
+                message: format!(
+                    "tensor `{name}` of {size} bytes is 4 GiB or more, which libnrt {} \
+                     overflows (a known issue before 2.30.50; the limit is {max} bytes); a \
+                     piece that large is a plan choice: use a smaller compiled batch or \
+                     split size, or upgrade aws-neuronx-runtime-lib",
+                    runtime.version()
+                ),
+            });
+        }
         let (raw_placement, core) = match placement {
             Placement::Device(core) => (
                 NRT_TENSOR_PLACEMENT_DEVICE,
@@ -227,27 +239,45 @@ impl Tensor {
             symbol: "nrt_tensor_attach_buffer",
         })?;
         let c_name = c_name(OP, name)?;
-        let mut raw: *mut nrt_tensor_t = std::ptr::null_mut();
-        // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid place
-        // for the out-pointer.
-        let status = unsafe { allocate_empty(c_name.as_ptr(), &mut raw) };
-        check("nrt_tensor_allocate_empty", status, || format!("`{name}`"))?;
-        let raw = NonNull::new(raw).ok_or_else(|| null_handle("nrt_tensor_allocate_empty"))?;
-        // Own the handle now, so an attach failure frees it.
-        let tensor = Tensor {
+        // An empty handle kept after an earlier failed attach (runtimes before 2.29.40 only)
+        // is reused first; libnrt keeps the name it was created with.
+        let raw = match runtime.take_spare_empty() {
+            Some(raw) => raw,
+            None => {
+                let mut raw: *mut nrt_tensor_t = std::ptr::null_mut();
+                // SAFETY: `c_name` is NUL-terminated and outlives the call; `raw` is a valid
+                // place for the out-pointer.
+                let status = unsafe { allocate_empty(c_name.as_ptr(), &mut raw) };
+                check("nrt_tensor_allocate_empty", status, || format!("`{name}`"))?;
+                NonNull::new(raw).ok_or_else(|| null_handle("nrt_tensor_allocate_empty"))?
+            }
+        };
+        // SAFETY: `buffer` is valid for `len` bytes for as long as the guard that will own
+        // this tensor lives (the callers tie the guard to the buffer's borrow), and libnrt
+        // never frees attached storage. A read-only buffer is only ever read: the guard does
+        // not hand out `&mut Tensor`, and sets refuse it as an output. `raw` is a live empty
+        // handle owned by this function.
+        let status = unsafe { attach(raw.as_ptr(), buffer.cast(), len) };
+        if let Err(error) = check(OP, status, || format!("{len} bytes for `{name}`")) {
+            if runtime.frees_failed_attach_safely() {
+                let mut raw = raw.as_ptr();
+                // SAFETY: the handle is live, owned here and used by nothing else; the call
+                // nulls our copy of the pointer.
+                unsafe { (api.nrt_tensor_free)(&mut raw) };
+            } else {
+                // Freeing an empty tensor after a failed attach crashes runtimes before
+                // 2.29.40: keep the handle for the next attach instead (nrt_close frees it).
+                runtime.keep_spare_empty(raw);
+            }
+            return Err(error);
+        }
+        Ok(Tensor {
             runtime: runtime.clone(),
             raw,
             size: len,
             name: name.to_owned(),
             placement: Placement::Attached,
-        };
-        // SAFETY: `buffer` is valid for `len` bytes for as long as the guard that will own
-        // this tensor lives (the callers tie the guard to the buffer's borrow), and libnrt
-        // never frees attached storage. A read-only buffer is only ever read: the guard does
-        // not hand out `&mut Tensor`, and sets refuse it as an output.
-        let status = unsafe { attach(tensor.raw.as_ptr(), buffer.cast(), len) };
-        check(OP, status, || format!("{len} bytes for `{name}`"))?;
-        Ok(tensor)
+        })
     }
 
     /// The tensor's size in bytes.

@@ -310,6 +310,20 @@ impl VisibleCores {
         None
     }
 
+    /// Whether the cores form one range with no gaps (`3-5`, but not `1,3`). The Neuron
+    /// runtime's developer guide asks for a contiguous range; runtimes may refuse others.
+    ///
+    /// ```
+    /// use neuron_rt::VisibleCores;
+    ///
+    /// assert!(VisibleCores::parse("3-5,6", 24)?.is_contiguous());
+    /// assert!(!VisibleCores::parse("1,3", 24)?.is_contiguous());
+    /// # Ok::<(), neuron_rt::VisibleCoresError>(())
+    /// ```
+    pub fn is_contiguous(&self) -> bool {
+        self.ranges.len() <= 1
+    }
+
     /// Whether physical core `physical` is visible.
     pub fn contains(&self, physical: u32) -> bool {
         self.logical(physical).is_some()

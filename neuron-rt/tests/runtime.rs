@@ -413,3 +413,212 @@ fn the_builder_chooses_the_library_without_the_environment() {
     assert!(text.contains(&mock.display().to_string()), "{text}");
     assert!(text.contains("before the first Runtime::init"), "{text}");
 }
+
+/// Loads the affine model and returns its input's dtype and size.
+fn affine_input_dtype(runtime: &Runtime) -> (Option<neuron_rt::DType>, usize) {
+    let model = common::load(runtime, &common::affine(), 0);
+    let info = &model.inputs()[0];
+    (info.dtype, info.size)
+}
+
+#[test]
+fn older_runtime_version_is_read_after_init_with_sequential_codes() {
+    // Strict: the mock refuses nrt_get_version before nrt_init, as only the core counts are
+    // documented as usable then.
+    let env = [
+        ("NRT_MOCK_RUNTIME_VERSION", "2.29.0"),
+        ("NRT_MOCK_STRICT_INIT", "1"),
+    ];
+    if !in_child(
+        "older_runtime_version_is_read_after_init_with_sequential_codes",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init reads the version after nrt_init");
+    let version = runtime.version();
+    assert_eq!((version.major, version.minor, version.patch), (2, 29, 0));
+    assert!(!version.at_least(2, 30, 0));
+    assert_eq!(
+        runtime.dtype_encoding(),
+        neuron_rt::DTypeEncoding::Sequential
+    );
+    assert_eq!(
+        affine_input_dtype(&runtime),
+        (Some(neuron_rt::DType::Float32), 128)
+    );
+}
+
+#[test]
+fn dtype_codes_in_the_other_encoding_are_recognised_by_size() {
+    // A 2.29 runtime reporting the newer codes: FLOAT32 is 10 there, INT64 in the numbering
+    // the version implies, whose 8-byte elements contradict the tensor's size.
+    let env = [
+        ("NRT_MOCK_RUNTIME_VERSION", "2.29.0"),
+        ("NRT_MOCK_DTYPE_ENCODING", "hardware"),
+    ];
+    if !in_child(
+        "dtype_codes_in_the_other_encoding_are_recognised_by_size",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(
+        affine_input_dtype(&runtime),
+        (Some(neuron_rt::DType::Float32), 128)
+    );
+}
+
+#[test]
+fn unknown_dtype_codes_leave_the_element_size_to_the_size() {
+    let env = [("NRT_MOCK_DTYPE_ENCODING", "unknown")];
+    if !in_child(
+        "unknown_dtype_codes_leave_the_element_size_to_the_size",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let model = common::load(&runtime, &common::affine(), 0);
+    let info = &model.inputs()[0];
+    assert_eq!((info.dtype, info.raw_dtype, info.size), (None, 0, 128));
+    assert_eq!(info.size / info.elements(), 4);
+}
+
+/// The affine mock NEFF with `neff_version_major` 3, newer than any this crate knows.
+fn affine_neff_v3() -> neuron_rt::Neff {
+    let mut bytes = common::affine().to_neff_bytes();
+    bytes[24..32].copy_from_slice(&3u64.to_le_bytes());
+    neuron_rt::Neff::from_bytes(bytes).expect("a newer NEFF major version is left to nrt_load")
+}
+
+#[test]
+fn newer_neff_major_version_is_refused_by_the_runtime_not_the_header_check() {
+    if !in_child(
+        "newer_neff_major_version_is_refused_by_the_runtime_not_the_header_check",
+        &[],
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let error = Model::load(&runtime, &affine_neff_v3(), DeviceId::new(0))
+        .expect_err("this runtime loads NEFF version 2 only");
+    assert_eq!(
+        error.status(),
+        Some(Status::UnsupportedNeffVersion),
+        "{error}"
+    );
+    assert!(error.to_string().contains("recompile"), "{error}");
+}
+
+#[test]
+fn newer_neff_major_version_loads_on_a_runtime_that_takes_it() {
+    if !in_child(
+        "newer_neff_major_version_loads_on_a_runtime_that_takes_it",
+        &[("NRT_MOCK_MAX_NEFF_MAJOR", "3")],
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    let model = Model::load(&runtime, &affine_neff_v3(), DeviceId::new(0)).expect("load");
+    assert_eq!(model.inputs().len(), 1);
+}
+
+#[test]
+fn non_contiguous_visible_cores_refused_by_the_runtime_say_how_to_fix_it() {
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "8"),
+        ("NEURON_RT_VISIBLE_CORES", "1,3"),
+        ("NRT_MOCK_CONTIGUOUS_CORES", "1"),
+    ];
+    if !in_child(
+        "non_contiguous_visible_cores_refused_by_the_runtime_say_how_to_fix_it",
+        &env,
+    ) {
+        return;
+    }
+    let error = Runtime::init().expect_err("this runtime wants a contiguous range");
+    let message = error.to_string();
+    assert!(message.contains("not a contiguous range"), "{message}");
+    assert!(
+        message.contains("1,3") && message.contains("1-2"),
+        "{message}"
+    );
+}
+
+#[test]
+fn non_contiguous_visible_cores_are_kept_when_the_runtime_accepts_them() {
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "8"),
+        ("NEURON_RT_VISIBLE_CORES", "1,3"),
+    ];
+    if !in_child(
+        "non_contiguous_visible_cores_are_kept_when_the_runtime_accepts_them",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.physical_core(DeviceId::new(1)), Some(3));
+    assert_eq!(physical_core_that_ran(&runtime, DeviceId::new(1)), 3);
+}
+
+/// The `core_id` mock NEFF compiled for logical cores of `lnc` physical cores.
+fn core_id_neff(lnc: u32) -> neuron_rt::Neff {
+    let mut bytes = core_id_model().to_neff_bytes();
+    nrt_mock::neff::set_lnc_size(&mut bytes, lnc);
+    neuron_rt::Neff::from_bytes(bytes).expect("mock NEFF")
+}
+
+#[test]
+fn lnc_2_maps_logical_device_ids_to_pairs_of_physical_cores() {
+    // trn2's default: 8 physical cores are 4 logical ones; NEURON_RT_VISIBLE_CORES numbers
+    // logical cores, so 1-2 is physical cores 2-5.
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "8"),
+        ("NRT_MOCK_LNC", "2"),
+        ("NEURON_RT_VISIBLE_CORES", "1-2"),
+    ];
+    if !in_child(
+        "lnc_2_maps_logical_device_ids_to_pairs_of_physical_cores",
+        &env,
+    ) {
+        return;
+    }
+    let runtime = Runtime::init().expect("init");
+    assert_eq!(runtime.lnc(), 2);
+    assert_eq!(runtime.total_cores(), 4);
+    assert_eq!(runtime.total_physical_cores(), 8);
+    assert_eq!(runtime.visible_cores(), 2);
+    assert_eq!(runtime.physical_cores(DeviceId::new(0)), Some(2..4));
+    assert_eq!(runtime.physical_cores(DeviceId::new(1)), Some(4..6));
+    assert_eq!(runtime.physical_core(DeviceId::new(1)), Some(4));
+    assert!(
+        runtime.device_ids("nc:2").is_err(),
+        "only two logical cores are visible"
+    );
+
+    for (device, physical) in [(0, 2), (1, 4)] {
+        let model = Model::load(&runtime, &core_id_neff(2), DeviceId::new(device)).expect("load");
+        assert_eq!(model.physical_core(), Some(physical));
+        let inputs = model.allocate_inputs().expect("inputs");
+        let mut outputs = model.allocate_outputs().expect("outputs");
+        model.execute(&inputs, &mut outputs).expect("execute");
+        let out: Vec<i32> = outputs.tensor(0).expect("output").to_vec().expect("read");
+        assert_eq!(out, [physical as i32]);
+    }
+    // An execution on a logical core occupies both of its physical cores.
+    let executions = common::counters().executions;
+    assert_eq!(executions[2..6], [1, 1, 1, 1]);
+    assert_eq!(executions[0..2], [0, 0]);
+
+    // A NEFF compiled for LNC=1 is refused with what to do.
+    let error = Model::load(&runtime, &core_id_neff(1), DeviceId::new(0))
+        .expect_err("lnc_size 1 on an LNC=2 runtime");
+    let message = error.to_string();
+    assert!(
+        message.contains("lnc_size 1") && message.contains("LNC=2"),
+        "{message}"
+    );
+}

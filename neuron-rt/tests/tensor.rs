@@ -320,3 +320,60 @@ proptest! {
         prop_assert_eq!(tensor.read_slice(first, &mut out).is_ok(), fits);
     }
 }
+
+#[test]
+fn failed_attach_keeps_the_empty_handle_on_runtimes_that_crash_freeing_it() {
+    // The mock aborts, as runtimes before 2.29.40 crash, when an empty tensor is freed after
+    // a failed attach.
+    if !nrt_mock::testing::in_child(
+        "failed_attach_keeps_the_empty_handle_on_runtimes_that_crash_freeing_it",
+        &[("NRT_MOCK_RUNTIME_VERSION", "2.29.0")],
+    ) {
+        return;
+    }
+    let runtime = neuron_rt::Runtime::init().expect("init");
+    assert!(!runtime.frees_failed_attach_safely());
+    let error = neuron_rt::Tensor::attach(&runtime, &[], "empty").expect_err("size 0");
+    assert_eq!(error.status(), Some(neuron_rt::Status::Invalid), "{error}");
+    // The kept handle serves the next attach, which works and frees normally.
+    let buffer = [7u8; 16];
+    let attached = neuron_rt::Tensor::attach(&runtime, &buffer, "x").expect("attach");
+    let mut out = [0u8; 16];
+    attached.read(0, &mut out).expect("read");
+    assert_eq!(out, buffer);
+    drop(attached);
+    let error = neuron_rt::Tensor::attach(&runtime, &[], "again").expect_err("size 0");
+    assert_eq!(error.status(), Some(neuron_rt::Status::Invalid), "{error}");
+    // Keeping the handle keeps nothing else alive: the last Runtime closes libnrt, which
+    // releases the kept handle.
+    drop(runtime);
+    assert_eq!(common::raw_allocate_set_status(), neuron_rt::Status::Closed);
+}
+
+#[test]
+fn tensors_of_4_gib_are_refused_on_runtimes_that_overflow_them() {
+    if !nrt_mock::testing::in_child(
+        "tensors_of_4_gib_are_refused_on_runtimes_that_overflow_them",
+        &[("NRT_MOCK_RUNTIME_VERSION", "2.30.49")],
+    ) {
+        return;
+    }
+    let runtime = neuron_rt::Runtime::init().expect("init");
+    assert_eq!(runtime.max_tensor_bytes(), Some((4 << 30) - 1));
+    // The mock, like those runtimes, would allocate 64 bytes for this and report success.
+    let error = neuron_rt::Tensor::allocate_device(
+        &runtime,
+        neuron_rt::DeviceId::new(0),
+        (4 << 30) + 64,
+        "huge",
+    )
+    .expect_err("refused before libnrt overflows it");
+    let message = error.to_string();
+    assert!(
+        message.contains("4 GiB") && message.contains("plan choice"),
+        "{message}"
+    );
+    // Below the limit nothing changes.
+    neuron_rt::Tensor::allocate_device(&runtime, neuron_rt::DeviceId::new(0), 64, "small")
+        .expect("small tensor");
+}

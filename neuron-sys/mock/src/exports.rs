@@ -36,8 +36,14 @@ use crate::state::{self, lock, runtime};
 use crate::tensor::{AlignedBuf, CallerPtr, Storage, Tensor, TensorState};
 use crate::tensor_set::TensorSet;
 
-/// The libnrt version the mock reports.
+/// The libnrt version the mock reports unless `NRT_MOCK_RUNTIME_VERSION` names another.
 pub const MOCK_RT_VERSION: (u64, u64, u64, u64) = (2, 30, 50, 0);
+const _: () = assert!(
+    MOCK_RT_VERSION.0 == crate::version::DEFAULT.0
+        && MOCK_RT_VERSION.1 == crate::version::DEFAULT.1
+        && MOCK_RT_VERSION.2 == crate::version::DEFAULT.2
+        && MOCK_RT_VERSION.3 == crate::version::DEFAULT.3
+);
 
 /// Runs an export body that returns a status, converting failures and panics.
 fn guard(func: &str, body: impl FnOnce() -> Res) -> NRT_STATUS {
@@ -140,7 +146,9 @@ pub unsafe extern "C" fn nrt_close() {
 }
 const _: nrt_close_fn = Some(nrt_close);
 
-/// Fills `min(size, 224)` bytes of the version: 2.30.50.0, detail `nrt-mock ...`.
+/// Fills `min(size, 224)` bytes of the version: 2.30.50.0 or `NRT_MOCK_RUNTIME_VERSION`,
+/// detail `nrt-mock ...`. Under `NRT_MOCK_STRICT_INIT` it is `NRT_UNINITIALIZED` before
+/// `nrt_init`.
 ///
 /// # Safety
 /// `ver` must be NULL or writable for `min(size, 224)` bytes.
@@ -148,7 +156,11 @@ const _: nrt_close_fn = Some(nrt_close);
 pub unsafe extern "C" fn nrt_get_version(ver: *mut nrt_version_t, size: usize) -> NRT_STATUS {
     guard("nrt_get_version", || {
         need("nrt_get_version", "ver", ver)?;
-        let (major, minor, patch, maint) = MOCK_RT_VERSION;
+        if crate::version::strict_init() && state::runtime_quiet().is_none() {
+            runtime("nrt_get_version")?;
+        }
+        let crate::version::Version(major, minor, patch, maint) = crate::version::reported()
+            .map_err(|e| fail(NRT_INVALID, format!("nrt_get_version: {e}")))?;
         let mut v = nrt_version_t {
             rt_major: major,
             rt_minor: minor,
@@ -239,7 +251,8 @@ pub unsafe extern "C" fn nrt_get_total_nc_count(nc_count: *mut u32) -> NRT_STATU
 }
 const _: nrt_get_total_nc_count_fn = Some(nrt_get_total_nc_count);
 
-/// Cores this process owns (before `nrt_init`: what it would own).
+/// Physical cores this process owns (logical cores times `NRT_MOCK_LNC`; before
+/// `nrt_init`: what it would own).
 ///
 /// # Safety
 /// `nc_count` must be NULL or writable for a `u32`.
@@ -249,23 +262,27 @@ pub unsafe extern "C" fn nrt_get_visible_nc_count(nc_count: *mut u32) -> NRT_STA
 }
 const _: nrt_get_visible_nc_count_fn = Some(nrt_get_visible_nc_count);
 
-/// Same as `nrt_get_total_nc_count` (the mock has LNC = 1).
+/// Logical cores on the instance: physical cores / `NRT_MOCK_LNC`.
 ///
 /// # Safety
 /// `vnc_count` must be NULL or writable for a `u32`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_get_total_vnc_count(vnc_count: *mut u32) -> NRT_STATUS {
-    count("nrt_get_total_vnc_count", vnc_count, state::total_count)
+    count("nrt_get_total_vnc_count", vnc_count, state::total_vnc_count)
 }
 const _: nrt_get_total_vnc_count_fn = Some(nrt_get_total_vnc_count);
 
-/// Same as `nrt_get_visible_nc_count` (the mock has LNC = 1).
+/// Logical cores this process owns (before `nrt_init`: what it would own).
 ///
 /// # Safety
 /// `vnc_count` must be NULL or writable for a `u32`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nrt_get_visible_vnc_count(vnc_count: *mut u32) -> NRT_STATUS {
-    count("nrt_get_visible_vnc_count", vnc_count, state::visible_count)
+    count(
+        "nrt_get_visible_vnc_count",
+        vnc_count,
+        state::visible_vnc_count,
+    )
 }
 const _: nrt_get_visible_vnc_count_fn = Some(nrt_get_visible_vnc_count);
 
@@ -299,8 +316,25 @@ pub unsafe extern "C" fn nrt_load(
         // SAFETY: non-NULL and readable for `size` bytes by the caller's promise; the mock
         // copies what it needs before returning.
         let bytes = unsafe { std::slice::from_raw_parts(neff_bytes.cast::<u8>(), size) };
-        let spec =
-            MockModel::from_neff_bytes(bytes).map_err(|e| fail(e.status(), format!("{F}: {e}")))?;
+        let max_major =
+            crate::version::max_neff_major().map_err(|e| fail(NRT_INVALID, format!("{F}: {e}")))?;
+        let spec = MockModel::from_neff_bytes_up_to(bytes, max_major)
+            .map_err(|e| fail(e.status(), format!("{F}: {e}")))?;
+        // `lnc_size` (u32 at 552; 0 in NEFFs that predate it, meaning 1) must match.
+        let lnc_size = match u32::from_le_bytes([bytes[552], bytes[553], bytes[554], bytes[555]]) {
+            0 => 1,
+            n => n,
+        };
+        if lnc_size != rt.lnc {
+            return Err(fail(
+                NRT_INVALID,
+                format!(
+                    "{F}: the NEFF was compiled for lnc_size {lnc_size}, but this runtime has \
+                     LNC {} (NRT_MOCK_LNC)",
+                    rt.lnc
+                ),
+            ));
+        }
         let timeout = model::exec_timeout().map_err(|e| fail(NRT_INVALID, format!("{F}: {e}")))?;
         let core =
             if vnc == -1 {
@@ -357,7 +391,7 @@ pub unsafe extern "C" fn nrt_get_model_tensor_info(
         let rt = runtime(F)?;
         need(F, "the info output pointer", info)?;
         let m = rt.model(F, model)?;
-        let array = model::info_array(&m.spec)?;
+        let array = model::info_array(&m.spec, rt.encoding)?;
         // SAFETY: `info` is non-NULL and writable by the caller's promise.
         unsafe { info.write_unaligned(array) };
         Ok(())
@@ -659,6 +693,24 @@ pub unsafe extern "C" fn nrt_tensor_allocate(
                 ));
             }
         };
+        // Runtimes before 2.30.50 overflow allocations of 4 GiB or more (a known issue): the
+        // mock reproduces it when it reports such a version, allocating the size modulo 4 GiB.
+        let size = if rt.version < crate::version::Version(2, 30, 50, 0) && size >> 32 != 0 {
+            let wrapped = size & 0xFFFF_FFFF;
+            log::warn!(
+                "{F}: tensor {name:?}: {size} bytes overflow to {wrapped} on runtimes before \
+                 2.30.50 (NRT_MOCK_RUNTIME_VERSION)"
+            );
+            if wrapped == 0 {
+                return Err(fail(
+                    NRT_INVALID,
+                    format!("{F}: tensor {name:?} has size 0"),
+                ));
+            }
+            wrapped
+        } else {
+            size
+        };
         let buf = AlignedBuf::new(size, budget)?;
         let t = Tensor::new(
             name,
@@ -695,6 +747,21 @@ pub unsafe extern "C" fn nrt_tensor_free(tensor: *mut *mut nrt_tensor_t) {
         let p = unsafe { tensor.read_unaligned() };
         if !p.is_null() {
             if let Some(rt) = state::runtime_quiet() {
+                if let Ok(t) = rt.tensor(F, p) {
+                    if rt.version < crate::version::Version(2, 29, 40, 0)
+                        && t.is_empty()
+                        && t.attach_failed.load(std::sync::atomic::Ordering::Relaxed)
+                    {
+                        // Runtimes before 2.29.40 crash here (a known issue); so does the mock
+                        // when it reports such a version, so a regression cannot pass.
+                        eprintln!(
+                            "nrt-mock: {F} of empty tensor {:?} after a failed attach: runtimes \
+                             before 2.29.40 crash here (NRT_MOCK_RUNTIME_VERSION); aborting",
+                            t.name
+                        );
+                        std::process::abort();
+                    }
+                }
                 let _ = rt.remove_tensor(F, p);
             }
         }
@@ -852,13 +919,18 @@ pub unsafe extern "C" fn nrt_tensor_attach_buffer(
     const F: &str = "nrt_tensor_attach_buffer";
     guard(F, || {
         let rt = runtime(F)?;
-        need(F, "buffer", buffer)?;
         let t = rt.tensor(F, tensor)?;
-        if size == 0 {
-            return Err(fail(
-                NRT_INVALID,
-                format!("{F}: tensor {:?}: size 0", t.name),
-            ));
+        let refused = if buffer.is_null() {
+            Some(format!("{F}: tensor {:?}: buffer is NULL", t.name))
+        } else if size == 0 {
+            Some(format!("{F}: tensor {:?}: size 0", t.name))
+        } else {
+            None
+        };
+        if let Some(message) = refused {
+            t.attach_failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return Err(fail(NRT_INVALID, message));
         }
         let old = {
             let mut st = lock(&t.state);

@@ -26,6 +26,11 @@
 //! | `NRT_MOCK_CORE_MEMORY` | `nrt_init` | device-memory budget per core in bytes (default 16 GiB) |
 //! | `NRT_MOCK_FAULTS` | `nrt_init` | fault rules `PHYS_CORE:NTH:STATUS;...` (see [`control::set_faults`]) |
 //! | `NEURON_RT_EXEC_TIMEOUT` | `nrt_load` | execution timeout in seconds (default 30) |
+//! | `NRT_MOCK_RUNTIME_VERSION` | `nrt_get_version`, `nrt_init` | the libnrt version reported (default `2.30.50.0`); before 2.30 tensor infos use the sequential dtype codes |
+//! | `NRT_MOCK_DTYPE_ENCODING` | `nrt_init` | `sequential`, `hardware` or `unknown` (all 0): the dtype codes of tensor infos, overriding the version's |
+//! | `NRT_MOCK_MAX_NEFF_MAJOR` | `nrt_load` | newest NEFF major version accepted (default 2; higher is `NRT_UNSUPPORTED_NEFF_VERSION`) |
+//! | `NRT_MOCK_CONTIGUOUS_CORES` | `nrt_init` | `1`: refuse a `NEURON_RT_VISIBLE_CORES` set with gaps such as `1,3` (`NRT_INVALID`) |
+//! | `NRT_MOCK_STRICT_INIT` | `nrt_get_version` | `1`: refuse `nrt_get_version` before `nrt_init` (`NRT_UNINITIALIZED`) |
 #![warn(missing_docs)]
 
 pub mod control;
@@ -44,3 +49,4 @@ mod state;
 mod tensor;
 mod tensor_set;
 mod topology;
+mod version;

@@ -128,27 +128,34 @@ pub(crate) fn acquire_any(
     dir: &Path,
     n: u32,
     total: u32,
+    lnc: u32,
 ) -> Result<(Vec<u32>, CoreLocks), LockError> {
     prepare(dir)?;
+    let lnc = lnc.max(1);
     let mut files = Vec::new();
-    let mut cores = Vec::new();
-    for c in 0..total {
-        if cores.len() == n as usize {
+    let mut groups = Vec::new();
+    for g in 0..total / lnc {
+        if groups.len() == n as usize {
             break;
         }
-        match try_lock(dir, c) {
-            Ok(Some(f)) => {
-                files.push(f);
-                cores.push(c);
+        // A logical core is free only when all its physical cores are.
+        let mut held = Vec::new();
+        for c in g * lnc..g * lnc + lnc {
+            match try_lock(dir, c) {
+                Ok(Some(f)) => held.push(f),
+                Ok(None) => break,
+                Err(e) => return Err(format!("cannot lock NeuronCore {c}: {e}")),
             }
-            Ok(None) => {}
-            Err(e) => return Err(format!("cannot lock NeuronCore {c}: {e}")),
+        }
+        if held.len() == lnc as usize {
+            files.extend(held);
+            groups.push(g);
         }
     }
-    if cores.len() == n as usize {
-        return Ok((cores, CoreLocks { _files: files }));
+    if groups.len() == n as usize {
+        return Ok((groups, CoreLocks { _files: files }));
     }
-    let available = cores.len();
+    let available = groups.len();
     Err(format!(
         "NeuronCore(s) not available - Requested:{n} cores Available:{available} (the others are \
          owned by other processes; lock files in {})",

@@ -77,7 +77,10 @@ const ENTRY: usize = size_of::<nrt_tensor_info_t>();
 const HEAD: usize = size_of::<nrt_tensor_info_array_t>();
 
 /// Allocates and fills the tensor-info array of `spec`.
-pub(crate) fn info_array(spec: &MockModel) -> Res<*mut nrt_tensor_info_array_t> {
+pub(crate) fn info_array(
+    spec: &MockModel,
+    encoding: crate::version::Encoding,
+) -> Res<*mut nrt_tensor_info_array_t> {
     let tensors: Vec<_> = spec
         .inputs
         .iter()
@@ -120,7 +123,7 @@ pub(crate) fn info_array(spec: &MockModel) -> Res<*mut nrt_tensor_info_array_t> 
             usage: *usage,
             // validate() guarantees the size fits in usize.
             size: t.size_bytes().unwrap_or(0) as usize,
-            dtype: t.dtype.nrt_code(),
+            dtype: encoding.code(t.dtype),
             shape,
             ndim: t.shape.len() as u32,
         };

@@ -27,7 +27,8 @@
 //!
 //! A header with `pkg_version` 2, a payload starting with the gzip magic `1f 8b`, or a build
 //! version that does not start with `nrt-mock` is a real NEFF and is rejected with "real NEFF:
-//! this is the mock runtime". `neff_version_major > 2` is
+//! this is the mock runtime". `neff_version_major > 2` (above `NRT_MOCK_MAX_NEFF_MAJOR` when
+//! set) is
 //! [`NeffError::UnsupportedVersion`] (`NRT_UNSUPPORTED_NEFF_VERSION`); everything else that
 //! does not match the table is `NRT_INVALID`. Bytes after `data_size` are ignored.
 //!
@@ -610,6 +611,13 @@ impl MockModel {
 
     /// Parses and validates a mock NEFF.
     pub fn from_neff_bytes(bytes: &[u8]) -> Result<MockModel, NeffError> {
+        Self::from_neff_bytes_up_to(bytes, 2)
+    }
+
+    /// Parses and validates a mock NEFF, accepting `neff_version_major` from 2 up to
+    /// `max_major` (what `NRT_MOCK_MAX_NEFF_MAJOR` sets for `nrt_load`, to stand in for a
+    /// runtime newer than this crate knows).
+    pub fn from_neff_bytes_up_to(bytes: &[u8], max_major: u64) -> Result<MockModel, NeffError> {
         if bytes.len() < HEADER_SIZE {
             return Err(NeffError::TooShort { len: bytes.len() });
         }
@@ -636,10 +644,10 @@ impl MockModel {
             )));
         }
         let (major, minor) = (read_u64(bytes, OFF_MAJOR), read_u64(bytes, OFF_MINOR));
-        if major > 2 {
+        if major > max_major.max(2) {
             return Err(NeffError::UnsupportedVersion { major, minor });
         }
-        if major != 2 {
+        if major < 2 {
             return Err(NeffError::Header(format!(
                 "neff_version_major is {major}, mock NEFFs are version 2"
             )));
@@ -696,6 +704,25 @@ impl MockModel {
         }
         model.validate()?;
         Ok(model)
+    }
+}
+
+/// Sets the `lnc_size` header field of a NEFF's bytes (the mock writes 1; a NEFF for trn2's
+/// default logical cores has 2). Does nothing to bytes shorter than the header.
+///
+/// ```
+/// use nrt_mock::neff::{DType, MockModel, Op, set_lnc_size};
+///
+/// let mut bytes = MockModel::new("m", Op::Identity)
+///     .input("x", DType::Float32, &[1, 4])
+///     .output("y", DType::Float32, &[1, 4])
+///     .to_neff_bytes();
+/// set_lnc_size(&mut bytes, 2);
+/// assert_eq!(bytes[552..556], 2u32.to_le_bytes());
+/// ```
+pub fn set_lnc_size(neff: &mut [u8], lnc_size: u32) {
+    if neff.len() >= HEADER_SIZE {
+        write_u32(neff, OFF_LNC_SIZE, lnc_size);
     }
 }
 

@@ -49,7 +49,15 @@ struct Handles {
 
 /// What `nrt_init` set up.
 pub(crate) struct Runtime {
+    /// Physical cores on the instance.
     pub(crate) total: u32,
+    /// Physical cores per logical core (`NRT_MOCK_LNC`).
+    pub(crate) lnc: u32,
+    /// The version reported (`NRT_MOCK_RUNTIME_VERSION`): older versions' known issues are
+    /// reproduced by the calls they affect.
+    pub(crate) version: crate::version::Version,
+    /// The dtype numbering of tensor infos (`NRT_MOCK_DTYPE_ENCODING`, or by version).
+    pub(crate) encoding: crate::version::Encoding,
     /// Indexed by logical core.
     pub(crate) cores: Vec<Arc<CoreState>>,
     /// Indexed by logical core.
@@ -155,7 +163,7 @@ impl Runtime {
             })
             .cloned();
         // `cores` is never empty: nrt_init owns at least one core.
-        pick.unwrap_or_else(|| Arc::new(CoreState::new(0, 0)))
+        pick.unwrap_or_else(|| Arc::new(CoreState::new(0, 0, 1)))
     }
 
     fn shutdown(&self) {
@@ -206,44 +214,64 @@ pub(crate) fn init() -> Res {
     }
     let invalid = |e: String| fail(NRT_INVALID, format!("nrt_init: {e}"));
     let total = topology::total_cores().map_err(invalid)?;
-    let request = topology::request_from_env(total).map_err(invalid)?;
+    let lnc = topology::lnc(total).map_err(invalid)?;
+    let request = topology::request_from_env(total / lnc).map_err(invalid)?;
     let memory = core_memory().map_err(invalid)?;
+    let version = crate::version::reported().map_err(invalid)?;
+    let encoding = crate::version::dtype_encoding(version).map_err(invalid)?;
     let rules = match std::env::var("NRT_MOCK_FAULTS") {
         Ok(text) => {
             Some(faults::parse_rules(&text).map_err(|e| invalid(format!("NRT_MOCK_FAULTS: {e}")))?)
         }
         Err(_) => None,
     };
+    if let Request::Exact(v) = &request {
+        let gaps = v.windows(2).any(|w| w[1] != w[0] + 1);
+        if gaps && crate::version::contiguous_cores_only() {
+            return Err(invalid(format!(
+                "NEURON_RT_VISIBLE_CORES names cores {v:?}, which are not a contiguous range \
+                 (NRT_MOCK_CONTIGUOUS_CORES)"
+            )));
+        }
+    }
     let dir = locks::lock_dir();
     let busy = |e: String| fail(NRT_RESOURCE, format!("nrt_init: {e}"));
-    let (phys, core_locks) = match request {
+    // `groups` are the logical cores (global numbering); each is `lnc` physical cores.
+    let (groups, core_locks) = match request {
         Request::All => {
-            let all: Vec<u32> = (0..total).collect();
-            let l = locks::acquire_exact(&dir, &all, total).map_err(busy)?;
+            let all: Vec<u32> = (0..total / lnc).collect();
+            let l = locks::acquire_exact(&dir, &topology::physical_of(&all, lnc), total)
+                .map_err(busy)?;
             (all, l)
         }
-        Request::Count(n) => locks::acquire_any(&dir, n, total).map_err(busy)?,
+        Request::Count(n) => locks::acquire_any(&dir, n, total, lnc).map_err(busy)?,
         Request::Exact(v) => {
-            let l = locks::acquire_exact(&dir, &v, total).map_err(busy)?;
+            let l =
+                locks::acquire_exact(&dir, &topology::physical_of(&v, lnc), total).map_err(busy)?;
             (v, l)
         }
     };
+    // A logical core is named by its first physical core.
+    let phys: Vec<u32> = groups.iter().map(|g| g * lnc).collect();
     if let Some(rules) = rules {
         faults::install(rules);
     }
     let cores = phys
         .iter()
         .enumerate()
-        .map(|(l, &p)| Arc::new(CoreState::new(l, p)))
+        .map(|(l, &p)| Arc::new(CoreState::new(l, p, lnc)))
         .collect();
     let budgets = phys
         .iter()
         .enumerate()
         .map(|(l, &p)| Arc::new(CoreBudget::new(l, p, memory)))
         .collect();
-    log::info!("nrt-mock: initialized with physical cores {phys:?} of {total}");
+    log::info!("nrt-mock: initialized with physical cores {phys:?} of {total} (LNC {lnc})");
     *phase = Phase::Running(Arc::new(Runtime {
         total,
+        lnc,
+        version,
+        encoding,
         cores,
         budgets,
         locks: Mutex::new(Some(core_locks)),
@@ -276,13 +304,34 @@ pub(crate) fn total_count() -> Result<u32, String> {
     }
 }
 
-/// Visible cores: the running runtime's, else what `nrt_init` would select.
-pub(crate) fn visible_count() -> Result<u32, String> {
+/// Total logical cores (physical / LNC).
+pub(crate) fn total_vnc_count() -> Result<u32, String> {
+    match runtime_quiet() {
+        Some(rt) => Ok(rt.total / rt.lnc),
+        None => {
+            let total = topology::total_cores()?;
+            Ok(total / topology::lnc(total)?)
+        }
+    }
+}
+
+/// Visible logical cores: the running runtime's, else what `nrt_init` would select.
+pub(crate) fn visible_vnc_count() -> Result<u32, String> {
     match runtime_quiet() {
         Some(rt) => Ok(rt.cores.len() as u32),
         None => {
             let total = topology::total_cores()?;
-            Ok(topology::request_from_env(total)?.count(total))
+            let logical = total / topology::lnc(total)?;
+            Ok(topology::request_from_env(logical)?.count(logical))
         }
     }
+}
+
+/// Visible physical cores (visible logical cores times LNC).
+pub(crate) fn visible_count() -> Result<u32, String> {
+    let lnc = match runtime_quiet() {
+        Some(rt) => rt.lnc,
+        None => topology::lnc(topology::total_cores()?)?,
+    };
+    Ok(visible_vnc_count()? * lnc)
 }

@@ -162,6 +162,9 @@ pub(crate) struct TensorState {
 pub(crate) struct Tensor {
     pub(crate) name: String,
     pub(crate) state: Mutex<TensorState>,
+    /// An `nrt_tensor_attach_buffer` on this tensor failed (freeing it while still empty
+    /// crashes runtimes before 2.29.40, which the mock reproduces).
+    pub(crate) attach_failed: std::sync::atomic::AtomicBool,
 }
 
 impl Tensor {
@@ -170,6 +173,7 @@ impl Tensor {
         Tensor {
             name,
             state: Mutex::new(state),
+            attach_failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -191,6 +195,11 @@ impl Tensor {
                 _keep: None,
             }),
         }
+    }
+
+    /// Whether the tensor has no storage (allocated empty, not attached).
+    pub(crate) fn is_empty(&self) -> bool {
+        matches!(lock(&self.state).storage, Storage::Empty)
     }
 
     /// Placement and logical core (for DEVICE tensors).
@@ -265,11 +274,33 @@ impl View {
         Ok(())
     }
 
-    /// The whole content as an owned vector.
-    pub(crate) fn to_vec(&self) -> Vec<u8> {
-        let mut v = vec![0u8; self.len];
-        // `v` has exactly `len` bytes, so the range check cannot fail.
-        let _ = self.read(0, &mut v);
-        v
+    /// Whether the two views share any byte.
+    pub(crate) fn overlaps(&self, other: &View) -> bool {
+        let (a, b) = (self.ptr as usize, other.ptr as usize);
+        self.len > 0
+            && other.len > 0
+            && a < b.saturating_add(other.len)
+            && b < a.saturating_add(self.len)
+    }
+
+    /// The bytes as a shared slice.
+    ///
+    /// # Safety
+    /// No `&mut` slice over any of these bytes may exist while the result lives.
+    pub(crate) unsafe fn as_slice(&self) -> &[u8] {
+        // SAFETY: the storage holds `len` valid, initialised bytes while the view lives (owned:
+        // kept alive by `_keep` and zeroed at allocation; attached: the caller's promise to
+        // nrt_tensor_attach_buffer); exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The bytes as an exclusive slice.
+    ///
+    /// # Safety
+    /// No other slice over any of these bytes may exist while the result lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`; exclusivity is the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
     }
 }

@@ -75,6 +75,12 @@ pub const CLEARED: &[&str] = &[
     "NRT_MOCK_CORE_MEMORY",
     "NRT_MOCK_FAULTS",
     "NRT_MOCK_LOCK_DIR",
+    "NRT_MOCK_RUNTIME_VERSION",
+    "NRT_MOCK_DTYPE_ENCODING",
+    "NRT_MOCK_STRICT_INIT",
+    "NRT_MOCK_MAX_NEFF_MAJOR",
+    "NRT_MOCK_CONTIGUOUS_CORES",
+    "NRT_MOCK_LNC",
 ];
 
 /// How long a child may run before it is killed, unless the test sets its own

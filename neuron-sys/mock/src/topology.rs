@@ -3,7 +3,10 @@
 //! This module owns the parsing of `NRT_MOCK_TOTAL_CORES`, `NEURON_RT_VISIBLE_CORES` and
 //! `NEURON_RT_NUM_CORES` (all read from the environment at the time of the call, so a
 //! re-init after `nrt_close` sees new values). Logical core `i` of the process is the `i`-th
-//! owned physical core in ascending order.
+//! owned physical core in ascending order. With `NRT_MOCK_LNC=2` a logical core is two
+//! adjacent physical cores (`2g`, `2g + 1`), `NEURON_RT_VISIBLE_CORES` and
+//! `NEURON_RT_NUM_CORES` count logical cores, and `NRT_MOCK_TOTAL_CORES` stays the physical
+//! count.
 
 use crate::counters::NRT_MOCK_MAX_CORES;
 
@@ -45,7 +48,36 @@ pub(crate) fn total_cores() -> Result<u32, String> {
     }
 }
 
-/// The request the environment makes, validated against `total`.
+/// `NRT_MOCK_LNC`: physical cores per logical core, 1 (default) or 2 (trn2's default
+/// `NEURON_LOGICAL_NC_CONFIG=2`); `physical_total` must be a multiple of it.
+pub(crate) fn lnc(physical_total: u32) -> Result<u32, String> {
+    let lnc = match std::env::var("NRT_MOCK_LNC") {
+        Err(_) => 1,
+        Ok(v) => match v.trim() {
+            "1" => 1,
+            "2" => 2,
+            _ => return Err(format!("NRT_MOCK_LNC={v:?} is not 1 or 2")),
+        },
+    };
+    if physical_total % lnc != 0 {
+        return Err(format!(
+            "NRT_MOCK_TOTAL_CORES={physical_total} is not a multiple of NRT_MOCK_LNC={lnc}"
+        ));
+    }
+    Ok(lnc)
+}
+
+/// The physical cores behind logical cores `logical` (ascending) at `lnc` physical cores
+/// each.
+pub(crate) fn physical_of(logical: &[u32], lnc: u32) -> Vec<u32> {
+    logical
+        .iter()
+        .flat_map(|&g| g * lnc..g * lnc + lnc)
+        .collect()
+}
+
+/// The request the environment makes, validated against `total` (logical cores:
+/// `NEURON_RT_VISIBLE_CORES` numbers logical cores when LNC is 2).
 pub(crate) fn request_from_env(total: u32) -> Result<Request, String> {
     if let Some(v) = std::env::var_os("NEURON_RT_VISIBLE_CORES") {
         let v = v.to_string_lossy();
@@ -117,6 +149,12 @@ pub(crate) fn parse_visible_cores(value: &str, total: u32) -> Result<Vec<u32>, S
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn lnc_groups_adjacent_physical_cores() {
+        assert_eq!(physical_of(&[1, 2], 2), vec![2, 3, 4, 5]);
+        assert_eq!(physical_of(&[1, 3], 1), vec![1, 3]);
+    }
 
     #[test]
     fn accepted_forms() {

@@ -213,6 +213,35 @@ fn op_affine() {
 }
 
 #[test]
+fn op_affine_in_place_when_input_and_output_are_one_tensor() {
+    if !in_child(
+        "op_affine_in_place_when_input_and_output_are_one_tensor",
+        &[],
+    ) {
+        return;
+    }
+    init_ok();
+    // One tensor under both names: the op must read every input byte before writing it, so
+    // the mock stages the input instead of computing in place.
+    let spec = affine(1, 4);
+    let m = load(&spec, 0);
+    let t = device(0, 16);
+    let (ins, outs) = (new_set(), new_set());
+    assert_eq!(add(ins, "x", t), NRT_SUCCESS);
+    assert_eq!(add(outs, "y", t), NRT_SUCCESS);
+    let x = [1.0f32, 2.0, -4.0, 0.5];
+    assert_eq!(write(t, 0, &f32_bytes(&x)), NRT_SUCCESS);
+    assert_eq!(execute(m, ins, outs), NRT_SUCCESS);
+    let want: Vec<f32> = x.iter().map(|v| v * 1.5 + -0.25).collect();
+    assert_eq!(bytes_f32(&read(t, 0, 16).unwrap()), want);
+    // Again: the staging buffers are reused and must not leak the previous call's bytes.
+    assert_eq!(execute(m, ins, outs), NRT_SUCCESS);
+    let twice: Vec<f32> = want.iter().map(|v| v * 1.5 + -0.25).collect();
+    assert_eq!(bytes_f32(&read(t, 0, 16).unwrap()), twice);
+    close();
+}
+
+#[test]
 fn op_add() {
     if !in_child("op_add", &[]) {
         return;
