@@ -174,6 +174,7 @@ pub(crate) fn input(
     position: usize,
     name: Option<String>,
     allow_copy: bool,
+    hint: Option<DType>,
 ) -> PyResult<Held> {
     let what = format!("input {}", label(position, name.as_deref()));
     if let Ok(array) = object.cast::<PyUntypedArray>() {
@@ -224,11 +225,15 @@ pub(crate) fn input(
             .is_ok();
     if array_like || allow_copy {
         // No copy for the buffer protocol and __array_interface__; lists and scalars are
-        // converted (a copy) only with allow_copy.
-        let array = py
-            .import("numpy")?
-            .call_method1("asarray", (object,))?
-            .cast_into::<PyUntypedArray>()?;
+        // converted (a copy, to the model's dtype) only with allow_copy.
+        let numpy = py.import("numpy")?;
+        let array = match hint {
+            Some(dtype) if !array_like => {
+                numpy.call_method1("asarray", (object, descr(py, dtype)?))?
+            }
+            _ => numpy.call_method1("asarray", (object,))?,
+        }
+        .cast_into::<PyUntypedArray>()?;
         return from_numpy(py, &array, &what, name, allow_copy, false);
     }
     Err(input_error(

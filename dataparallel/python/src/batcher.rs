@@ -75,7 +75,7 @@ fn request(
 ) -> PyResult<(Request, bool)> {
     let mut held: Vec<Held> = Vec::new();
     for (i, arg) in args.iter().enumerate() {
-        held.push(arrays::input(py, &arg, i, None, allow_copy)?);
+        held.push(arrays::input(py, &arg, i, None, allow_copy, None)?);
     }
     if let Some(kwargs) = kwargs {
         for (i, (key, value)) in kwargs.iter().enumerate() {
@@ -85,6 +85,7 @@ fn request(
                 i,
                 Some(key.extract()?),
                 allow_copy,
+                None,
             )?);
         }
     }

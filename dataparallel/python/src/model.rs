@@ -115,14 +115,28 @@ impl PyDataParallel {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Vec<Held>> {
+        let spec = self.engine.spec();
         let mut held = Vec::with_capacity(args.len());
         for (i, arg) in args.iter().enumerate() {
-            held.push(arrays::input(py, &arg, i, None, self.allow_copy)?);
+            let hint = spec.inputs.get(i).and_then(|s| s.dtype);
+            held.push(arrays::input(py, &arg, i, None, self.allow_copy, hint)?);
         }
         if let Some(kwargs) = kwargs {
             for (i, (key, value)) in kwargs.iter().enumerate() {
                 let name: String = key.extract()?;
-                held.push(arrays::input(py, &value, i, Some(name), self.allow_copy)?);
+                let hint = spec
+                    .inputs
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.dtype);
+                held.push(arrays::input(
+                    py,
+                    &value,
+                    i,
+                    Some(name),
+                    self.allow_copy,
+                    hint,
+                )?);
             }
         }
         Ok(held)
