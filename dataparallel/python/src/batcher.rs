@@ -178,6 +178,7 @@ fn notifier(map: PendingMap, wakeups: Receiver<u64>, notify: Sender<u64>) {
 
 #[pymethods]
 impl PyBatcher {
+    /// Starts a batcher over `model`; see `neuron_dp.Batcher`.
     #[new]
     #[pyo3(signature = (
         model, max_batch_rows=None, max_delay_us=None, batches_in_flight=2, max_queue=None,
@@ -232,6 +233,7 @@ impl PyBatcher {
         })
     }
 
+    /// Submits one request and blocks (GIL released) until its outputs are ready.
     #[pyo3(signature = (*args, **kwargs))]
     fn infer(
         &self,
@@ -260,6 +262,7 @@ impl PyBatcher {
         }
     }
 
+    /// Submits one request from a running event loop; returns an asyncio future.
     #[pyo3(signature = (*args, **kwargs))]
     fn infer_async(
         &self,
@@ -291,10 +294,12 @@ impl PyBatcher {
         Ok(future)
     }
 
+    /// Counters and latencies, as a dict.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         convert::batcher_stats(py, &self.batcher.stats())
     }
 
+    /// Most rows per batch.
     #[getter]
     fn max_batch_rows(&self) -> usize {
         self.batcher.max_batch_rows()

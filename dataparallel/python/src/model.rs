@@ -25,7 +25,7 @@ use crate::errors::{engine_error, input_error, panic_error};
 /// executions.
 pub(crate) const WAVE_PIECES: usize = 8;
 
-/// A model replicated on several NeuronCores; see the package docs (`neuron_dp.pyi`).
+/// A model replicated on several NeuronCores; see the type stubs (`python/neuron_dp/_native.pyi`).
 #[pyclass(frozen, name = "DataParallel", module = "neuron_dp._native")]
 #[derive(Debug)]
 pub(crate) struct PyDataParallel {
@@ -295,6 +295,7 @@ fn with_devices(config: Config, device_ids: Option<&Bound<'_, PyAny>>) -> PyResu
 
 #[pymethods]
 impl PyDataParallel {
+    /// Loads the NEFF (or the bucket NEFFs) on the chosen cores; see `neuron_dp.DataParallel`.
     #[new]
     #[pyo3(signature = (
         model, device_ids=None, dim=0, set_dynamic_batching=true, *, split_size=None,
@@ -353,6 +354,7 @@ impl PyDataParallel {
         })
     }
 
+    /// Runs a batch (inputs by position or name); returns the outputs, newly allocated.
     #[pyo3(signature = (*args, **kwargs))]
     fn __call__(
         &self,
@@ -375,6 +377,7 @@ impl PyDataParallel {
         Ok(PyTuple::new(py, returned)?.into_any().unbind())
     }
 
+    /// Runs a batch into the caller's writable, C-contiguous output arrays.
     fn forward_into(
         &self,
         py: Python<'_>,
@@ -393,30 +396,36 @@ impl PyDataParallel {
         self.run(py, &held, &outputs)
     }
 
+    /// From now on every batch must be exactly cores x compiled batch rows.
     fn disable_dynamic_batching(&self) {
         self.engine.disable_dynamic_batching();
     }
 
+    /// Whether dynamic batching is on.
     #[getter]
     fn dynamic_batching(&self) -> bool {
         self.engine.dynamic_batching()
     }
 
+    /// The split dimension.
     #[getter]
     fn dim(&self) -> usize {
         self.engine.dim()
     }
 
+    /// Worker threads.
     #[getter]
     fn num_workers(&self) -> usize {
         self.engine.num_workers()
     }
 
+    /// The compiled batch sizes, ascending (one per NEFF).
     #[getter]
     fn batch_sizes(&self) -> Vec<usize> {
         self.engine.batch_sizes().to_vec()
     }
 
+    /// (logical, physical) per core; physical is None when unknown.
     #[getter]
     fn cores(&self) -> Vec<(u32, Option<u32>)> {
         self.engine
@@ -427,29 +436,35 @@ impl PyDataParallel {
             .collect()
     }
 
+    /// The model's inputs: {"name", "dtype", "shape"}.
     #[getter]
     fn inputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         convert::io_specs(py, &self.engine.spec().inputs)
     }
 
+    /// The model's outputs: {"name", "dtype", "shape"}.
     #[getter]
     fn outputs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         convert::io_specs(py, &self.engine.spec().outputs)
     }
 
+    /// How `rows` rows would be split: one dict per chunk.
     fn plan<'py>(&self, py: Python<'py>, rows: usize) -> PyResult<Bound<'py, PyList>> {
         let plan = self.engine.plan(rows).map_err(|e| engine_error(py, &e))?;
         convert::plan(py, &plan)
     }
 
+    /// Totals and per-core counters and latencies since the model was built.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         convert::metrics(py, &self.engine.metrics())
     }
 
+    /// Per core: state, consecutive failures, last status, executions.
     fn health<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         convert::health(py, &self.engine.health())
     }
 
+    /// Reloads the model on a quarantined core (int or "nc:N") and takes it back.
     fn readmit(&self, py: Python<'_>, core: &Bound<'_, PyAny>) -> PyResult<()> {
         let id = match core.extract::<i64>() {
             Ok(index) => DeviceId::from_index(index),
