@@ -92,6 +92,25 @@ fn requirements(root: &Path, python: &Path) -> TaskResult {
 
 /// Builds and installs the package, then runs pytest with `library` as libnrt.
 pub(crate) fn run_with(root: &Path, library: &Path, lock_dir: &Path) -> TaskResult {
+    let python = prepare(root)?;
+    let mut pytest = Command::new(&python);
+    pytest
+        .current_dir(root.join(PACKAGE))
+        .args(["-m", "pytest", "-q", "tests"]);
+    // The same clean environment the Rust tests get (no injected faults or core choices
+    // from the developer's shell).
+    for var in nrt_mock::testing::CLEARED {
+        pytest.env_remove(var);
+    }
+    pytest
+        .env("NRT_DYLIB_PATH", library)
+        .env("NRT_MOCK_LOCK_DIR", lock_dir);
+    util::run_with_timeout(&mut pytest, PYTEST_TIMEOUT)
+}
+
+/// The virtualenv with the pinned requirements and the package freshly installed
+/// (`pip install ./dataparallel/python`, a release build); returns its interpreter.
+pub(crate) fn prepare(root: &Path) -> TaskResult<PathBuf> {
     let python = virtualenv(root)?;
     requirements(root, &python)?;
     let mut install = Command::new(&python);
@@ -118,17 +137,5 @@ pub(crate) fn run_with(root: &Path, library: &Path, lock_dir: &Path) -> TaskResu
     }
     install.env("PATH", path);
     util::run_with_timeout(&mut install, INSTALL_TIMEOUT)?;
-    let mut pytest = Command::new(&python);
-    pytest
-        .current_dir(root.join(PACKAGE))
-        .args(["-m", "pytest", "-q", "tests"]);
-    // The same clean environment the Rust tests get (no injected faults or core choices
-    // from the developer's shell).
-    for var in nrt_mock::testing::CLEARED {
-        pytest.env_remove(var);
-    }
-    pytest
-        .env("NRT_DYLIB_PATH", library)
-        .env("NRT_MOCK_LOCK_DIR", lock_dir);
-    util::run_with_timeout(&mut pytest, PYTEST_TIMEOUT)
+    Ok(python)
 }
