@@ -12,6 +12,8 @@
 //! | `bindgen [--check]` | [`bindgen`] | regenerates or checks `neuron-sys/src/bindings.rs` |
 //! | `header [--check]` | [`header`] | regenerates or checks `dataparallel/capi/include/neuron_dp.h` |
 //! | `c-tests` | [`c_tests`] | the C and C++ host programs against the mock |
+//! | `python-bench [--quick]` | [`python_bench`] | the Python front-end's benchmarks against the same calls from Rust |
+//! | `python-test` | [`python_test`] | builds the `neuron_dp` Python package in a virtualenv and runs its pytest suite on the mock |
 //! | `ci` | [`ci`] | runs `.ci/run`, what CI runs |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
 //! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests under Miri (nightly) |
@@ -31,6 +33,8 @@ mod miri;
 mod mock_build;
 mod mock_neff;
 mod mock_test;
+mod python_bench;
+mod python_test;
 mod tsan;
 mod util;
 
@@ -83,6 +87,17 @@ enum Command {
     /// Build libneuron_dp.so and the mock, then compile (cc, c++ and CMake) and run the C and
     /// C++ host programs in dataparallel/capi/tests/cpp/ against them.
     CTests,
+    /// Create (or reuse) a virtualenv under target/, install the pinned test requirements
+    /// and the neuron_dp Python package (pip install ./dataparallel/python), and run its
+    /// pytest suite against the mock.
+    PythonTest,
+    /// Benchmark the neuron_dp Python package against the same engine calls from Rust
+    /// (release mock, 24 cores): per-call overhead, threaded throughput, the batcher.
+    PythonBench {
+        /// Shorter runs (about 15 s of measuring instead of 40).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,
     /// Run each fuzz target in fuzz/ for a bounded time against the mock (needs nightly and
@@ -136,6 +151,8 @@ fn main() -> ExitCode {
         Command::Bindgen { check } => bindgen::run(&root, check),
         Command::Header { check } => header::run(&root, check),
         Command::CTests => c_tests::run(&root),
+        Command::PythonTest => python_test::run(&root),
+        Command::PythonBench { quick } => python_bench::run(&root, quick),
         Command::Ci => ci::run(&root),
         Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Command::Miri => miri::run(&root),

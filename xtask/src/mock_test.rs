@@ -17,7 +17,9 @@
 //! 4. `cargo xtask header --check` (the committed C header matches the sources and compiles
 //!    alone as C99 and C++17, warnings as errors) and `cargo xtask c-tests` (the C and C++
 //!    hosts in `dataparallel/capi/tests/cpp/`, built with cc, c++ and CMake against an
-//!    installed `libneuron_dp.so`, against the same mock copy and lock directory).
+//!    installed `libneuron_dp.so`, against the same mock copy and lock directory);
+//! 5. `cargo xtask python-test` (the `neuron_dp` Python package built with maturin in a
+//!    virtualenv under the target directory, and its pytest suite, on the same mock copy).
 //!
 //! Steps keep running after a failure; a summary at the end lists each step's outcome.
 //! `CARGO_BUILD_JOBS` and the rest of cargo's environment are passed through unchanged.
@@ -26,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::util::{self, Summary, TaskResult};
-use crate::{c_tests, header, mock_build, mock_neff};
+use crate::{c_tests, header, mock_build, mock_neff, python_test};
 
 /// The first-line marker an example uses to ask for arguments.
 const ARGS_MARKER: &str = "// xtask-args:";
@@ -207,6 +209,9 @@ pub(crate) fn run(root: &Path) -> TaskResult {
     summary.step("cargo xtask header --check", || header::run(root, true));
     summary.step("cargo xtask c-tests", || {
         c_tests::run_with(root, &library, lock_dir.path())
+    });
+    summary.step("cargo xtask python-test", || {
+        python_test::run_with(root, &library, lock_dir.path())
     });
 
     summary.finish("mock-test")

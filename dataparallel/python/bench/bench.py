@@ -1,0 +1,160 @@
+"""Benchmarks of the Python front-end against the same engine calls from Rust.
+
+Run through ``cargo xtask python-bench`` (release mock, release package, the Rust baseline
+``benches/reference.rs``), or by hand:
+
+    NRT_DYLIB_PATH=... NRT_MOCK_TOTAL_CORES=24 python bench/bench.py --reference PATH [--quick]
+
+Scenarios (all on the mock, compiled batch 1, 64-byte rows):
+  1. per-call overhead at exec_us 0, n = k rows, k = 1 and 24: median µs of ``model(x)`` and
+     ``model.forward_into`` against Rust's ``forward_into`` (target: < 3 µs extra);
+  2. throughput at exec_us 200, k = 24, n = 96 from 1 and 8 Python threads, as a ratio to
+     the same number of Rust threads (target >= 0.95);
+  3. the Batcher from 64 asyncio tasks (single-row requests, k = 8, exec_us 1000).
+Prints a table and a JSON line.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+import neuron_dp
+from neuron_dp.testing import write_mock_neff
+
+FEATURES = 16  # 64-byte float32 rows
+
+
+def neff(directory, exec_us, batch=1):
+    name = f"bench{exec_us}b{batch}"
+    return write_mock_neff(
+        os.path.join(directory, name + ".neff"), name, {"kind": "affine", "scale": 2.0, "bias": 1.0},
+        [("x", "float32", (batch, FEATURES))], [("y", "float32", (batch, FEATURES))], exec_us=exec_us,
+    )
+
+
+def reference(binary, path, mode, cores, rows, threads, seconds):
+    out = subprocess.run(
+        [binary, path, mode, str(cores), str(rows), str(threads), str(seconds)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def overhead(path, k, seconds):
+    model = neuron_dp.DataParallel(path, device_ids=list(range(k)))
+    x = np.full((k, FEATURES), 0.5, dtype=np.float32)
+    out = np.empty_like(x)
+    results = {}
+    for name, call in (("call", lambda: model(x)), ("forward_into", lambda: model.forward_into(x, out))):
+        for _ in range(200):
+            call()
+        samples = []
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end or len(samples) < 100:
+            t = time.perf_counter_ns()
+            call()
+            samples.append((time.perf_counter_ns() - t) / 1000)
+        samples.sort()
+        results[name] = {"median_us": samples[len(samples) // 2], "p90_us": samples[int(len(samples) * 0.9)]}
+    del model
+    return results
+
+
+def throughput(path, k, rows, threads, seconds):
+    model = neuron_dp.DataParallel(path, device_ids=list(range(k)))
+    counts = [0] * threads
+    start = time.perf_counter()
+
+    def worker(i):
+        x = np.full((rows, FEATURES), 0.5, dtype=np.float32)
+        out = np.empty_like(x)
+        while time.perf_counter() - start < seconds:
+            model.forward_into(x, out)
+            counts[i] += 1
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    elapsed = time.perf_counter() - start
+    del model
+    return sum(counts) * rows / elapsed
+
+
+def batcher(path, tasks, seconds):
+    model = neuron_dp.DataParallel(path, device_ids=list(range(8)))
+    b = neuron_dp.Batcher(model, max_delay_us=1000)
+    latencies = []
+
+    async def client():
+        x = np.full((1, FEATURES), 0.5, dtype=np.float32)
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            t = time.perf_counter()
+            await b.infer_async(x)
+            latencies.append((time.perf_counter() - t) * 1e6)
+
+    async def main():
+        await asyncio.gather(*(client() for _ in range(tasks)))
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - start
+    latencies.sort()
+    stats = b.stats()
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_us": latencies[len(latencies) // 2],
+        "p99_us": latencies[int(len(latencies) * 0.99)],
+        "mean_batch_rows": stats["mean_batch_rows"],
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", required=True, help="the built benches/reference.rs binary")
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    args = parser.parse_args()
+    seconds = 1.0 if args.quick else 3.0
+    results = {"overhead": [], "throughput": [], "batcher": None}
+    with tempfile.TemporaryDirectory() as d:
+        zero, busy, serve = neff(d, 0), neff(d, 200), neff(d, 1000, batch=8)
+        print("1. per-call overhead, exec_us 0, batch 1, n = k rows of 64 B: median (p90) µs")
+        print("| k | Rust forward_into | Python model(x) | Python forward_into | extra µs (model(x) / forward_into) |")
+        print("|---|---|---|---|---|")
+        for k in (1, 24):
+            rust = reference(args.reference, zero, "overhead", k, k, 1, seconds)
+            py = overhead(zero, k, seconds)
+            row = {"k": k, "rust": rust, "python": py}
+            results["overhead"].append(row)
+            extra = (py["call"]["median_us"] - rust["median_us"], py["forward_into"]["median_us"] - rust["median_us"])
+            print(f"| {k} | {rust['median_us']:.1f} ({rust['p90_us']:.1f}) | {py['call']['median_us']:.1f} ({py['call']['p90_us']:.1f}) "
+                  f"| {py['forward_into']['median_us']:.1f} ({py['forward_into']['p90_us']:.1f}) | {extra[0]:.1f} / {extra[1]:.1f} |")
+        print()
+        print("2. throughput, exec_us 200, k = 24, batch 1, n = 96: rows/s")
+        print("| threads | Rust | Python forward_into | Python / Rust |")
+        print("|---|---|---|---|")
+        for threads in (1, 8):
+            rust = reference(args.reference, busy, "throughput", 24, 96, threads, seconds)["rows_per_s"]
+            py = throughput(busy, 24, 96, threads, seconds)
+            results["throughput"].append({"threads": threads, "rust_rows_per_s": rust, "python_rows_per_s": py})
+            print(f"| {threads} | {rust:.0f} | {py:.0f} | {py / rust:.3f} |")
+        print()
+        b = batcher(serve, 64, seconds)
+        results["batcher"] = b
+        print("3. Batcher from 64 asyncio tasks, single-row requests, k = 8, exec_us 1000, batch 8")
+        print(f"requests/s {b['requests_per_s']:.0f}, latency p50 {b['p50_us']:.0f} µs, p99 {b['p99_us']:.0f} µs, "
+              f"mean batch rows {b['mean_batch_rows']:.1f}")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()

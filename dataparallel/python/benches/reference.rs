@@ -1,0 +1,107 @@
+//! The Rust baseline the Python benchmarks (`bench/bench.py`) are measured against: the same
+//! engine calls from Rust threads, on a mock NEFF the script writes.
+//!
+//! `reference NEFF MODE CORES ROWS THREADS SECONDS` where MODE is `overhead` (median and p90
+//! µs per `forward_into`, one thread) or `throughput` (rows/s from THREADS threads sharing
+//! one engine). Prints one JSON object. Run without arguments (as `cargo test --all-targets`
+//! does), it only checks that it was built.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dataparallel::{Config, DataParallel, Input, Output};
+use neuron_rt::{Neff, Runtime};
+
+fn arg<T: std::str::FromStr>(args: &[String], i: usize, what: &str) -> Result<T, String> {
+    args.get(i)
+        .ok_or_else(|| format!("missing {what}"))?
+        .parse()
+        .map_err(|_| format!("bad {what}: {:?}", args[i]))
+}
+
+fn run(args: &[String]) -> Result<String, Box<dyn std::error::Error>> {
+    let neff: String = arg(args, 0, "NEFF")?;
+    let mode: String = arg(args, 1, "MODE")?;
+    let cores: i64 = arg(args, 2, "CORES")?;
+    let rows: usize = arg(args, 3, "ROWS")?;
+    let threads: usize = arg(args, 4, "THREADS")?;
+    let seconds: f64 = arg(args, 5, "SECONDS")?;
+    let runtime = Runtime::init()?;
+    let neff = Neff::from_path(neff.as_ref())?;
+    let config = Config::default().device_indices((0..cores).collect::<Vec<_>>());
+    let engine = Arc::new(DataParallel::new(&runtime, &neff, config)?);
+    let features = engine.spec().inputs[0].shape[1..].iter().product::<usize>();
+    let shape = [rows, features];
+    let duration = Duration::from_secs_f64(seconds);
+    if mode == "overhead" {
+        let x = vec![0.5f32; rows * features];
+        let mut y = vec![0f32; rows * features];
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < duration || samples.len() < 100 {
+            let t = Instant::now();
+            engine.forward_into(
+                &[Input::f32(&shape, &x)],
+                &mut [Output::f32(&shape, &mut y)],
+            )?;
+            samples.push(t.elapsed().as_nanos() as f64 / 1000.0);
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize];
+        return Ok(format!(
+            "{{\"calls\": {}, \"median_us\": {:.3}, \"p90_us\": {:.3}}}",
+            samples.len(),
+            at(0.5),
+            at(0.9)
+        ));
+    }
+    let start = Instant::now();
+    let calls: Vec<usize> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let engine = &engine;
+                scope.spawn(move || {
+                    let x = vec![0.5f32; rows * features];
+                    let mut y = vec![0f32; rows * features];
+                    let mut calls = 0;
+                    while start.elapsed() < duration {
+                        let inputs = [Input::f32(&shape, &x)];
+                        let mut outputs = [Output::f32(&shape, &mut y)];
+                        if engine.forward_into(&inputs, &mut outputs).is_ok() {
+                            calls += 1;
+                        }
+                    }
+                    calls
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let total: usize = calls.iter().sum();
+    Ok(format!(
+        "{{\"calls\": {total}, \"rows_per_s\": {:.1}}}",
+        (total * rows) as f64 / elapsed
+    ))
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.is_empty() {
+        println!("reference: built (run by dataparallel/python/bench/bench.py)");
+        return std::process::ExitCode::SUCCESS;
+    }
+    match run(&args) {
+        Ok(json) => {
+            println!("{json}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
