@@ -3,7 +3,9 @@
 //! `queue`, `call` and `topology` unit tests: job queues, the caller-worker hand-off and
 //! completion, and which threads serve which cores, on plain threads) under Miri:
 //! `cargo +nightly miri test -p dataparallel --lib -- plan layout queue::tests::
-//! call::tests:: topology::tests::`, minus the exhaustive layout test ([`SKIPPED`]).
+//! call::tests:: topology::tests::`, minus the exhaustive layout test ([`SKIPPED`]). Then
+//! the C ABI's view construction, where every pointer a C caller hands over becomes a
+//! slice: `cargo +nightly miri test -p neuron-dp-capi --lib views::`.
 //!
 //! Under Miri the threaded tests check more than their assertions: every memory access is
 //! checked for data races and for use after free (a caller's frame freed while a worker
@@ -55,9 +57,14 @@ pub(crate) fn run(root: &Path) -> TaskResult {
         .env("MIRIFLAGS", &miriflags);
     let started = Instant::now();
     util::run(&mut test)?;
+    let mut views = util::nightly("cargo", root);
+    views
+        .args(["miri", "test", "-p", "neuron-dp-capi", "--lib", "views::"])
+        .env("MIRIFLAGS", &miriflags);
+    util::run(&mut views)?;
     println!(
-        "miri: plan, layout, queue, call and topology tests passed in {:.0} s ({cases} \
-         proptest cases each)",
+        "miri: plan, layout, queue, call and topology tests ({cases} proptest cases each) and \
+         the C ABI's view construction passed in {:.0} s",
         started.elapsed().as_secs_f64()
     );
     Ok(())
