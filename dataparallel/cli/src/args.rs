@@ -25,7 +25,7 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           iterations, elapsed_s, throughput_rows_per_s, throughput_batches_per_s,
           latency_ms:{min, mean, p50, p90, p99, max}, rows_executed, pad_rows, pad_ratio,
           cores:[{logical_core, device, physical_core, executions, busy_ms, busy_share,
-                  failures, piece_p50_us, piece_p99_us, state:\"healthy\"|\"quarantined\", consecutive_failures,
+                  failures, busy_retries, piece_p50_us, piece_p99_us, state:\"healthy\"|\"quarantined\", consecutive_failures,
                   last_status: str|null}]}
           With --serve, the same object plus \"serve\"; batch is the rows per request,
           iterations the requests completed, latency_ms counts from each request's scheduled
@@ -39,6 +39,8 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
   model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
   runtime: {library, version, mock}
   busy_share = busy_ms / elapsed: above 1 when several workers per core overlap.
+  busy_retries = executions the runtime refused (NRT_EXEC_NC_BUSY, NRT_QUEUE_FULL) and the
+  engine retried after a short back-off; they never count toward quarantine.
   engine:  {devices:[\"nc:N\"], physical_cores:[N | null], dim, dynamic_batching,
             split_size | null, num_workers}
 

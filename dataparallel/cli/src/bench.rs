@@ -290,6 +290,7 @@ pub(crate) fn core_table(
                 busy_ms: busy_ns as f64 / 1e6,
                 busy_share: busy_ns as f64 / 1e9 / seconds,
                 failures: a.failures - b.map_or(0, |b| b.failures),
+                busy_retries: a.busy_retries - b.map_or(0, |b| b.busy_retries),
                 piece_p50_us: latency.quantile_us(0.5),
                 piece_p99_us: latency.quantile_us(0.99),
                 state: match h.map(|h| h.state) {

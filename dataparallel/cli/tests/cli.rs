@@ -329,6 +329,50 @@ fn bench_with_iterations_reports_json() {
 }
 
 #[test]
+fn bench_json_counts_busy_retries_per_core() {
+    // 6 rows on 4 cores: one piece per core per forward, the warm-up forward first. Core 0's
+    // 2nd and 3rd executions are refused as busy, core 2's 4th as queue-full: the engine
+    // retries them and every forward succeeds.
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s
+        .command(&[
+            "bench",
+            &neff,
+            "--iterations",
+            "3",
+            "--batch",
+            "6",
+            "--json",
+        ])
+        .env("NRT_MOCK_FAULTS", "0:2:1005;0:3:1005;2:4:7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    let cores = report["cores"].as_array().unwrap();
+    let field =
+        |name: &str| -> Vec<u64> { cores.iter().map(|c| c[name].as_u64().unwrap()).collect() };
+    assert_eq!(field("busy_retries"), [2, 0, 1, 0]);
+    assert_eq!(
+        field("executions"),
+        [3, 3, 3, 3],
+        "a retried piece is one execution"
+    );
+    assert_eq!(field("failures"), [0, 0, 0, 0]);
+    for core in cores {
+        assert_eq!(core["state"], "healthy");
+    }
+    let text = s
+        .command(&["bench", &neff, "--iterations", "2", "--batch", "6"])
+        .env("NRT_MOCK_FAULTS", "1:2:1005")
+        .output()
+        .unwrap();
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains("busy retries"), "{}", stdout(&text));
+}
+
+#[test]
 fn several_neffs_are_batch_size_buckets() {
     let s = Scratch::new();
     let at = |batch: u32| {

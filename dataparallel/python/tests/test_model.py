@@ -228,6 +228,7 @@ def test_reports(neff):
     assert m["rows"] == 8 and m["pad_rows"] == 0
     assert [c["core"] for c in m["cores"]] == [0, 1]
     assert sum(c["executions"] for c in m["cores"]) == 4
+    assert [c["busy_retries"] for c in m["cores"]] == [0, 0]
     h = model.health()
     assert [c["state"] for c in h] == ["healthy", "healthy"]
     model.readmit(1)
