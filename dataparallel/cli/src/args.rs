@@ -14,8 +14,9 @@ pub(crate) const JSON_HELP: &str = "\
 JSON output (--json): one object on stdout; every object has \"schema\": \"neuron-dp/1\" and
 \"command\". Durations are milliseconds (f64), rates per second (f64).
 
-  info:  {schema, command:\"info\", library, runtime_version, mock, total_cores,
-          visible_cores, core_map:[{logical, physical}] | null, env:{NAME: value | null}}
+  info:  {schema, command:\"info\", library, runtime_version, mock, lnc, total_cores,
+          total_physical_cores, visible_cores, visible_physical_cores,
+          core_map:[{logical, physical, physical_cores:[N]}] | null, env:{NAME: value | null}}
   run:   {schema, command:\"run\", model, runtime, engine, rows,
           chunks:[{chunk, logical_core, device, physical_core, start, rows, pieces,
                    pad_rows, time_ms}],

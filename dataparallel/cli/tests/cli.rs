@@ -432,9 +432,20 @@ fn info_reports_the_library_cores_and_environment() {
     assert_eq!(report["command"], "info");
     assert_eq!(report["total_cores"], 4);
     assert_eq!(report["visible_cores"], 2);
+    assert_eq!(report["lnc"], 1);
+    assert_eq!(
+        (
+            report["total_physical_cores"].as_u64(),
+            report["visible_physical_cores"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
     assert_eq!(
         report["core_map"],
-        serde_json::json!([{"logical": 0, "physical": 2}, {"logical": 1, "physical": 3}])
+        serde_json::json!([
+            {"logical": 0, "physical": 2, "physical_cores": [2]},
+            {"logical": 1, "physical": 3, "physical_cores": [3]},
+        ])
     );
     assert_eq!(report["env"]["NEURON_RT_VISIBLE_CORES"], "2-3");
     assert_eq!(report["env"]["NEURON_RT_NUM_CORES"], Value::Null);
@@ -444,6 +455,53 @@ fn info_reports_the_library_cores_and_environment() {
     let text = s.run(&["info"]);
     assert!(text.status.success());
     assert!(stdout(&text).contains("nc:3 -> 3"), "{}", stdout(&text));
+}
+
+#[test]
+fn info_reports_logical_cores_of_two_physical_ones_under_lnc_2() {
+    // 8 physical cores are 4 logical ones; visible logical cores 1-2 are physical 2-5.
+    let s = Scratch::new();
+    let lnc2 = |args: &[&str]| {
+        s.command(args)
+            .env("NRT_MOCK_TOTAL_CORES", "8")
+            .env("NRT_MOCK_LNC", "2")
+            .env("NEURON_RT_VISIBLE_CORES", "1-2")
+            .output()
+            .unwrap()
+    };
+    let out = lnc2(&["info", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["lnc"], 2);
+    assert_eq!(
+        (
+            report["total_cores"].as_u64(),
+            report["visible_cores"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
+    assert_eq!(
+        (
+            report["total_physical_cores"].as_u64(),
+            report["visible_physical_cores"].as_u64()
+        ),
+        (Some(8), Some(4))
+    );
+    assert_eq!(
+        report["core_map"],
+        serde_json::json!([
+            {"logical": 0, "physical": 2, "physical_cores": [2, 3]},
+            {"logical": 1, "physical": 4, "physical_cores": [4, 5]},
+        ])
+    );
+    let text = lnc2(&["info"]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let text = stdout(&text);
+    assert!(text.contains("LNC 2: 4 of 8 physical cores"), "{text}");
+    assert!(
+        text.contains("nc:0 -> 2-3") && text.contains("nc:1 -> 4-5"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -238,7 +238,7 @@ def test_reports(neff):
     assert model.inputs == [{"name": "x", "dtype": "float32", "shape": [2, 4]}]
     assert model.outputs[0]["name"] == "y"
     info = neuron_dp.runtime_info()
-    assert info["is_mock"] and info["visible_cores"] == 8
+    assert info["is_mock"] and info["visible_cores"] == 8 and info["lnc"] == 1
     assert "DataParallel" in repr(model)
 
 

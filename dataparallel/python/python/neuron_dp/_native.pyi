@@ -148,5 +148,6 @@ class Batcher:
 
 def runtime_info() -> Dict[str, Any]:
     """The loaded runtime: ``library``, ``version``, ``is_mock``, ``total_cores``,
-    ``visible_cores``, ``physical_cores``, ``engine_version``."""
+    ``visible_cores`` (logical cores), ``lnc`` (physical cores per logical core: 2 on trn2 by
+    default), ``physical_cores`` (the first physical core of each), ``engine_version``."""
 
