@@ -359,13 +359,25 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
                     )));
                 }
             }
-            None => {
-                return Err(Failure::Usage(format!(
-                    "model output `{}` has a dtype the runtime does not report; neuron-dp cannot \
-                     write it as .npy",
-                    output.name
-                )));
-            }
+            // A model the runtime loaded is never refused over its dtype codes: the raw bits
+            // are written as the unsigned integer of the element size.
+            None => match output.dtype_or_raw() {
+                Some(raw) => log::warn!(
+                    "the runtime does not report the dtype of model output {}; writing its raw \
+                     bits as {} ({}-byte elements)",
+                    quote(&output.name),
+                    raw.name(),
+                    output.elem_size
+                ),
+                None => {
+                    return Err(Failure::Usage(format!(
+                        "model output {} has {}-byte elements of a dtype the runtime does not \
+                         report; .npy has no integer of that size to hold its raw bits",
+                        quote(&output.name),
+                        output.elem_size
+                    )));
+                }
+            },
         }
     }
 
@@ -406,7 +418,8 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
     for (o, shape) in spec.outputs.iter().zip(shapes) {
         gathered.push(Gathered {
             name: o.name.clone(),
-            dtype: o.dtype.unwrap_or(DType::UInt8),
+            // Checked above: the runtime's dtype, or raw bits of the element size.
+            dtype: npy::view_dtype(o).unwrap_or(DType::UInt8),
             data: Buffer::try_zeroed(shape.iter().product::<usize>() * o.elem_size)
                 .map_err(Failure::Runtime)?,
             shape,

@@ -505,6 +505,59 @@ fn info_reports_logical_cores_of_two_physical_ones_under_lnc_2() {
 }
 
 #[test]
+fn models_whose_dtypes_the_runtime_does_not_report_run_as_raw_bits() {
+    // Every dtype code unknown: the float32 affine model has 4-byte elements of no known dtype.
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let x: Vec<f32> = (0..5 * 8).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let input = s.npy_f32("x.npy", &[5, 8], &x);
+    let out_dir = s.path("out");
+    let unknown = |args: &[&str]| {
+        s.command(args)
+            .env("NRT_MOCK_DTYPE_ENCODING", "unknown")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = unknown(&[
+        "run",
+        &neff,
+        "--input",
+        &input,
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("raw bits as uint32"),
+        "the substitution is logged: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["outputs"][0]["dtype"], "uint32");
+    let file = npyz::NpyFile::new(std::fs::File::open(out_dir.join("y.npy")).unwrap()).unwrap();
+    assert_eq!(file.shape(), [5, 8]);
+    let bits = file.into_vec::<u32>().unwrap();
+    let want: Vec<u32> = x.iter().map(|v| (v * 2.0 + 1.0).to_bits()).collect();
+    assert_eq!(bits, want, "the output's raw bits are the float32 results");
+    // bench and bench --serve stand in random bits for the inputs.
+    let out = unknown(&["bench", &neff, "--iterations", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = unknown(&[
+        "bench",
+        &neff,
+        "--serve",
+        "--rate",
+        "200",
+        "--iterations",
+        "10",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn without_a_library_every_subcommand_says_so_in_one_line() {
     let s = Scratch::new();
     let neff = s.neff("affine.neff", &affine());
