@@ -563,8 +563,9 @@ fn without_a_library_every_subcommand_says_so_in_one_line() {
     let neff = s.neff("affine.neff", &affine());
     let x_path = s.npy_f32("x.npy", &[2, 8], &[0.0; 16]);
     let out_dir = s.path("out");
-    let subcommands: [Vec<&str>; 3] = [
+    let subcommands: [Vec<&str>; 4] = [
         vec!["info"],
+        vec!["verify", &neff],
         vec![
             "run",
             &neff,
