@@ -324,7 +324,7 @@ pub(crate) fn run(args: &VerifyArgs) -> CliResult {
     // Each core alone: an engine over that core only, built, run and dropped in turn.
     let mut per_core: Vec<RunResult> = Vec::with_capacity(devices.len());
     for device in &devices {
-        let config = Config::default().device_list(&device.to_string());
+        let config = Config::default().device_list(device.to_string());
         let result = match DataParallel::new(&runtime, &neffs[0], config) {
             Ok(alone) => forward(&alone, &spec, &held, &shapes)?,
             Err(error) => Err(error),
