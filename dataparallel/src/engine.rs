@@ -156,6 +156,7 @@ impl DataParallel {
                 failures: r.stats.failures.load(Ordering::Relaxed),
                 rows: r.stats.rows.load(Ordering::Relaxed),
                 pad_rows: r.stats.pad_rows.load(Ordering::Relaxed),
+                busy_retries: r.stats.busy_retries.load(Ordering::Relaxed),
                 piece_latency: r.stats.piece_latency.snapshot(),
             })
             .collect()

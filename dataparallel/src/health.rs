@@ -32,10 +32,16 @@ impl Health {
     }
 
     /// Records a failed piece. Returns true when this failure quarantined the core.
+    ///
+    /// A busy status (`busy.rs`) that outlasted the retries says nothing about the core's
+    /// health: it is recorded as the last status and leaves the count of failures alone.
     pub(crate) fn failed(&self, status: Option<Status>, threshold: u32) -> bool {
         if let Some(status) = status {
             self.last_status
                 .store(u64::from(status.raw()) + 1, Ordering::Relaxed);
+        }
+        if crate::busy::is_busy(status) {
+            return false;
         }
         if !status.is_some_and(Status::is_hardware_class) {
             self.consecutive_failures.store(0, Ordering::Relaxed);
@@ -126,5 +132,29 @@ mod tests {
             assert!(!health.failed(hw, 0));
         }
         assert!(!health.is_quarantined());
+    }
+
+    #[test]
+    fn busy_statuses_neither_count_nor_reset() {
+        let health = Health::default();
+        let hw = Some(Status::HwError);
+        health.failed(hw, 3);
+        health.failed(hw, 3);
+        for busy in [Status::ExecNcBusy, Status::QueueFull] {
+            for _ in 0..5 {
+                assert!(!health.failed(Some(busy), 1));
+            }
+            assert_eq!(health.last_status(), Some(busy));
+        }
+        assert_eq!(
+            health.consecutive_failures(),
+            2,
+            "busy left the count alone"
+        );
+        assert!(!health.is_quarantined());
+        assert!(
+            health.failed(hw, 3),
+            "the next hardware failure is the third in a row"
+        );
     }
 }

@@ -55,6 +55,7 @@
 
 pub mod batcher;
 mod buckets;
+mod busy;
 mod call;
 mod config;
 mod engine;
@@ -71,6 +72,7 @@ mod validate;
 mod view;
 mod worker;
 
+pub use busy::BUSY_RETRIES;
 pub use config::{Config, DeviceSpec, MAX_WORKERS_PER_CORE};
 pub use engine::{ChunkPlan, DataParallel, ForwardReport};
 pub use error::{Error, ErrorKind, Result, TensorError};

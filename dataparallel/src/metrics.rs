@@ -103,6 +103,9 @@ pub struct CoreReport {
     pub rows: u64,
     /// Zero pad rows executed (and thrown away) in the pieces that succeeded.
     pub pad_rows: u64,
+    /// Executions retried because the runtime said the core was busy (`NRT_EXEC_NC_BUSY`)
+    /// or its queue full (`NRT_QUEUE_FULL`); they never count toward quarantine.
+    pub busy_retries: u64,
     /// Time per piece (write, execute, read), in microseconds.
     pub piece_latency: Histogram,
 }

@@ -84,6 +84,19 @@ impl IoSpec {
         }
     }
 
+    /// The dtype the runtime reports, or when it reports none, the unsigned integer of the
+    /// element size (1, 2, 4 or 8 bytes), which carries the raw bits: what front-ends label an
+    /// output of unknown dtype with. `None` for an unknown dtype of another element size.
+    pub fn dtype_or_raw(&self) -> Option<DType> {
+        self.dtype.or(match self.elem_size {
+            1 => Some(DType::UInt8),
+            2 => Some(DType::UInt16),
+            4 => Some(DType::UInt32),
+            8 => Some(DType::UInt64),
+            _ => None,
+        })
+    }
+
     /// The dtype's name for messages: `float32`, or `4-byte elements` when the runtime does
     /// not report it.
     pub fn dtype_name(&self) -> String {

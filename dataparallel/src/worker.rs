@@ -82,6 +82,8 @@ pub(crate) struct CoreStats {
     pub(crate) failures: AtomicU64,
     pub(crate) rows: AtomicU64,
     pub(crate) pad_rows: AtomicU64,
+    /// Executions retried after a busy status (`busy.rs`).
+    pub(crate) busy_retries: AtomicU64,
     pub(crate) piece_latency: AtomicHistogram,
 }
 
@@ -401,6 +403,7 @@ fn run_piece(station: &mut Station, call: &Call<'_>, job: &Job) -> Result<(), Pi
     Ok(())
 }
 
+/// Executes, retrying while the runtime says the core is busy (`busy.rs`).
 fn execute(
     replica: &Replica,
     model: &Model,
@@ -408,7 +411,13 @@ fn execute(
     outputs: &mut TensorSet<'_>,
 ) -> Result<(), neuron_rt::Error> {
     replica.stats.executions.fetch_add(1, Ordering::Relaxed);
-    model.execute(inputs, outputs)
+    crate::busy::retry_busy(
+        || model.execute(inputs, outputs),
+        || {
+            replica.stats.busy_retries.fetch_add(1, Ordering::Relaxed);
+        },
+        std::thread::sleep,
+    )
 }
 
 /// Attach mode: an unpadded `dim == 0` piece runs directly on the caller's memory.

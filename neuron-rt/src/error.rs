@@ -144,6 +144,11 @@ pub(crate) fn remedy_for(op: &'static str, status: Status) -> Option<&'static st
             "the tensor sets must name exactly the model's inputs and outputs, with the sizes \
              the model reports, on the model's core",
         ),
+        ("nrt_execute", Status::ExecNcBusy | Status::QueueFull) => Some(
+            "the NeuronCore stayed busy with other executions (another model, thread or process) \
+             through every retry: give each process its own cores (NEURON_RT_VISIBLE_CORES), or \
+             run fewer models or workers per core",
+        ),
         (_, Status::ExecUnitUnrecoverable) => {
             Some("the NeuronCore needs a reset: restart the process or the instance")
         }

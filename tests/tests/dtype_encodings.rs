@@ -82,3 +82,56 @@ fn engine_runs_models_whose_dtype_codes_are_unknown() {
     }
     affine_forward_is_right();
 }
+
+#[test]
+fn the_batcher_labels_outputs_of_unknown_dtype_as_their_raw_bits() {
+    let env = [
+        ("NRT_MOCK_TOTAL_CORES", "2"),
+        ("NRT_MOCK_DTYPE_ENCODING", "unknown"),
+    ];
+    if !in_child(
+        "the_batcher_labels_outputs_of_unknown_dtype_as_their_raw_bits",
+        &env,
+    ) {
+        return;
+    }
+    use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request};
+    use neuron_rt::DType as RtDType;
+    let runtime = Runtime::init().expect("the mock libnrt");
+    let neff = Neff::from_bytes(
+        MockModel::new(
+            "affine",
+            Op::Affine {
+                scale: 2.0,
+                bias: 1.0,
+            },
+        )
+        .input("x", DType::Float32, &[1, 4])
+        .output("y", DType::Float32, &[1, 4])
+        .to_neff_bytes(),
+    )
+    .expect("mock NEFF");
+    let engine = DataParallel::new(&runtime, &neff, Config::default().device_list("nc:0,nc:1"))
+        .expect("the engine accepts the model");
+    assert_eq!(engine.spec().outputs[0].dtype, None);
+    assert_eq!(
+        engine.spec().outputs[0].dtype_or_raw(),
+        Some(RtDType::UInt32)
+    );
+    let batcher = Batcher::new(std::sync::Arc::new(engine), BatcherConfig::default())
+        .expect("a model with an unknown output dtype can be batched");
+    let x: Vec<f32> = (0..8).map(|i| i as f32 - 3.5).collect();
+    let response = batcher
+        .submit(Request::new(vec![OwnedTensor::f32([2, 4], &x)]))
+        .expect("submit")
+        .wait()
+        .expect("the request runs");
+    let y = &response.outputs[0];
+    assert_eq!(
+        (y.dtype, y.shape.as_slice()),
+        (RtDType::UInt32, &[2, 4][..])
+    );
+    let bits: Vec<u32> = y.to_vec::<u32>().expect("u32 view");
+    let want: Vec<u32> = x.iter().map(|v| (v * 2.0 + 1.0).to_bits()).collect();
+    assert_eq!(bits, want, "the raw bits are the float32 results");
+}

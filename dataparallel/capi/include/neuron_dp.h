@@ -604,6 +604,24 @@ enum ndp_status_t ndp_engine_core_metrics(const struct ndp_engine_t *engine,
                                           struct ndp_core_metrics_t *metrics_out);
 
 /**
+ * Executions on the core at `position` (0-based, in `ndp_engine_core` order) that the runtime
+ * refused as busy (`NRT_EXEC_NC_BUSY`, 1005) or queue-full (`NRT_QUEUE_FULL`, 7) and the
+ * engine retried after a short back-off, since the engine was built, into `*retries_out`.
+ * Such retries never count toward quarantine. (A function of its own, so that
+ * `ndp_core_metrics_t` keeps its layout.)
+ *
+ * Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT;
+ * NULL `retries_out`: NDP_ERR_NULL_POINTER.
+ *
+ * # Safety
+ *
+ * `retries_out` is NULL or writable.
+ */
+enum ndp_status_t ndp_engine_core_busy_retries(const struct ndp_engine_t *engine,
+                                               size_t position,
+                                               uint64_t *retries_out);
+
+/**
  * Takes a quarantined core back into service: the model is reloaded on it and its failure
  * count reset. Calls in flight are not disturbed. `logical_core` is the core's logical
  * number (`nc:N`, as `ndp_engine_core` writes to `*logical_out`), not its position in the

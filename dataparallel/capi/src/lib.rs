@@ -522,6 +522,41 @@ pub unsafe extern "C" fn ndp_engine_core_metrics(
     })
 }
 
+/// Executions on the core at `position` (0-based, in `ndp_engine_core` order) that the runtime
+/// refused as busy (`NRT_EXEC_NC_BUSY`, 1005) or queue-full (`NRT_QUEUE_FULL`, 7) and the
+/// engine retried after a short back-off, since the engine was built, into `*retries_out`.
+/// Such retries never count toward quarantine. (A function of its own, so that
+/// `ndp_core_metrics_t` keeps its layout.)
+///
+/// Errors: NULL engine: NDP_ERR_NULL_POINTER; an unknown or destroyed engine: NDP_ERR_INVALID_ARGUMENT; `position` not below `ndp_engine_num_cores`: NDP_ERR_INVALID_ARGUMENT;
+/// NULL `retries_out`: NDP_ERR_NULL_POINTER.
+///
+/// # Safety
+///
+/// `retries_out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ndp_engine_core_busy_retries(
+    engine: *const ndp_engine_t,
+    position: usize,
+    retries_out: *mut u64,
+) -> ndp_status_t {
+    const F: &str = "ndp_engine_core_busy_retries";
+    boundary(F, || {
+        let handle = registry::get(F, engine)?;
+        let cores = handle.engine.core_stats();
+        let Some(core) = cores.get(position) else {
+            return Err(Failure::invalid(format!(
+                "{F}: position {position} is out of range: the engine has {} cores, at \
+                 positions 0 to {}; pass a position, not a logical core number",
+                cores.len(),
+                cores.len().saturating_sub(1)
+            )));
+        };
+        // SAFETY: checked for NULL and alignment inside; writable by the caller's contract.
+        unsafe { write_out(F, "retries_out", retries_out, core.busy_retries) }
+    })
+}
+
 /// Takes a quarantined core back into service: the model is reloaded on it and its failure
 /// count reset. Calls in flight are not disturbed. `logical_core` is the core's logical
 /// number (`nc:N`, as `ndp_engine_core` writes to `*logical_out`), not its position in the

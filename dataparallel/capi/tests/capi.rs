@@ -616,6 +616,47 @@ fn core_metrics_count_rows_pad_rows_and_piece_latency() {
 }
 
 #[test]
+fn busy_retries_per_core_through_the_c_abi() {
+    // Physical core 1's first two executions are refused as busy: retried, not failed.
+    if !nrt_mock::testing::in_child(
+        "busy_retries_per_core_through_the_c_abi",
+        &[("NRT_MOCK_FAULTS", "1:1:1005;1:2:1005")],
+    ) {
+        return;
+    }
+    let engine = create("nc:0,nc:1");
+    let x = [1.0f32; 8 * 8];
+    let mut y = [0.0f32; 8 * 8];
+    let shape = [8usize, 8];
+    let input = tensor(
+        NDP_DTYPE_FLOAT32,
+        &shape,
+        x.as_ptr().cast_mut().cast(),
+        8 * 8 * 4,
+    );
+    let output = tensor(NDP_DTYPE_FLOAT32, &shape, y.as_mut_ptr().cast(), 8 * 8 * 4);
+    assert_eq!(forward(engine, &input, &output), NDP_OK, "{}", last_error());
+    assert!(y.iter().all(|&v| v == 3.0));
+    let retries: Vec<u64> = (0..2)
+        .map(|position| {
+            let mut retries = u64::MAX;
+            // SAFETY: a valid engine and a writable u64.
+            let status = unsafe { ndp_engine_core_busy_retries(engine, position, &mut retries) };
+            assert_eq!(status, NDP_OK, "{}", last_error());
+            retries
+        })
+        .collect();
+    assert_eq!(retries, [0, 2]);
+    // SAFETY: a valid engine; the index is checked by the callee.
+    let out_of_range = unsafe { ndp_engine_core_busy_retries(engine, 2, &mut 0) };
+    assert_eq!(out_of_range, NDP_ERR_INVALID_ARGUMENT);
+    // SAFETY: a NULL out-pointer, which the callee rejects.
+    let null_out = unsafe { ndp_engine_core_busy_retries(engine, 0, null_mut()) };
+    assert_eq!(null_out, NDP_ERR_NULL_POINTER);
+    assert_eq!(ndp_engine_destroy(engine), NDP_OK);
+}
+
+#[test]
 fn spread_small_calls_moves_single_row_calls_over_the_cores() {
     let executions_per_core = |spread: bool| {
         let engine = create_with("nc:0,nc:1", |config| config.spread_small_calls = spread);

@@ -14,8 +14,9 @@ pub(crate) const JSON_HELP: &str = "\
 JSON output (--json): one object on stdout; every object has \"schema\": \"neuron-dp/1\" and
 \"command\". Durations are milliseconds (f64), rates per second (f64).
 
-  info:  {schema, command:\"info\", library, runtime_version, mock, total_cores,
-          visible_cores, core_map:[{logical, physical}] | null, env:{NAME: value | null}}
+  info:  {schema, command:\"info\", library, runtime_version, mock, lnc, total_cores,
+          total_physical_cores, visible_cores, visible_physical_cores,
+          core_map:[{logical, physical, physical_cores:[N]}] | null, env:{NAME: value | null}}
   run:   {schema, command:\"run\", model, runtime, engine, rows,
           chunks:[{chunk, logical_core, device, physical_core, start, rows, pieces,
                    pad_rows, time_ms}],
@@ -25,7 +26,7 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           iterations, elapsed_s, throughput_rows_per_s, throughput_batches_per_s,
           latency_ms:{min, mean, p50, p90, p99, max}, rows_executed, pad_rows, pad_ratio,
           cores:[{logical_core, device, physical_core, executions, busy_ms, busy_share,
-                  failures, piece_p50_us, piece_p99_us, state:\"healthy\"|\"quarantined\", consecutive_failures,
+                  failures, busy_retries, piece_p50_us, piece_p99_us, state:\"healthy\"|\"quarantined\", consecutive_failures,
                   last_status: str|null}]}
           With --serve, the same object plus \"serve\"; batch is the rows per request,
           iterations the requests completed, latency_ms counts from each request's scheduled
@@ -36,9 +37,19 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
                  throughput_requests_per_s, batches, mean_batch_rows,
                  batch_rows:[{min, max, count}], queue_depth:{max, mean, samples},
                  batcher_latency_ms:{p50, p99} | null}
+  verify: {schema, command:\"verify\", model, runtime, topology:{lnc, total_cores,
+           visible_cores, total_physical_cores}, inputs:\"random\"|\"files\", rows,
+           seed | null, reference:\"expected\"|\"nc:N\"|null,
+           cores:[{logical_core, device, physical_core, result, error | null,
+                   status | null, mismatch:{output, element} | null}],
+           engine:{devices:[\"nc:N\"], result, error | null, status | null,
+                   mismatch | null}, passed, summary}
+          result: \"agrees\" | \"differs\" | \"failed\" (error and status say why).
   model:   {path, name, inputs:[{name, dtype, shape}], outputs:[{name, dtype, shape}]}
   runtime: {library, version, mock}
   busy_share = busy_ms / elapsed: above 1 when several workers per core overlap.
+  busy_retries = executions the runtime refused (NRT_EXEC_NC_BUSY, NRT_QUEUE_FULL) and the
+  engine retried after a short back-off; they never count toward quarantine.
   engine:  {devices:[\"nc:N\"], physical_cores:[N | null], dim, dynamic_batching,
             split_size | null, num_workers}
 
@@ -71,6 +82,10 @@ pub(crate) enum Command {
     /// Run repeated forwards over random inputs and report throughput, latency percentiles
     /// and how busy each core was.
     Bench(BenchArgs),
+    /// Check an installation: load the model on every core, run the same batch on each core
+    /// alone and then through the engine, and check that all agree bit for bit (and with the
+    /// known outputs given). Exit status 0 only if all agree.
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +198,37 @@ pub(crate) struct RunArgs {
     pub(crate) out_dir: PathBuf,
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
+    /// Print one JSON object on stdout instead of the text report (schema in --help).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The compiled model (.neff).
+    #[arg(value_name = "NEFF")]
+    pub(crate) neff: PathBuf,
+    /// Run these inputs (.npy, as for `run`) instead of a random batch. Repeat for each input.
+    #[arg(long = "input", short = 'i', value_name = "NAME=FILE.npy", value_parser = parse_input)]
+    pub(crate) inputs: Vec<InputArg>,
+    /// The outputs the inputs must give (.npy; every model output, bit for bit), e.g. files
+    /// `neuron-dp run` wrote on a host known to be good. Needs --input.
+    #[arg(
+        long = "expected",
+        value_name = "NAME=FILE.npy",
+        value_parser = parse_input,
+        requires = "inputs"
+    )]
+    pub(crate) expected: Vec<InputArg>,
+    /// Rows of the random batch. Default: cores x the model's compiled batch.
+    #[arg(long, value_name = "N", conflicts_with = "inputs")]
+    pub(crate) batch: Option<NonZeroUsize>,
+    /// Seed of the random batch.
+    #[arg(long, default_value_t = 0, conflicts_with = "inputs")]
+    pub(crate) seed: u64,
+    /// The cores to check: `nc:0,nc:1` or `0,1`. Default: every core this process owns.
+    #[arg(long, value_name = "LIST", value_parser = parse_device_ids)]
+    pub(crate) device_ids: Option<DeviceIds>,
     /// Print one JSON object on stdout instead of the text report (schema in --help).
     #[arg(long)]
     pub(crate) json: bool,

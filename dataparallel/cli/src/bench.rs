@@ -87,6 +87,25 @@ pub(crate) fn fill(bytes: &mut [u8], dtype: Option<DType>, rng: &mut SplitMix64)
     }
 }
 
+/// Checks that every model tensor can be viewed: its dtype, or when the runtime reports none
+/// the unsigned integer of its element size (random inputs are then random bits).
+pub(crate) fn check_viewable(spec: &dataparallel::ModelSpec) -> CliResult {
+    match spec
+        .inputs
+        .iter()
+        .chain(&spec.outputs)
+        .find(|s| npy::view_dtype(s).is_none())
+    {
+        Some(s) => Err(Failure::Usage(format!(
+            "model tensor {} has {}-byte elements of a dtype the runtime does not report; \
+             neuron-dp can only stand in 1-, 2-, 4- or 8-byte integers for it",
+            dataparallel::quote::quote(&s.name),
+            s.elem_size
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The shape of a random input of `batch` rows on `dim`.
 pub(crate) fn input_shape(spec: &IoSpec, dim: usize, batch: usize) -> Vec<usize> {
     let mut shape = spec.shape.clone();
@@ -146,25 +165,17 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             buffer
         })
         .collect();
+    check_viewable(spec)?;
     let inputs: Vec<Input<'_>> = spec
         .inputs
         .iter()
         .zip(&shapes)
         .zip(&buffers)
         .map(|((s, shape), buffer)| {
-            let dtype = s.dtype.unwrap_or(DType::UInt8);
+            let dtype = npy::view_dtype(s).unwrap_or(DType::UInt8);
             Input::new(dtype, shape, buffer.bytes()).named(&s.name)
         })
         .collect();
-    if spec.inputs.iter().any(|s| s.dtype.is_none())
-        || spec.outputs.iter().any(|s| s.dtype.is_none())
-    {
-        return Err(Failure::Usage(
-            "the model has a tensor whose dtype the runtime does not report; neuron-dp bench \
-             needs known dtypes"
-                .to_owned(),
-        ));
-    }
     let out_shapes = engine
         .output_shapes(&inputs)
         .map_err(|e| engine_failure(&e))?;
@@ -290,6 +301,7 @@ pub(crate) fn core_table(
                 busy_ms: busy_ns as f64 / 1e6,
                 busy_share: busy_ns as f64 / 1e9 / seconds,
                 failures: a.failures - b.map_or(0, |b| b.failures),
+                busy_retries: a.busy_retries - b.map_or(0, |b| b.busy_retries),
                 piece_p50_us: latency.quantile_us(0.5),
                 piece_p99_us: latency.quantile_us(0.99),
                 state: match h.map(|h| h.state) {

@@ -1,10 +1,11 @@
 //! `neuron-dp info`: which libnrt was loaded, its version, the cores this process owns
-//! (logical → physical) and the Neuron environment settings in effect.
+//! (logical → physical, with the logical-core size: trn2 groups two physical cores into one
+//! logical core by default) and the Neuron environment settings in effect.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use neuron_rt::CoreMap;
+use neuron_rt::{CoreMap, DeviceId};
 use serde::Serialize;
 
 use crate::CliResult;
@@ -20,11 +21,14 @@ const ENV_VARS: [&str; 4] = [
     "NRT_DYLIB_PATH",
 ];
 
-/// One logical core and the physical core behind it.
+/// One logical core and the physical cores behind it.
 #[derive(Debug, Serialize)]
 struct CorePair {
     logical: u32,
+    /// The first physical core.
     physical: u32,
+    /// Every physical core (`lnc` of them).
+    physical_cores: Vec<u32>,
 }
 
 /// What `info --json` prints.
@@ -35,8 +39,14 @@ struct InfoReport {
     library: String,
     runtime_version: String,
     mock: bool,
+    /// Physical cores per logical core (1, or 2 under trn2's default LNC=2).
+    lnc: u32,
+    /// Logical cores on the instance.
     total_cores: u32,
+    total_physical_cores: u32,
+    /// Logical cores this process owns.
     visible_cores: u32,
+    visible_physical_cores: u32,
     /// `None` when `NEURON_RT_NUM_CORES` let the runtime choose (it does not say which).
     core_map: Option<Vec<CorePair>>,
     env: BTreeMap<String, Option<String>>,
@@ -69,9 +79,12 @@ pub(crate) fn run(args: &InfoArgs) -> CliResult {
         CoreMap::Known(cores) => Some(
             (0..cores.len())
                 .filter_map(|logical| {
-                    cores
-                        .physical(logical)
-                        .map(|physical| CorePair { logical, physical })
+                    let physical = runtime.physical_cores(DeviceId::new(logical))?;
+                    Some(CorePair {
+                        logical,
+                        physical: physical.start,
+                        physical_cores: physical.collect(),
+                    })
                 })
                 .collect(),
         ),
@@ -83,8 +96,11 @@ pub(crate) fn run(args: &InfoArgs) -> CliResult {
         library: runtime.library_path().display().to_string(),
         runtime_version: runtime.version().to_string(),
         mock: runtime.version().is_mock(),
+        lnc: runtime.lnc(),
         total_cores: runtime.total_cores(),
+        total_physical_cores: runtime.total_physical_cores(),
         visible_cores: runtime.visible_cores(),
+        visible_physical_cores: runtime.visible_cores().saturating_mul(runtime.lnc()),
         core_map,
         env: environment(),
     };
@@ -103,18 +119,33 @@ fn text(report: &InfoReport) -> String {
         report.runtime_version,
         if report.mock { " [mock]" } else { "" }
     );
-    let _ = writeln!(
-        text,
-        "cores          {} visible of {} total",
-        report.visible_cores, report.total_cores
-    );
+    if report.lnc == 1 {
+        let _ = writeln!(
+            text,
+            "cores          {} visible of {} total",
+            report.visible_cores, report.total_cores
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "cores          {} visible of {} total logical cores (LNC {}: {} of {} physical cores)",
+            report.visible_cores,
+            report.total_cores,
+            report.lnc,
+            report.visible_physical_cores,
+            report.total_physical_cores
+        );
+    }
     match &report.core_map {
         Some(pairs) => {
             let _ = writeln!(text, "core map       logical -> physical");
             for chunk in pairs.chunks(8) {
                 let row: Vec<String> = chunk
                     .iter()
-                    .map(|p| format!("nc:{} -> {}", p.logical, p.physical))
+                    .map(|p| match p.physical_cores.as_slice() {
+                        [first, .., last] => format!("nc:{} -> {first}-{last}", p.logical),
+                        _ => format!("nc:{} -> {}", p.logical, p.physical),
+                    })
                     .collect();
                 let _ = writeln!(text, "               {}", row.join(", "));
             }

@@ -18,6 +18,7 @@ mod info;
 mod report;
 mod run;
 mod serve;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -153,6 +154,7 @@ fn main() -> ExitCode {
         Command::Info(args) => info::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Verify(args) => verify::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -350,6 +350,14 @@ where
         .sync_all()
 }
 
+/// The dtype to view a model tensor as: the runtime's, or when it reports none, the unsigned
+/// integer of the tensor's element size, carrying its raw bits (the engine accepts any dtype
+/// of that size; [`dataparallel::IoSpec::dtype_or_raw`]), or `None` when the element size has
+/// no such integer.
+pub fn view_dtype(spec: &dataparallel::IoSpec) -> Option<DType> {
+    spec.dtype_or_raw()
+}
+
 /// Zeroed buffers for the model's outputs at `shapes` (from `DataParallel::output_shapes`),
 /// after checking that together they fit in the memory budget.
 ///
@@ -376,7 +384,8 @@ pub fn output_buffers(
 }
 
 /// Output views over `buffers`, named after the model's outputs (an output whose dtype the
-/// runtime does not report is viewed as bytes).
+/// runtime does not report is viewed as [`view_dtype`] says; bytes if even that fails, which
+/// the engine then refuses).
 pub fn output_views<'a>(
     spec: &'a dataparallel::ModelSpec,
     shapes: &'a [Vec<usize>],
@@ -387,7 +396,7 @@ pub fn output_views<'a>(
         .zip(shapes)
         .zip(buffers.iter_mut())
         .map(|((o, shape), buffer)| {
-            let dtype = o.dtype.unwrap_or(neuron_rt::DType::UInt8);
+            let dtype = view_dtype(o).unwrap_or(DType::UInt8);
             dataparallel::Output::new(dtype, shape, buffer.bytes_mut()).named(&o.name)
         })
         .collect()

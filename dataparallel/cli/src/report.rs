@@ -304,6 +304,8 @@ pub(crate) struct CoreBusy {
     pub(crate) busy_ms: f64,
     pub(crate) busy_share: f64,
     pub(crate) failures: u64,
+    /// Executions retried because the runtime said the core was busy or its queue full.
+    pub(crate) busy_retries: u64,
     /// Upper bounds (log2 buckets) on the median and 99th-percentile time per piece.
     pub(crate) piece_p50_us: Option<u64>,
     pub(crate) piece_p99_us: Option<u64>,
@@ -466,26 +468,28 @@ impl Report for BenchReport {
         );
         let _ = writeln!(
             text,
-            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>17}  {:<11}  last failure",
+            "\n{:>7}  {:>8}  {:>10}  {:>10}  {:>9}  {:>8}  {:>12}  {:>17}  {:<11}  last failure",
             "core",
             "physical",
             "executions",
             "busy ms",
             "busy/wall",
             "failures",
+            "busy retries",
             "piece p50/p99",
             "state"
         );
         for c in &self.cores {
             let _ = writeln!(
                 text,
-                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:>17}  {:<11}  {}",
+                "{:>7}  {:>8}  {:>10}  {:>10.1}  {:>9.2}  {:>8}  {:>12}  {:>17}  {:<11}  {}",
                 c.device,
                 physical(c.physical_core),
                 c.executions,
                 c.busy_ms,
                 c.busy_share,
                 c.failures,
+                c.busy_retries,
                 format!(
                     "<{}/<{} µs",
                     c.piece_p50_us.map_or("-".to_owned(), |v| v.to_string()),
@@ -498,7 +502,8 @@ impl Report for BenchReport {
         let _ = writeln!(
             text,
             "(busy/wall: time this core's workers spent on pieces over the wall time; above 1 \
-             when several workers per core overlap transfers with execution)"
+             when several workers per core overlap transfers with execution; busy retries: \
+             executions the runtime refused as busy or queue-full and the engine retried)"
         );
         text
     }

@@ -29,24 +29,33 @@ fn names(specs: &[IoSpec]) -> String {
         .join(", ")
 }
 
-/// Matches each `--input` to a model input with the engine's matching rules; returns, per
-/// model input, its argument. An unnamed `--input` is only accepted for a one-input model.
-fn assign<'a>(args: &'a [InputArg], spec: &ModelSpec) -> CliResult<Vec<&'a InputArg>> {
-    if spec.inputs.len() > 1 && args.iter().all(|a| a.name.is_none()) {
+/// Matches each `--input` (or, for `Side::Output`, each `--expected` of `verify`) to a model
+/// tensor with the engine's matching rules; returns, per model tensor, its argument. An
+/// unnamed argument is only accepted for a model with one tensor on that side.
+pub(crate) fn assign<'a>(
+    args: &'a [InputArg],
+    spec: &ModelSpec,
+    side: Side,
+) -> CliResult<Vec<&'a InputArg>> {
+    let (flag, tensors) = match side {
+        Side::Input => ("--input", &spec.inputs),
+        Side::Output => ("--expected", &spec.outputs),
+    };
+    if tensors.len() > 1 && args.iter().all(|a| a.name.is_none()) {
         return Err(Failure::Usage(format!(
-            "name each input as --input NAME=FILE.npy; the model's inputs are {}",
-            names(&spec.inputs)
+            "name each {side} as {flag} NAME=FILE.npy; the model's {side}s are {}",
+            names(tensors)
         )));
     }
     let order = spec
-        .assign(Side::Input, args, |a| a.name.as_deref())
+        .assign(side, args, |a| a.name.as_deref())
         .map_err(|error| {
             let hint = match &error {
                 MatchError::Missing { name, .. } => {
-                    format!("; pass --input {}=FILE.npy", name.escape_debug())
+                    format!("; pass {flag} {}=FILE.npy", name.escape_debug())
                 }
                 MatchError::Mixed { .. } | MatchError::Count { .. } => {
-                    "; name each input as --input NAME=FILE.npy".to_owned()
+                    format!("; name each {side} as {flag} NAME=FILE.npy")
                 }
                 _ => String::new(),
             };
@@ -78,7 +87,7 @@ fn expected_shape(spec: &IoSpec, dim: usize) -> String {
 }
 
 /// Checks that the model input can come from a `.npy` file at all.
-fn check_representable(spec: &IoSpec) -> CliResult {
+pub(crate) fn check_representable(spec: &IoSpec) -> CliResult {
     if let Some(why) = spec.dtype.and_then(npy::unrepresentable) {
         return Err(Failure::Usage(format!(
             "model input {} cannot be read from .npy: {why}",
@@ -89,7 +98,7 @@ fn check_representable(spec: &IoSpec) -> CliResult {
 }
 
 /// Checks one array against its model input: dtype and every dim but the split dim.
-fn check_fit(spec: &IoSpec, path: &Path, array: &Array, dim: usize) -> CliResult {
+pub(crate) fn check_fit(spec: &IoSpec, path: &Path, array: &Array, dim: usize) -> CliResult {
     if !spec.accepts_dtype(array.dtype) {
         return Err(Failure::Usage(format!(
             "input {} ({}): dtype does not fit the model: expected {}, got {}",
@@ -359,13 +368,25 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
                     )));
                 }
             }
-            None => {
-                return Err(Failure::Usage(format!(
-                    "model output `{}` has a dtype the runtime does not report; neuron-dp cannot \
-                     write it as .npy",
-                    output.name
-                )));
-            }
+            // A model the runtime loaded is never refused over its dtype codes: the raw bits
+            // are written as the unsigned integer of the element size.
+            None => match output.dtype_or_raw() {
+                Some(raw) => log::warn!(
+                    "the runtime does not report the dtype of model output {}; writing its raw \
+                     bits as {} ({}-byte elements)",
+                    quote(&output.name),
+                    raw.name(),
+                    output.elem_size
+                ),
+                None => {
+                    return Err(Failure::Usage(format!(
+                        "model output {} has {}-byte elements of a dtype the runtime does not \
+                         report; .npy has no integer of that size to hold its raw bits",
+                        quote(&output.name),
+                        output.elem_size
+                    )));
+                }
+            },
         }
     }
 
@@ -375,7 +396,7 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
         spec.outputs.iter().map(|o| o.name.as_str()),
     ))?;
 
-    let assigned = assign(&args.inputs, spec)?;
+    let assigned = assign(&args.inputs, spec, Side::Input)?;
     let mut arrays = Vec::with_capacity(assigned.len());
     for (model_input, arg) in spec.inputs.iter().zip(&assigned) {
         check_representable(model_input)?;
@@ -406,7 +427,8 @@ pub(crate) fn run(args: &RunArgs) -> CliResult {
     for (o, shape) in spec.outputs.iter().zip(shapes) {
         gathered.push(Gathered {
             name: o.name.clone(),
-            dtype: o.dtype.unwrap_or(DType::UInt8),
+            // Checked above: the runtime's dtype, or raw bits of the element size.
+            dtype: npy::view_dtype(o).unwrap_or(DType::UInt8),
             data: Buffer::try_zeroed(shape.iter().product::<usize>() * o.elem_size)
                 .map_err(Failure::Runtime)?,
             shape,

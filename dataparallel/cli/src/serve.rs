@@ -46,15 +46,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             .map_err(|e| engine_failure(&e))?,
     );
     let spec = engine.spec();
-    if spec.inputs.iter().any(|s| s.dtype.is_none())
-        || spec.outputs.iter().any(|s| s.dtype.is_none())
-    {
-        return Err(Failure::Usage(
-            "the model has a tensor whose dtype the runtime does not report; neuron-dp bench \
-             needs known dtypes"
-                .to_owned(),
-        ));
-    }
+    crate::bench::check_viewable(spec)?;
     // Rows, the batcher's settings and the buffers they imply, before anything is
     // allocated or started.
     let plan = limits::serve_plan(&options, &model_size(&engine), limits::memory_budget())
@@ -80,7 +72,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
             let mut bytes = vec![0u8; shape.iter().product::<usize>() * s.elem_size];
             fill(&mut bytes, s.dtype, &mut rng);
             (
-                s.dtype.unwrap_or(DType::UInt8),
+                npy::view_dtype(s).unwrap_or(DType::UInt8),
                 shape,
                 bytes,
                 s.name.clone(),

@@ -329,6 +329,50 @@ fn bench_with_iterations_reports_json() {
 }
 
 #[test]
+fn bench_json_counts_busy_retries_per_core() {
+    // 6 rows on 4 cores: one piece per core per forward, the warm-up forward first. Core 0's
+    // 2nd and 3rd executions are refused as busy, core 2's 4th as queue-full: the engine
+    // retries them and every forward succeeds.
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let out = s
+        .command(&[
+            "bench",
+            &neff,
+            "--iterations",
+            "3",
+            "--batch",
+            "6",
+            "--json",
+        ])
+        .env("NRT_MOCK_FAULTS", "0:2:1005;0:3:1005;2:4:7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    let cores = report["cores"].as_array().unwrap();
+    let field =
+        |name: &str| -> Vec<u64> { cores.iter().map(|c| c[name].as_u64().unwrap()).collect() };
+    assert_eq!(field("busy_retries"), [2, 0, 1, 0]);
+    assert_eq!(
+        field("executions"),
+        [3, 3, 3, 3],
+        "a retried piece is one execution"
+    );
+    assert_eq!(field("failures"), [0, 0, 0, 0]);
+    for core in cores {
+        assert_eq!(core["state"], "healthy");
+    }
+    let text = s
+        .command(&["bench", &neff, "--iterations", "2", "--batch", "6"])
+        .env("NRT_MOCK_FAULTS", "1:2:1005")
+        .output()
+        .unwrap();
+    assert!(text.status.success(), "{}", stderr(&text));
+    assert!(stdout(&text).contains("busy retries"), "{}", stdout(&text));
+}
+
+#[test]
 fn several_neffs_are_batch_size_buckets() {
     let s = Scratch::new();
     let at = |batch: u32| {
@@ -388,9 +432,20 @@ fn info_reports_the_library_cores_and_environment() {
     assert_eq!(report["command"], "info");
     assert_eq!(report["total_cores"], 4);
     assert_eq!(report["visible_cores"], 2);
+    assert_eq!(report["lnc"], 1);
+    assert_eq!(
+        (
+            report["total_physical_cores"].as_u64(),
+            report["visible_physical_cores"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
     assert_eq!(
         report["core_map"],
-        serde_json::json!([{"logical": 0, "physical": 2}, {"logical": 1, "physical": 3}])
+        serde_json::json!([
+            {"logical": 0, "physical": 2, "physical_cores": [2]},
+            {"logical": 1, "physical": 3, "physical_cores": [3]},
+        ])
     );
     assert_eq!(report["env"]["NEURON_RT_VISIBLE_CORES"], "2-3");
     assert_eq!(report["env"]["NEURON_RT_NUM_CORES"], Value::Null);
@@ -403,13 +458,114 @@ fn info_reports_the_library_cores_and_environment() {
 }
 
 #[test]
+fn info_reports_logical_cores_of_two_physical_ones_under_lnc_2() {
+    // 8 physical cores are 4 logical ones; visible logical cores 1-2 are physical 2-5.
+    let s = Scratch::new();
+    let lnc2 = |args: &[&str]| {
+        s.command(args)
+            .env("NRT_MOCK_TOTAL_CORES", "8")
+            .env("NRT_MOCK_LNC", "2")
+            .env("NEURON_RT_VISIBLE_CORES", "1-2")
+            .output()
+            .unwrap()
+    };
+    let out = lnc2(&["info", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["lnc"], 2);
+    assert_eq!(
+        (
+            report["total_cores"].as_u64(),
+            report["visible_cores"].as_u64()
+        ),
+        (Some(4), Some(2))
+    );
+    assert_eq!(
+        (
+            report["total_physical_cores"].as_u64(),
+            report["visible_physical_cores"].as_u64()
+        ),
+        (Some(8), Some(4))
+    );
+    assert_eq!(
+        report["core_map"],
+        serde_json::json!([
+            {"logical": 0, "physical": 2, "physical_cores": [2, 3]},
+            {"logical": 1, "physical": 4, "physical_cores": [4, 5]},
+        ])
+    );
+    let text = lnc2(&["info"]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    let text = stdout(&text);
+    assert!(text.contains("LNC 2: 4 of 8 physical cores"), "{text}");
+    assert!(
+        text.contains("nc:0 -> 2-3") && text.contains("nc:1 -> 4-5"),
+        "{text}"
+    );
+}
+
+#[test]
+fn models_whose_dtypes_the_runtime_does_not_report_run_as_raw_bits() {
+    // Every dtype code unknown: the float32 affine model has 4-byte elements of no known dtype.
+    let s = Scratch::new();
+    let neff = s.neff("affine.neff", &affine());
+    let x: Vec<f32> = (0..5 * 8).map(|i| i as f32 * 0.5 - 7.0).collect();
+    let input = s.npy_f32("x.npy", &[5, 8], &x);
+    let out_dir = s.path("out");
+    let unknown = |args: &[&str]| {
+        s.command(args)
+            .env("NRT_MOCK_DTYPE_ENCODING", "unknown")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let out = unknown(&[
+        "run",
+        &neff,
+        "--input",
+        &input,
+        "--out-dir",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("raw bits as uint32"),
+        "the substitution is logged: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(report["outputs"][0]["dtype"], "uint32");
+    let file = npyz::NpyFile::new(std::fs::File::open(out_dir.join("y.npy")).unwrap()).unwrap();
+    assert_eq!(file.shape(), [5, 8]);
+    let bits = file.into_vec::<u32>().unwrap();
+    let want: Vec<u32> = x.iter().map(|v| (v * 2.0 + 1.0).to_bits()).collect();
+    assert_eq!(bits, want, "the output's raw bits are the float32 results");
+    // bench and bench --serve stand in random bits for the inputs.
+    let out = unknown(&["bench", &neff, "--iterations", "2", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = unknown(&[
+        "bench",
+        &neff,
+        "--serve",
+        "--rate",
+        "200",
+        "--iterations",
+        "10",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
 fn without_a_library_every_subcommand_says_so_in_one_line() {
     let s = Scratch::new();
     let neff = s.neff("affine.neff", &affine());
     let x_path = s.npy_f32("x.npy", &[2, 8], &[0.0; 16]);
     let out_dir = s.path("out");
-    let subcommands: [Vec<&str>; 3] = [
+    let subcommands: [Vec<&str>; 4] = [
         vec!["info"],
+        vec!["verify", &neff],
         vec![
             "run",
             &neff,

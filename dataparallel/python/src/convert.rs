@@ -56,6 +56,7 @@ pub(crate) fn metrics<'py>(py: Python<'py>, metrics: &Metrics) -> PyResult<Bound
         c.set_item("failures", core.failures)?;
         c.set_item("rows", core.rows)?;
         c.set_item("pad_rows", core.pad_rows)?;
+        c.set_item("busy_retries", core.busy_retries)?;
         c.set_item("piece_latency_p50_us", core.piece_latency.quantile_us(0.5))?;
         c.set_item("piece_latency_p99_us", core.piece_latency.quantile_us(0.99))?;
         cores.append(c)?;

@@ -35,6 +35,7 @@ fn runtime_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("is_mock", runtime.version().is_mock())?;
     d.set_item("total_cores", runtime.total_cores())?;
     d.set_item("visible_cores", runtime.visible_cores())?;
+    d.set_item("lnc", runtime.lnc())?;
     let physical: Vec<Option<u32>> = (0..runtime.visible_cores())
         .map(|i| runtime.physical_core(neuron_rt::DeviceId::new(i)))
         .collect();

@@ -228,6 +228,7 @@ def test_reports(neff):
     assert m["rows"] == 8 and m["pad_rows"] == 0
     assert [c["core"] for c in m["cores"]] == [0, 1]
     assert sum(c["executions"] for c in m["cores"]) == 4
+    assert [c["busy_retries"] for c in m["cores"]] == [0, 0]
     h = model.health()
     assert [c["state"] for c in h] == ["healthy", "healthy"]
     model.readmit(1)
@@ -237,7 +238,7 @@ def test_reports(neff):
     assert model.inputs == [{"name": "x", "dtype": "float32", "shape": [2, 4]}]
     assert model.outputs[0]["name"] == "y"
     info = neuron_dp.runtime_info()
-    assert info["is_mock"] and info["visible_cores"] == 8
+    assert info["is_mock"] and info["visible_cores"] == 8 and info["lnc"] == 1
     assert "DataParallel" in repr(model)
 
 

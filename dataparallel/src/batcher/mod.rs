@@ -139,7 +139,8 @@ impl Batcher {
     /// [`Error::Config`] when the configuration is invalid (`max_batch_rows` or
     /// `queue_capacity` or `batches_in_flight` 0), the engine cannot batch requests
     /// (`dim != 0`, dynamic batching off, a scalar model input or output, an output of
-    /// unknown dtype); [`Error::Spawn`] when a thread cannot be started.
+    /// unknown dtype whose elements are not 1, 2, 4 or 8 bytes: other unknown outputs come
+    /// back labelled as the unsigned integer of their size); [`Error::Spawn`] when a thread cannot be started.
     pub fn new(engine: Arc<DataParallel>, config: BatcherConfig) -> Result<Batcher> {
         if engine.dim() != 0 {
             return Err(Error::config(format!(

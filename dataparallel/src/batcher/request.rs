@@ -215,15 +215,21 @@ impl Layout {
             .iter()
             .map(|s| TensorLayout::new("input", s))
             .collect::<Result<Vec<_>>>()?;
+        // Results of an output whose dtype the runtime does not report are labelled with the
+        // unsigned integer of its element size (its raw bits).
         let outputs = spec
             .outputs
             .iter()
-            .map(|s| TensorLayout::new("output", s))
+            .map(|s| {
+                let mut layout = TensorLayout::new("output", s)?;
+                layout.dtype = s.dtype_or_raw();
+                Ok(layout)
+            })
             .collect::<Result<Vec<_>>>()?;
         if let Some(unknown) = outputs.iter().find(|o| o.dtype.is_none()) {
             return Err(Error::config(format!(
-                "model output {} has an unknown dtype; the batcher cannot label its results: \
-                 call the engine directly",
+                "model output {} has an unknown dtype whose elements are not 1, 2, 4 or 8 bytes; \
+                 the batcher cannot label its results: call the engine directly",
                 quote(&unknown.name)
             )));
         }

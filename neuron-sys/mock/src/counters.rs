@@ -13,6 +13,7 @@
 //!     uint64_t bytes_written, bytes_read, bytes_memset, bytes_copied;
 //!     uint64_t live_tensors, live_models, live_tensor_sets;
 //!     uint64_t loads, tensor_writes, tensor_reads;
+//!     uint64_t busy_returns;
 //! } nrt_mock_counters_t;
 //! NRT_STATUS nrt_mock_get_counters(nrt_mock_counters_t *out, size_t size);
 //! void nrt_mock_reset_counters(void);
@@ -53,6 +54,9 @@ pub struct Counters {
     pub tensor_writes: u64,
     /// Successful `nrt_tensor_read` calls.
     pub tensor_reads: u64,
+    /// Executions refused with `NRT_EXEC_NC_BUSY` because the core was running another
+    /// model (`NRT_MOCK_EXEC_POLICY=busy`; injected faults do not count here).
+    pub busy_returns: u64,
 }
 
 impl Default for Counters {
@@ -69,6 +73,7 @@ impl Default for Counters {
             loads: 0,
             tensor_writes: 0,
             tensor_reads: 0,
+            busy_returns: 0,
         }
     }
 }
@@ -80,7 +85,7 @@ impl Counters {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Counters>() == 8 * (NRT_MOCK_MAX_CORES + 10));
+const _: () = assert!(std::mem::size_of::<Counters>() == 8 * (NRT_MOCK_MAX_CORES + 11));
 
 /// The live atomics behind [`Counters`].
 pub(crate) struct Atomics {
@@ -95,6 +100,7 @@ pub(crate) struct Atomics {
     pub(crate) loads: AtomicU64,
     pub(crate) tensor_writes: AtomicU64,
     pub(crate) tensor_reads: AtomicU64,
+    pub(crate) busy_returns: AtomicU64,
 }
 
 /// The process's counters.
@@ -110,6 +116,7 @@ pub(crate) static COUNTERS: Atomics = Atomics {
     loads: AtomicU64::new(0),
     tensor_writes: AtomicU64::new(0),
     tensor_reads: AtomicU64::new(0),
+    busy_returns: AtomicU64::new(0),
 };
 
 /// Adds `n` to a counter.
@@ -142,6 +149,7 @@ impl Atomics {
             loads: get(&self.loads),
             tensor_writes: get(&self.tensor_writes),
             tensor_reads: get(&self.tensor_reads),
+            busy_returns: get(&self.busy_returns),
         }
     }
 
@@ -157,6 +165,7 @@ impl Atomics {
             &self.loads,
             &self.tensor_writes,
             &self.tensor_reads,
+            &self.busy_returns,
         ] {
             zero(a);
         }

@@ -16,13 +16,20 @@
 //! tensors' storage into the output tensors' storage (an identity is one `memcpy`). Only a
 //! repeat or overlapping tensors stage bytes, in buffers each core keeps and reuses
 //! ([`Scratch`]), so no execution allocates or zeroes memory after a core's first.
+//!
+//! What a call on a core that is already executing does is the [`ExecPolicy`]
+//! (`NRT_MOCK_EXEC_POLICY`): by default it waits for the core (`serialize`); with `busy` a call
+//! for another model than the one running returns `NRT_EXEC_NC_BUSY` at once, as the runtime's
+//! developer guide documents for a core "locked by another model/thread", while calls of the
+//! running model still queue behind it (the runtime pipelines executions of one model).
 
-use std::sync::Mutex;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use neuron_sys::bindings::{
-    NRT_INVALID, NRT_INVALID_HANDLE, NRT_SUCCESS, NRT_TENSOR_PLACEMENT_DEVICE, NRT_TIMEOUT,
+    NRT_EXEC_NC_BUSY, NRT_INVALID, NRT_INVALID_HANDLE, NRT_SUCCESS, NRT_TENSOR_PLACEMENT_DEVICE,
+    NRT_TIMEOUT,
 };
 
 use crate::counters::{self, COUNTERS};
@@ -38,6 +45,30 @@ use crate::tensor_set::TensorSet;
 /// How far past the timeout a `hang` fault sleeps.
 const HANG_MARGIN: Duration = Duration::from_millis(20);
 
+/// What `nrt_execute` does when the core is already executing (`NRT_MOCK_EXEC_POLICY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecPolicy {
+    /// Wait for the core (the default).
+    Serialize,
+    /// Return `NRT_EXEC_NC_BUSY` when the core is executing another model; executions of the
+    /// running model wait.
+    Busy,
+}
+
+/// `NRT_MOCK_EXEC_POLICY` (`serialize` or `busy`; unset: `serialize`).
+pub(crate) fn exec_policy() -> Result<ExecPolicy, String> {
+    match std::env::var("NRT_MOCK_EXEC_POLICY")
+        .as_deref()
+        .map(str::trim)
+    {
+        Err(_) | Ok("serialize") => Ok(ExecPolicy::Serialize),
+        Ok("busy") => Ok(ExecPolicy::Busy),
+        Ok(other) => Err(format!(
+            "NRT_MOCK_EXEC_POLICY={other:?} is not one of serialize, busy"
+        )),
+    }
+}
+
 /// One core owned by the process.
 #[derive(Debug)]
 pub(crate) struct CoreState {
@@ -50,17 +81,71 @@ pub(crate) struct CoreState {
     exec: Mutex<Scratch>,
     /// Models loaded on this core (for `nrt_load` with `vnc = -1`).
     pub(crate) models: AtomicUsize,
+    /// What a call finding the core executing does.
+    policy: ExecPolicy,
+    /// The address of the model executing now (0: none), set while `exec` is held.
+    running: AtomicUsize,
 }
 
 impl CoreState {
-    pub(crate) fn new(logical: usize, phys: u32, width: u32) -> Self {
+    pub(crate) fn new(logical: usize, phys: u32, width: u32, policy: ExecPolicy) -> Self {
         CoreState {
             logical,
             phys,
             width,
             exec: Mutex::new(Scratch::default()),
             models: AtomicUsize::new(0),
+            policy,
+            running: AtomicUsize::new(0),
         }
+    }
+
+    /// Takes the core for an execution of `model` (whose address is `id`): waits for it, or
+    /// under [`ExecPolicy::Busy`] refuses with `NRT_EXEC_NC_BUSY` while another model runs.
+    fn acquire(&self, model: &Model, id: usize) -> Res<Running<'_>> {
+        let scratch = match self.policy {
+            ExecPolicy::Serialize => lock(&self.exec),
+            ExecPolicy::Busy => match self.exec.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => {
+                    // The holder records itself right after taking the lock and clears the
+                    // mark before releasing it; 0 (between the two) means "about to change
+                    // hands", so wait like a call of the running model would.
+                    let running = self.running.load(Ordering::Acquire);
+                    if running != 0 && running != id {
+                        counters::add(&COUNTERS.busy_returns, 1);
+                        return Err(fail(
+                            NRT_EXEC_NC_BUSY,
+                            format!(
+                                "nrt_execute: nc{} is executing another model; model {:?} was not \
+                                 started (NRT_MOCK_EXEC_POLICY=busy)",
+                                self.phys, model.spec.name
+                            ),
+                        ));
+                    }
+                    self.exec.lock().unwrap_or_else(PoisonError::into_inner)
+                }
+            },
+        };
+        self.running.store(id, Ordering::Release);
+        Ok(Running {
+            core: self,
+            scratch,
+        })
+    }
+}
+
+/// A core held for one execution; clears the running mark before the core is released.
+struct Running<'a> {
+    core: &'a CoreState,
+    scratch: MutexGuard<'a, Scratch>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        // `scratch` (the lock) is released after this body runs.
+        self.core.running.store(0, Ordering::Release);
     }
 }
 
@@ -183,7 +268,10 @@ pub(crate) fn execute(
     ));
     let chain = ins.len() == outs.len() && ins.iter().zip(&outs).all(|(i, o)| i.len() == o.len());
 
-    let mut scratch = lock(&model.core.exec);
+    let mut running = model
+        .core
+        .acquire(model, std::ptr::from_ref(model) as usize)?;
+    let scratch = &mut running.scratch;
     let direct = repeat == 1 && !overlapping(&ins, &outs);
     for iteration in 0..repeat {
         let start = Instant::now();
@@ -241,7 +329,7 @@ pub(crate) fn execute(
                 scratch.load_inputs(&ins);
             }
             scratch.size_outputs(&outs);
-            let Scratch { inputs, outputs } = &mut *scratch;
+            let Scratch { inputs, outputs } = &mut **scratch;
             let in_slices: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
             let mut out_slices: Vec<&mut [u8]> =
                 outputs.iter_mut().map(Vec::as_mut_slice).collect();

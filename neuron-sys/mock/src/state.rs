@@ -163,7 +163,9 @@ impl Runtime {
             })
             .cloned();
         // `cores` is never empty: nrt_init owns at least one core.
-        pick.unwrap_or_else(|| Arc::new(CoreState::new(0, 0, 1)))
+        pick.unwrap_or_else(|| {
+            Arc::new(CoreState::new(0, 0, 1, crate::exec::ExecPolicy::Serialize))
+        })
     }
 
     fn shutdown(&self) {
@@ -219,6 +221,7 @@ pub(crate) fn init() -> Res {
     let memory = core_memory().map_err(invalid)?;
     let version = crate::version::reported().map_err(invalid)?;
     let encoding = crate::version::dtype_encoding(version).map_err(invalid)?;
+    let policy = crate::exec::exec_policy().map_err(invalid)?;
     let rules = match std::env::var("NRT_MOCK_FAULTS") {
         Ok(text) => {
             Some(faults::parse_rules(&text).map_err(|e| invalid(format!("NRT_MOCK_FAULTS: {e}")))?)
@@ -259,7 +262,7 @@ pub(crate) fn init() -> Res {
     let cores = phys
         .iter()
         .enumerate()
-        .map(|(l, &p)| Arc::new(CoreState::new(l, p, lnc)))
+        .map(|(l, &p)| Arc::new(CoreState::new(l, p, lnc, policy)))
         .collect();
     let budgets = phys
         .iter()

@@ -442,6 +442,79 @@ fn per_core_serialization() {
     close();
 }
 
+/// Tensor sets for another execution of an already loaded model (`bind` loads a new one).
+fn more_sets(spec: &MockModel, model: H) -> (H, H) {
+    let core = model_vnc(model) as i32;
+    let (ins, outs) = (new_set(), new_set());
+    for (set, list) in [(ins, &spec.inputs), (outs, &spec.outputs)] {
+        for t in list {
+            let h = device(core, t.size_bytes().unwrap() as usize);
+            assert_eq!(add(set, &t.name, h), NRT_SUCCESS);
+        }
+    }
+    (ins, outs)
+}
+
+#[test]
+fn exec_policy_busy_refuses_another_model_while_one_runs() {
+    if !in_child(
+        "exec_policy_busy_refuses_another_model_while_one_runs",
+        &[("NRT_MOCK_EXEC_POLICY", "busy")],
+    ) {
+        return;
+    }
+    init_ok();
+    let quick = affine(2, 2);
+    let other = bind(&quick, 0);
+    let elsewhere = bind(&quick, 1);
+    // Model A runs long on nc0 while the main thread calls another model on nc0. On a loaded
+    // machine A may be over before the call is made; then the call succeeds and the round is
+    // repeated with a longer A (no assertion depends on timing).
+    let mut refused = false;
+    for round in 0..6u32 {
+        let slow = affine(2, 2).exec_us(400_000 << round);
+        let a = bind(&slow, 0);
+        let (a_ins, a_outs) = more_sets(&slow, a.model);
+        let before = counters();
+        let (status_other, status_same, status_elsewhere, status_a) = std::thread::scope(|s| {
+            let running = s.spawn(|| execute(a.model, a.ins, a.outs));
+            // A has taken the core once its execution is counted.
+            while counters().executions[0] == before.executions[0] && !running.is_finished() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let other = execute(other.model, other.ins, other.outs);
+            let elsewhere = execute(elsewhere.model, elsewhere.ins, elsewhere.outs);
+            // Another execution of the running model queues behind it, never refused.
+            let same = execute(a.model, a_ins, a_outs);
+            (other, same, elsewhere, running.join().unwrap())
+        });
+        assert_eq!(status_a, NRT_SUCCESS);
+        assert_eq!(status_same, NRT_SUCCESS, "the running model's calls wait");
+        assert_eq!(status_elsewhere, NRT_SUCCESS, "other cores are not busy");
+        let busy = counters().busy_returns - before.busy_returns;
+        match status_other {
+            NRT_EXEC_NC_BUSY => {
+                assert_eq!(busy, 1, "each refusal is counted");
+                refused = true;
+                break;
+            }
+            NRT_SUCCESS => assert_eq!(busy, 0, "round {round}: A was over before the call"),
+            s => panic!("unexpected status {}", status_name(s)),
+        }
+    }
+    assert!(
+        refused,
+        "a call for another model while A ran was refused with NRT_EXEC_NC_BUSY"
+    );
+    // The core is free again: the other model runs.
+    assert_eq!(execute(other.model, other.ins, other.outs), NRT_SUCCESS);
+    close();
+    // An unknown policy fails nrt_init.
+    // SAFETY: the child runs one test on one thread; nothing reads the environment concurrently.
+    unsafe { std::env::set_var("NRT_MOCK_EXEC_POLICY", "sometimes") };
+    assert_eq!(init(), NRT_INVALID);
+}
+
 #[test]
 fn timeout_with_hang_fault_and_slow_model() {
     if !in_child(

@@ -100,7 +100,9 @@ class DataParallel:
         ``physical_core``, ``pieces``, ``pad_rows`` and ``batch_sizes``."""
     def metrics(self) -> Dict[str, Any]:
         """Totals (``rows``, ``pad_rows``, ``pad_ratio``, piece latency p50/p99 in µs) and per
-        core ``executions``, ``busy_ns``, ``failures``, ``rows``, ``pad_rows``, latencies."""
+        core ``executions``, ``busy_ns``, ``failures``, ``rows``, ``pad_rows``,
+        ``busy_retries`` (executions the runtime refused as busy and the engine retried),
+        latencies."""
     def health(self) -> List[Dict[str, Any]]:
         """Per core: ``state`` (``"healthy"`` or ``"quarantined"``), ``consecutive_failures``,
         ``last_status``, ``executions``."""
@@ -146,5 +148,6 @@ class Batcher:
 
 def runtime_info() -> Dict[str, Any]:
     """The loaded runtime: ``library``, ``version``, ``is_mock``, ``total_cores``,
-    ``visible_cores``, ``physical_cores``, ``engine_version``."""
+    ``visible_cores`` (logical cores), ``lnc`` (physical cores per logical core: 2 on trn2 by
+    default), ``physical_cores`` (the first physical core of each), ``engine_version``."""
 
