@@ -97,6 +97,11 @@ enum Command {
         /// Shorter runs (about 15 s of measuring instead of 40).
         #[arg(long)]
         quick: bool,
+        /// Also measure the per-call overhead of the neuron_dp installed in DIR
+        /// (`pip install --target DIR ./dataparallel/python` at another commit), in the same
+        /// interleaved rounds: before/after comparisons from one run.
+        #[arg(long, value_name = "DIR")]
+        baseline_package: Option<PathBuf>,
     },
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,
@@ -152,7 +157,10 @@ fn main() -> ExitCode {
         Command::Header { check } => header::run(&root, check),
         Command::CTests => c_tests::run(&root),
         Command::PythonTest => python_test::run(&root),
-        Command::PythonBench { quick } => python_bench::run(&root, quick),
+        Command::PythonBench {
+            quick,
+            baseline_package,
+        } => python_bench::run(&root, quick, baseline_package.as_deref()),
         Command::Ci => ci::run(&root),
         Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Command::Miri => miri::run(&root),

@@ -7,7 +7,11 @@ Run through ``cargo xtask python-bench`` (release mock, release package, the Rus
 
 Scenarios (all on the mock, compiled batch 1, 64-byte rows):
   1. per-call overhead at exec_us 0, n = k rows, k = 1 and 24: median µs of ``model(x)`` and
-     ``model.forward_into`` against Rust's ``forward_into`` (target: < 3 µs extra);
+     ``model.forward_into`` against Rust's ``forward_into`` (target: < 3 µs extra). Each side
+     runs in its own process, in interleaved rounds (the order rotating every round), so a
+     change in the machine's load shifts both sides alike; the extra is the median over the
+     rounds of each round's difference. ``--baseline-package DIR`` adds a third side: the
+     neuron_dp installed in DIR (``pip install --target DIR ...``), for before/after;
   2. throughput at exec_us 200, k = 24, n = 96 from 1 and 8 Python threads, as a ratio to
      the same number of Rust threads (target >= 0.95);
   3. the Batcher from 64 asyncio tasks (single-row requests, k = 8, exec_us 1000).
@@ -19,6 +23,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +53,7 @@ def reference(binary, path, mode, cores, rows, threads, seconds):
 
 
 def overhead(path, k, seconds):
+    """Median and p90 µs of ``model(x)`` and ``model.forward_into`` in this process."""
     model = neuron_dp.DataParallel(path, device_ids=list(range(k)))
     x = np.full((k, FEATURES), 0.5, dtype=np.float32)
     out = np.empty_like(x)
@@ -65,6 +71,47 @@ def overhead(path, k, seconds):
         results[name] = {"median_us": samples[len(samples) // 2], "p90_us": samples[int(len(samples) * 0.9)]}
     del model
     return results
+
+
+def python_overhead(path, k, seconds, package=None):
+    """``overhead`` in a fresh interpreter; `package` (a directory) is imported instead of the
+    installed neuron_dp when given."""
+    env = dict(os.environ)
+    if package:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", path, str(k), str(seconds)],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def overhead_rounds(binary, path, k, seconds, rounds, baseline=None):
+    """Interleaved rounds of the Rust baseline, this package and (optionally) the baseline
+    package, each in its own process; returns per-side medians and per-round extras."""
+    sides = [("rust", lambda: reference(binary, path, "overhead", k, k, 1, seconds)),
+             ("python", lambda: python_overhead(path, k, seconds))]
+    if baseline:
+        sides.append(("baseline", lambda: python_overhead(path, k, seconds, baseline)))
+    per_round = []
+    for r in range(rounds):
+        shift = r % len(sides)
+        measured = {name: run() for name, run in sides[shift:] + sides[:shift]}
+        per_round.append(measured)
+    result = {"k": k, "rounds": rounds, "per_round": per_round,
+              "rust_median_us": median([m["rust"]["median_us"] for m in per_round])}
+    for side in [name for name, _ in sides if name != "rust"]:
+        for call in ("call", "forward_into"):
+            extras = [m[side][call]["median_us"] - m["rust"]["median_us"] for m in per_round]
+            result[f"{side}_{call}_median_us"] = median([m[side][call]["median_us"] for m in per_round])
+            result[f"{side}_{call}_extra_us"] = {"median": median(extras), "min": min(extras), "max": max(extras)}
+    return result
 
 
 def throughput(path, k, rows, threads, seconds):
@@ -120,24 +167,38 @@ def batcher(path, tasks, seconds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reference", required=True, help="the built benches/reference.rs binary")
+    parser.add_argument("--reference", help="the built benches/reference.rs binary")
     parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--baseline-package", metavar="DIR",
+                        help="also measure the neuron_dp installed in DIR (per-call overhead only)")
+    parser.add_argument("--worker", nargs=3, metavar=("NEFF", "K", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        path, k, seconds = args.worker
+        print(json.dumps(overhead(path, int(k), float(seconds))))
+        return
+    if not args.reference:
+        parser.error("--reference is required")
     seconds = 1.0 if args.quick else 3.0
     results = {"overhead": [], "throughput": [], "batcher": None}
     with tempfile.TemporaryDirectory() as d:
         zero, busy, serve = neff(d, 0), neff(d, 200), neff(d, 1000, batch=8)
-        print("1. per-call overhead, exec_us 0, batch 1, n = k rows of 64 B: median (p90) µs")
-        print("| k | Rust forward_into | Python model(x) | Python forward_into | extra µs (model(x) / forward_into) |")
-        print("|---|---|---|---|---|")
+        rounds = 5 if args.quick else 9
+        each = 0.3 if args.quick else 0.5
+        print(f"1. per-call overhead, exec_us 0, batch 1, n = k rows of 64 B: median µs per call; "
+              f"{rounds} interleaved rounds of {each} s per side, median over rounds [min, max of the extra]")
+        sides = ["python"] + (["baseline"] if args.baseline_package else [])
+        print("| k | side | Rust forward_into | Python model(x) | Python forward_into | extra µs, model(x) | extra µs, forward_into |")
+        print("|---|---|---|---|---|---|---|")
         for k in (1, 24):
-            rust = reference(args.reference, zero, "overhead", k, k, 1, seconds)
-            py = overhead(zero, k, seconds)
-            row = {"k": k, "rust": rust, "python": py}
+            row = overhead_rounds(args.reference, zero, k, each, rounds, args.baseline_package)
             results["overhead"].append(row)
-            extra = (py["call"]["median_us"] - rust["median_us"], py["forward_into"]["median_us"] - rust["median_us"])
-            print(f"| {k} | {rust['median_us']:.1f} ({rust['p90_us']:.1f}) | {py['call']['median_us']:.1f} ({py['call']['p90_us']:.1f}) "
-                  f"| {py['forward_into']['median_us']:.1f} ({py['forward_into']['p90_us']:.1f}) | {extra[0]:.1f} / {extra[1]:.1f} |")
+            for side in sides:
+                call, into = row[f"{side}_call_extra_us"], row[f"{side}_forward_into_extra_us"]
+                print(f"| {k} | {side} | {row['rust_median_us']:.1f} | {row[f'{side}_call_median_us']:.1f} "
+                      f"| {row[f'{side}_forward_into_median_us']:.1f} "
+                      f"| {call['median']:.2f} [{call['min']:.2f}, {call['max']:.2f}] "
+                      f"| {into['median']:.2f} [{into['min']:.2f}, {into['max']:.2f}] |")
         print()
         print("2. throughput, exec_us 200, k = 24, batch 1, n = 96: rows/s")
         print("| threads | Rust | Python forward_into | Python / Rust |")
