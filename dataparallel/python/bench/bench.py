@@ -14,7 +14,8 @@ Scenarios (all on the mock, compiled batch 1, 64-byte rows):
      neuron_dp installed in DIR (``pip install --target DIR ...``), for before/after;
   2. throughput at exec_us 200, k = 24, n = 96 from 1 and 8 Python threads, as a ratio to
      the same number of Rust threads (target >= 0.95);
-  3. the Batcher from 64 asyncio tasks (single-row requests, k = 8, exec_us 1000).
+  3. the Batcher from 64 asyncio tasks (single-row requests, k = 8, exec_us 1000) against
+     the Rust batcher from 64 threads, as a ratio of requests/s, in interleaved rounds.
 Prints a table and a JSON line.
 """
 
@@ -137,32 +138,47 @@ def throughput(path, k, rows, threads, seconds):
 
 
 def batcher(path, tasks, seconds):
+    """`tasks` asyncio tasks each awaiting one single-row request at a time (closed loop)."""
     model = neuron_dp.DataParallel(path, device_ids=list(range(8)))
-    b = neuron_dp.Batcher(model, max_delay_us=1000)
     latencies = []
 
-    async def client():
-        x = np.full((1, FEATURES), 0.5, dtype=np.float32)
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t = time.perf_counter()
-            await b.infer_async(x)
-            latencies.append((time.perf_counter() - t) * 1e6)
+    with neuron_dp.Batcher(model, max_delay_us=1000) as b:
+        async def client():
+            x = np.full((1, FEATURES), 0.5, dtype=np.float32)
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t = time.perf_counter()
+                await b.infer_async(x)
+                latencies.append((time.perf_counter() - t) * 1e6)
 
-    async def main():
-        await asyncio.gather(*(client() for _ in range(tasks)))
+        async def main():
+            await asyncio.gather(*(client() for _ in range(tasks)))
 
-    start = time.perf_counter()
-    asyncio.run(main())
-    elapsed = time.perf_counter() - start
+        start = time.perf_counter()
+        asyncio.run(main())
+        elapsed = time.perf_counter() - start
     latencies.sort()
     stats = b.stats()
+    del b, model  # frees the cores for the Rust side's next round
     return {
         "requests_per_s": len(latencies) / elapsed,
         "p50_us": latencies[len(latencies) // 2],
         "p99_us": latencies[int(len(latencies) * 0.99)],
         "mean_batch_rows": stats["mean_batch_rows"],
     }
+
+
+def batcher_rounds(binary, path, tasks, seconds, rounds):
+    """Interleaved rounds of the Rust batcher (`tasks` client threads) and the Python one
+    (`tasks` asyncio tasks), the order alternating."""
+    sides = [("rust", lambda: reference(binary, path, "batcher", 8, 1, tasks, seconds)),
+             ("python", lambda: batcher(path, tasks, seconds))]
+    per_round = []
+    for r in range(rounds):
+        order = sides if r % 2 == 0 else sides[::-1]
+        per_round.append({name: run() for name, run in order})
+    ratios = [m["python"]["requests_per_s"] / m["rust"]["requests_per_s"] for m in per_round]
+    return {"rounds": per_round, "ratio_median": median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
 
 
 def main():
@@ -209,11 +225,19 @@ def main():
             results["throughput"].append({"threads": threads, "rust_rows_per_s": rust, "python_rows_per_s": py})
             print(f"| {threads} | {rust:.0f} | {py:.0f} | {py / rust:.3f} |")
         print()
-        b = batcher(serve, 64, seconds)
+        rounds = 1 if args.quick else 3
+        b = batcher_rounds(args.reference, serve, 64, seconds, rounds)
         results["batcher"] = b
-        print("3. Batcher from 64 asyncio tasks, single-row requests, k = 8, exec_us 1000, batch 8")
-        print(f"requests/s {b['requests_per_s']:.0f}, latency p50 {b['p50_us']:.0f} µs, p99 {b['p99_us']:.0f} µs, "
-              f"mean batch rows {b['mean_batch_rows']:.1f}")
+        print(f"3. Batcher, 64 closed-loop clients (Rust: threads, Python: asyncio tasks), single-row requests, "
+              f"k = 8, exec_us 1000, batch 8, max_delay 1 ms; {rounds} interleaved round(s) of {seconds} s per side")
+        print("| round | side | requests/s | p50 µs | p99 µs | mean batch rows |")
+        print("|---|---|---|---|---|---|")
+        for r, measured in enumerate(b["rounds"]):
+            for side in ("rust", "python"):
+                m = measured[side]
+                print(f"| {r + 1} | {side} | {m['requests_per_s']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
+                      f"| {m['mean_batch_rows']:.1f} |")
+        print(f"Python / Rust requests/s: {b['ratio_median']:.3f} (median; rounds {b['ratio_min']:.3f}-{b['ratio_max']:.3f})")
     print(json.dumps(results))
 
 

@@ -2,13 +2,16 @@
 //! engine calls from Rust threads, on a mock NEFF the script writes.
 //!
 //! `reference NEFF MODE CORES ROWS THREADS SECONDS` where MODE is `overhead` (median and p90
-//! µs per `forward_into`, one thread) or `throughput` (rows/s from THREADS threads sharing
-//! one engine). Prints one JSON object. Run without arguments (as `cargo test --all-targets`
+//! µs per `forward_into`, one thread), `throughput` (rows/s from THREADS threads sharing
+//! one engine) or `batcher` (THREADS client threads each submitting ROWS-row requests to one
+//! `Batcher` with `max_delay` 1 ms, one at a time: requests/s and latency). Prints one JSON
+//! object. Run without arguments (as `cargo test --all-targets`
 //! does), it only checks that it was built.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request};
 use dataparallel::{Config, DataParallel, Input, Output};
 use neuron_rt::{Neff, Runtime};
 
@@ -55,6 +58,9 @@ fn run(args: &[String]) -> Result<String, Box<dyn std::error::Error>> {
             at(0.9)
         ));
     }
+    if mode == "batcher" {
+        return batcher(engine, rows, features, threads, duration);
+    }
     let start = Instant::now();
     let calls: Vec<usize> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
@@ -82,6 +88,62 @@ fn run(args: &[String]) -> Result<String, Box<dyn std::error::Error>> {
     Ok(format!(
         "{{\"calls\": {total}, \"rows_per_s\": {:.1}}}",
         (total * rows) as f64 / elapsed
+    ))
+}
+
+/// The Rust side of the Python batcher benchmark: `threads` closed-loop clients.
+fn batcher(
+    engine: Arc<DataParallel>,
+    rows: usize,
+    features: usize,
+    threads: usize,
+    duration: Duration,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let batcher = Batcher::new(
+        engine,
+        BatcherConfig::default().max_delay(Duration::from_millis(1)),
+    )?;
+    let start = Instant::now();
+    let latencies: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let batcher = &batcher;
+                scope.spawn(move || {
+                    let x = vec![0.5f32; rows * features];
+                    let mut latencies = Vec::new();
+                    while start.elapsed() < duration {
+                        let t = Instant::now();
+                        let request = Request::new(vec![OwnedTensor::f32([rows, features], &x)]);
+                        let done = batcher.submit(request).map(|ticket| ticket.wait());
+                        if matches!(done, Ok(Ok(_))) {
+                            latencies.push(t.elapsed().as_nanos() as f64 / 1000.0);
+                        }
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut all: Vec<f64> = latencies.into_iter().flatten().collect();
+    if all.is_empty() {
+        return Err("no request completed".into());
+    }
+    all.sort_by(f64::total_cmp);
+    let at = |q: f64| all[((all.len() - 1) as f64 * q) as usize];
+    let stats = batcher.shutdown();
+    Ok(format!(
+        "{{\"requests\": {}, \"requests_per_s\": {:.1}, \"p50_us\": {:.1}, \"p99_us\": {:.1}, \
+         \"mean_batch_rows\": {:.2}}}",
+        all.len(),
+        all.len() as f64 / elapsed,
+        at(0.5),
+        at(0.99),
+        stats.mean_batch_rows().unwrap_or(0.0)
     ))
 }
 
