@@ -26,7 +26,8 @@ use dataparallel::batcher::{
     Batcher, BatcherConfig, BatcherStats, OwnedTensor, Request, RequestError, Response, Ticket,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use crate::arrays::{self, Held};
 use crate::convert;
@@ -197,57 +198,101 @@ fn response(py: Python<'_>, response: Response, torch: bool) -> PyResult<Py<PyAn
     Ok(PyTuple::new(py, outputs)?.into_any().unbind())
 }
 
-/// Completes `pending`'s future on its loop with the outcome.
-fn complete(
+/// `neuron_dp._asyncio.complete_many`, looked up once.
+static COMPLETE_MANY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+/// `asyncio.get_running_loop`, looked up once.
+static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The value and the exception (one of them `None`) a request's future gets.
+fn settle(
     py: Python<'_>,
-    pending: Pending,
+    torch: bool,
     outcome: Result<Response, RequestError>,
-) -> PyResult<()> {
-    let (value, error) = match outcome.map(|r| response(py, r, pending.torch)) {
+) -> (Py<PyAny>, Py<PyAny>) {
+    match outcome.map(|r| response(py, r, torch)) {
         Ok(Ok(value)) => (value, py.None()),
         Ok(Err(error)) => (py.None(), error.into_value(py).into_any()),
         Err(error) => (
             py.None(),
             request_error(py, &error).into_value(py).into_any(),
         ),
-    };
-    let setter = py
-        .import("neuron_dp._asyncio")?
-        .getattr("complete_future")?;
-    pending.event_loop.bind(py).call_method1(
-        "call_soon_threadsafe",
-        (setter, pending.future, value, error),
-    )?;
-    Ok(())
+    }
 }
 
-/// Polls the ticket of request `id` (in `map`); completes it when ready.
-fn poll(py: Python<'_>, map: &PendingMap, id: u64, notify: &Sender<Wakeup>) {
-    let ready = {
-        let mut guard = map.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(entry) = guard.get_mut(&id) else {
-            return;
-        };
-        let waker = Waker::from(Arc::new(IdWaker {
-            id,
-            notify: notify.clone(),
-        }));
-        let mut cx = Context::from_waker(&waker);
-        match Pin::new(&mut entry.ticket).poll(&mut cx) {
-            Poll::Pending => None,
-            Poll::Ready(outcome) => guard.remove(&id).map(|p| (p, outcome)),
+/// Polls the tickets of requests `ids` (in `map`) and completes the ready ones: one
+/// `call_soon_threadsafe` per event loop for all of its futures, so a burst of completions
+/// costs each loop one wake-up.
+fn poll(py: Python<'_>, map: &PendingMap, ids: &[u64], notify: &Sender<Wakeup>) {
+    let mut ready = Vec::new();
+    {
+        let mut guard = lock(map);
+        for &id in ids {
+            let Some(entry) = guard.get_mut(&id) else {
+                continue; // completed already (woken twice)
+            };
+            let waker = Waker::from(Arc::new(IdWaker {
+                id,
+                notify: notify.clone(),
+            }));
+            let mut cx = Context::from_waker(&waker);
+            if let Poll::Ready(outcome) = Pin::new(&mut entry.ticket).poll(&mut cx) {
+                ready.extend(guard.remove(&id).map(|p| (p, outcome)));
+            }
         }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    type Settled = (Py<PyAny>, Py<PyAny>, Py<PyAny>);
+    let mut loops: Vec<(Py<PyAny>, Vec<Settled>)> = Vec::new();
+    for (pending, outcome) in ready {
+        let (value, error) = settle(py, pending.torch, outcome);
+        let item = (pending.future, value, error);
+        match loops
+            .iter_mut()
+            .find(|(event_loop, _)| event_loop.as_ptr() == pending.event_loop.as_ptr())
+        {
+            Some((_, items)) => items.push(item),
+            None => loops.push((pending.event_loop, vec![item])),
+        }
+    }
+    let Ok(complete) = COMPLETE_MANY.import(py, "neuron_dp._asyncio", "complete_many") else {
+        return; // the package is broken; nothing here can tell anyone
     };
-    if let Some((pending, outcome)) = ready {
-        // A closed event loop cannot take the result; nobody is waiting for it then.
-        let _ = complete(py, pending, outcome);
+    for (event_loop, items) in loops {
+        // A closed event loop cannot take the results; nobody is waiting for them then.
+        let _ = PyList::new(py, items).and_then(|items| {
+            event_loop
+                .bind(py)
+                .call_method1("call_soon_threadsafe", (complete, items))
+        });
     }
 }
 
 /// The notifier thread: completes futures as their requests finish, until told to stop.
 fn notifier(map: PendingMap, wakeups: Receiver<Wakeup>, notify: Sender<Wakeup>) {
-    while let Ok(Wakeup::Request(id)) = wakeups.recv() {
-        Python::attach(|py| poll(py, &map, id, &notify));
+    let mut ids = Vec::new();
+    while let Ok(Wakeup::Request(first)) = wakeups.recv() {
+        ids.clear();
+        ids.push(first);
+        let stop = Python::attach(|py| {
+            // Wake-ups that arrived while this thread waited for the GIL join this round.
+            let mut stop = false;
+            while let Ok(next) = wakeups.try_recv() {
+                match next {
+                    Wakeup::Request(id) => ids.push(id),
+                    Wakeup::Stop => {
+                        stop = true;
+                        break;
+                    }
+                }
+            }
+            poll(py, &map, &ids, &notify);
+            stop
+        });
+        if stop {
+            break;
+        }
     }
 }
 
@@ -360,7 +405,9 @@ impl PyBatcher {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let event_loop = GET_RUNNING_LOOP
+            .import(py, "asyncio", "get_running_loop")?
+            .call0()?;
         let (request, torch) = request(py, args, kwargs, self.allow_copy)?;
         let submitted = match self.batcher.try_read() {
             Ok(guard) => guard.as_ref().map(|batcher| batcher.try_submit(request)),
@@ -388,7 +435,7 @@ impl PyBatcher {
                     torch,
                 },
             );
-        poll(py, &self.pending, id, &self.notify);
+        poll(py, &self.pending, &[id], &self.notify);
         Ok(future)
     }
 

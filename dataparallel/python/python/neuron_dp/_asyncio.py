@@ -3,7 +3,7 @@ thread (called on the loop's own thread through ``loop.call_soon_threadsafe``), 
 awaitables behind ``async with`` and ``aclose()``."""
 
 import asyncio
-from typing import Any, Optional, TypeVar
+from typing import Any, List, Optional, Tuple, TypeVar
 
 T = TypeVar("T")
 
@@ -16,6 +16,20 @@ def complete_future(future: "asyncio.Future[Any]", value: Any, error: Optional[B
         future.set_exception(error)
     else:
         future.set_result(value)
+
+
+def complete_many(items: List[Tuple["asyncio.Future[Any]", Any, Optional[BaseException]]]) -> None:
+    """Completes every ``(future, value, error)`` of one loop, scheduled once for all of them.
+    One failure does not leave the others pending; the first is raised (to the loop's
+    exception handler) once all are done."""
+    failure: Optional[BaseException] = None
+    for future, value, error in items:
+        try:
+            complete_future(future, value, error)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            failure = failure or e
+    if failure is not None:
+        raise failure
 
 
 async def ready(value: T) -> T:
