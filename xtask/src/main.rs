@@ -97,9 +97,9 @@ enum Command {
         /// Shorter runs (about 15 s of measuring instead of 40).
         #[arg(long)]
         quick: bool,
-        /// Also measure the per-call overhead of the neuron_dp installed in DIR
-        /// (`pip install --target DIR ./dataparallel/python` at another commit), in the same
-        /// interleaved rounds: before/after comparisons from one run.
+        /// Also measure the per-call overhead and the batcher of the neuron_dp installed in
+        /// DIR (`pip install --target DIR ./dataparallel/python` at another commit), in the
+        /// same interleaved rounds: before/after comparisons from one run.
         #[arg(long, value_name = "DIR")]
         baseline_package: Option<PathBuf>,
     },

@@ -15,7 +15,8 @@ Scenarios (all on the mock, compiled batch 1, 64-byte rows):
   2. throughput at exec_us 200, k = 24, n = 96 from 1 and 8 Python threads, as a ratio to
      the same number of Rust threads (target >= 0.95);
   3. the Batcher from 64 asyncio tasks (single-row requests, k = 8, exec_us 1000) against
-     the Rust batcher from 64 threads, as a ratio of requests/s, in interleaved rounds.
+     the Rust batcher from 64 threads, as a ratio of requests/s, in interleaved rounds (with
+     the baseline package too, when given).
 Prints a table and a JSON line.
 """
 
@@ -74,17 +75,21 @@ def overhead(path, k, seconds):
     return results
 
 
-def python_overhead(path, k, seconds, package=None):
-    """``overhead`` in a fresh interpreter; `package` (a directory) is imported instead of the
-    installed neuron_dp when given."""
+def in_worker(mode, path, n, seconds, package=None):
+    """Runs ``overhead`` or ``batcher`` in a fresh interpreter; `package` (a directory) is
+    imported instead of the installed neuron_dp when given."""
     env = dict(os.environ)
     if package:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package, env.get("PYTHONPATH")]))
     out = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "--worker", path, str(k), str(seconds)],
+        [sys.executable, os.path.abspath(__file__), "--worker", mode, path, str(n), str(seconds)],
         check=True, capture_output=True, text=True, env=env,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def python_overhead(path, k, seconds, package=None):
+    return in_worker("overhead", path, k, seconds, package)
 
 
 def median(values):
@@ -168,17 +173,23 @@ def batcher(path, tasks, seconds):
     }
 
 
-def batcher_rounds(binary, path, tasks, seconds, rounds):
-    """Interleaved rounds of the Rust batcher (`tasks` client threads) and the Python one
-    (`tasks` asyncio tasks), the order alternating."""
+def batcher_rounds(binary, path, tasks, seconds, rounds, baseline=None):
+    """Interleaved rounds of the Rust batcher (`tasks` client threads), the Python one
+    (`tasks` asyncio tasks) and optionally the baseline package's, each in its own process,
+    the order rotating."""
     sides = [("rust", lambda: reference(binary, path, "batcher", 8, 1, tasks, seconds)),
-             ("python", lambda: batcher(path, tasks, seconds))]
+             ("python", lambda: in_worker("batcher", path, tasks, seconds))]
+    if baseline:
+        sides.append(("baseline", lambda: in_worker("batcher", path, tasks, seconds, baseline)))
     per_round = []
     for r in range(rounds):
-        order = sides if r % 2 == 0 else sides[::-1]
-        per_round.append({name: run() for name, run in order})
-    ratios = [m["python"]["requests_per_s"] / m["rust"]["requests_per_s"] for m in per_round]
-    return {"rounds": per_round, "ratio_median": median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        shift = r % len(sides)
+        per_round.append({name: run() for name, run in sides[shift:] + sides[:shift]})
+    result = {"rounds": per_round}
+    for side in [name for name, _ in sides if name != "rust"]:
+        ratios = [m[side]["requests_per_s"] / m["rust"]["requests_per_s"] for m in per_round]
+        result[f"{side}_ratio"] = {"median": median(ratios), "min": min(ratios), "max": max(ratios)}
+    return result
 
 
 def main():
@@ -186,12 +197,13 @@ def main():
     parser.add_argument("--reference", help="the built benches/reference.rs binary")
     parser.add_argument("--quick", action="store_true", help="shorter runs")
     parser.add_argument("--baseline-package", metavar="DIR",
-                        help="also measure the neuron_dp installed in DIR (per-call overhead only)")
-    parser.add_argument("--worker", nargs=3, metavar=("NEFF", "K", "SECONDS"), help=argparse.SUPPRESS)
+                        help="also measure the neuron_dp installed in DIR (overhead and batcher)")
+    parser.add_argument("--worker", nargs=4, metavar=("MODE", "NEFF", "N", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        path, k, seconds = args.worker
-        print(json.dumps(overhead(path, int(k), float(seconds))))
+        mode, path, n, seconds = args.worker
+        run = {"overhead": overhead, "batcher": batcher}[mode]
+        print(json.dumps(run(path, int(n), float(seconds))))
         return
     if not args.reference:
         parser.error("--reference is required")
@@ -225,19 +237,23 @@ def main():
             results["throughput"].append({"threads": threads, "rust_rows_per_s": rust, "python_rows_per_s": py})
             print(f"| {threads} | {rust:.0f} | {py:.0f} | {py / rust:.3f} |")
         print()
-        rounds = 1 if args.quick else 3
-        b = batcher_rounds(args.reference, serve, 64, seconds, rounds)
+        rounds = 3
+        seconds = 1.0 if args.quick else 2.0
+        b = batcher_rounds(args.reference, serve, 64, seconds, rounds, args.baseline_package)
         results["batcher"] = b
+        sides = ["rust", "python"] + (["baseline"] if args.baseline_package else [])
         print(f"3. Batcher, 64 closed-loop clients (Rust: threads, Python: asyncio tasks), single-row requests, "
-              f"k = 8, exec_us 1000, batch 8, max_delay 1 ms; {rounds} interleaved round(s) of {seconds} s per side")
+              f"k = 8, exec_us 1000, batch 8, max_delay 1 ms; {rounds} interleaved rounds of {seconds} s per side")
         print("| round | side | requests/s | p50 µs | p99 µs | mean batch rows |")
         print("|---|---|---|---|---|---|")
         for r, measured in enumerate(b["rounds"]):
-            for side in ("rust", "python"):
+            for side in sides:
                 m = measured[side]
                 print(f"| {r + 1} | {side} | {m['requests_per_s']:.0f} | {m['p50_us']:.0f} | {m['p99_us']:.0f} "
                       f"| {m['mean_batch_rows']:.1f} |")
-        print(f"Python / Rust requests/s: {b['ratio_median']:.3f} (median; rounds {b['ratio_min']:.3f}-{b['ratio_max']:.3f})")
+        for side in sides[1:]:
+            ratio = b[f"{side}_ratio"]
+            print(f"{side} / Rust requests/s: {ratio['median']:.3f} (median; rounds {ratio['min']:.3f}-{ratio['max']:.3f})")
     print(json.dumps(results))
 
 
