@@ -16,7 +16,10 @@ Scenarios (all on the mock, compiled batch 1, 64-byte rows):
      the same number of Rust threads (target >= 0.95);
   3. the Batcher from 64 asyncio tasks (single-row requests, k = 8, exec_us 1000) against
      the Rust batcher from 64 threads, as a ratio of requests/s, in interleaved rounds (with
-     the baseline package too, when given).
+     the baseline package too, when given);
+  4. the Batcher under an open loop (a rate sweep; latency from each request's scheduled
+     time): the highest rate with p99 < 10 ms and every request served, Python (asyncio)
+     against Rust, as a ratio.
 Prints a table and a JSON line.
 """
 
@@ -173,6 +176,78 @@ def batcher(path, tasks, seconds):
     }
 
 
+def open_loop(path, rate, seconds):
+    """Single-row requests submitted with ``infer_async`` at `rate` per second for `seconds`
+    (an open loop: on schedule whether or not earlier ones finished), each timed from its
+    scheduled time to its future's completion on the loop; QueueFullError counts as never
+    served."""
+    model = neuron_dp.DataParallel(path, device_ids=list(range(8)))
+    total = int(rate * seconds)
+    latencies = []
+    refused = 0
+
+    with neuron_dp.Batcher(model, max_delay_us=1000) as b:
+        async def generate():
+            nonlocal refused
+            x = np.full((1, FEATURES), 0.5, dtype=np.float32)
+            finished = 0
+
+            def done(future, scheduled):
+                nonlocal finished
+                finished += 1
+                if future.exception() is None:
+                    latencies.append((time.perf_counter() - scheduled) * 1e6)
+
+            # Futures are not kept here (a server would not keep them either): the
+            # batcher holds each until it completes.
+            start = time.perf_counter() + 0.01
+            sent = 0
+            while sent < total:
+                now = time.perf_counter()
+                due = 0 if now < start else min(total, int((now - start) * rate) + 1)
+                while sent < due:
+                    try:
+                        future = b.infer_async(x)
+                    except neuron_dp.QueueFullError:
+                        refused += 1
+                    else:
+                        future.add_done_callback(lambda f, s=start + sent / rate: done(f, s))
+                    sent += 1
+                await asyncio.sleep(0.0002)
+            give_up = time.perf_counter() + 60  # a stuck request counts as unserved
+            while finished < total - refused and time.perf_counter() < give_up:
+                await asyncio.sleep(0.001)
+
+        asyncio.run(generate())
+    del b, model
+    latencies.sort()
+    served = len(latencies)
+
+    def at(q):
+        i = int((total - 1) * q)
+        return latencies[i] if i < served else None  # unserved requests are infinitely late
+
+    return {"rate": rate, "requests": total, "unserved": total - served, "p50_us": at(0.5), "p99_us": at(0.99)}
+
+
+def sustained(binary, path, rates, seconds):
+    """The open-loop sweep on both sides, Rust and Python alternating first; the sustained
+    rate is the highest swept rate at which every request was served with p99 < 10 ms."""
+    rows = []
+    for i, rate in enumerate(rates):
+        sides = [("rust", lambda: reference(binary, path, "open", 8, 1, rate, seconds)),
+                 ("python", lambda: in_worker("open", path, rate, seconds))]
+        order = sides if i % 2 == 0 else sides[::-1]
+        rows.append({"rate": rate, **{name: run() for name, run in order}})
+
+    def best(side):
+        ok = [r["rate"] for r in rows
+              if r[side]["unserved"] == 0 and r[side]["p99_us"] is not None and r[side]["p99_us"] < 10_000]
+        return max(ok, default=0)
+
+    return {"sweep": rows, "rust_sustained": best("rust"), "python_sustained": best("python")}
+
+
 def batcher_rounds(binary, path, tasks, seconds, rounds, baseline=None):
     """Interleaved rounds of the Rust batcher (`tasks` client threads), the Python one
     (`tasks` asyncio tasks) and optionally the baseline package's, each in its own process,
@@ -202,7 +277,7 @@ def main():
     args = parser.parse_args()
     if args.worker:
         mode, path, n, seconds = args.worker
-        run = {"overhead": overhead, "batcher": batcher}[mode]
+        run = {"overhead": overhead, "batcher": batcher, "open": open_loop}[mode]
         print(json.dumps(run(path, int(n), float(seconds))))
         return
     if not args.reference:
@@ -254,6 +329,23 @@ def main():
         for side in sides[1:]:
             ratio = b[f"{side}_ratio"]
             print(f"{side} / Rust requests/s: {ratio['median']:.3f} (median; rounds {ratio['min']:.3f}-{ratio['max']:.3f})")
+        print()
+        rates = [10000, 20000, 30000, 40000, 50000] if args.quick else list(range(5000, 60001, 5000))
+        open_seconds = 1.0 if args.quick else 2.0
+        s = sustained(args.reference, serve, rates, open_seconds)
+        results["sustained"] = s
+        print(f"4. Batcher, open loop: single-row requests at a fixed rate for {open_seconds} s, k = 8, exec_us 1000, "
+              f"batch 8, max_delay 1 ms; latency from each request's scheduled time (unserved = infinitely late)")
+        print("| rate/s | Rust p50 µs | Rust p99 µs | Rust unserved | Python p50 µs | Python p99 µs | Python unserved |")
+        print("|---|---|---|---|---|---|---|")
+        fmt = lambda v: "inf" if v is None else f"{v:.0f}"  # noqa: E731
+        for row in s["sweep"]:
+            r, p = row["rust"], row["python"]
+            print(f"| {row['rate']} | {fmt(r['p50_us'])} | {fmt(r['p99_us'])} | {r['unserved']} "
+                  f"| {fmt(p['p50_us'])} | {fmt(p['p99_us'])} | {p['unserved']} |")
+        ratio = s["python_sustained"] / s["rust_sustained"] if s["rust_sustained"] else float("nan")
+        print(f"sustained at p99 < 10 ms: Rust {s['rust_sustained']}/s, Python {s['python_sustained']}/s, "
+              f"Python / Rust {ratio:.3f}")
     print(json.dumps(results))
 
 
