@@ -92,9 +92,10 @@ enum Command {
     /// pytest suite against the mock.
     PythonTest,
     /// Benchmark the neuron_dp Python package against the same engine calls from Rust
-    /// (release mock, 24 cores): per-call overhead, threaded throughput, the batcher.
+    /// (release mock, 24 cores): per-call overhead, threaded throughput, the batcher (closed
+    /// loop and open-loop sweep).
     PythonBench {
-        /// Shorter runs (about 15 s of measuring instead of 40).
+        /// Shorter runs (about 40 s in all instead of 2 minutes).
         #[arg(long)]
         quick: bool,
         /// Also measure the per-call overhead and the batcher of the neuron_dp installed in

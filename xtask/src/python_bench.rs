@@ -1,4 +1,4 @@
-//! `cargo xtask python-bench [--quick]`: the Python front-end's benchmarks
+//! `cargo xtask python-bench [--quick] [--baseline-package DIR]`: the Python front-end's benchmarks
 //! (`dataparallel/python/bench/bench.py`) against the same engine calls from Rust
 //! (`dataparallel/python/benches/reference.rs`), on the release mock with 24 cores.
 //!
