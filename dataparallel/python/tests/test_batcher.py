@@ -268,3 +268,24 @@ print("answers", len(results), all(results.values()), batcher.stats()["completed
     assert proc.returncode == 0, err
     assert "interrupted True" in out, out
     assert "answers 40 True 40" in out, out
+
+
+def test_timeout_ms_expires_a_request_still_queued(neff):
+    # One batch of one row at a time, 200 ms each: the second request is still queued
+    # long after its 50 ms deadline when the batcher thread is next free.
+    path = neff("slow", {"kind": "affine", "scale": 3.0, "bias": -1.0},
+                [("x", "float32", (1, 6))], [("y", "float32", (1, 6))], exec_us=200_000)
+    model = neuron_dp.DataParallel(path, device_ids=[0])
+    batcher = neuron_dp.Batcher(model, max_batch_rows=1, batches_in_flight=1, timeout_ms=50)
+
+    async def main():
+        first, second = batcher.infer_async(request(1)), batcher.infer_async(request(2))
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(main())
+    np.testing.assert_array_equal(first, request(1) * 3.0 - 1.0)
+    assert isinstance(second, neuron_dp.DeadlineExceededError)
+    assert isinstance(second, TimeoutError) and "was not run" in str(second)
+    stats = batcher.stats()
+    assert stats["expired"] == 1 and stats["completed"] == 1
+    batcher.close()
