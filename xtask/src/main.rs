@@ -92,11 +92,17 @@ enum Command {
     /// pytest suite against the mock.
     PythonTest,
     /// Benchmark the neuron_dp Python package against the same engine calls from Rust
-    /// (release mock, 24 cores): per-call overhead, threaded throughput, the batcher.
+    /// (release mock, 24 cores): per-call overhead, threaded throughput, the batcher (closed
+    /// loop and open-loop sweep).
     PythonBench {
-        /// Shorter runs (about 15 s of measuring instead of 40).
+        /// Shorter runs (about 40 s in all instead of 2 minutes).
         #[arg(long)]
         quick: bool,
+        /// Also measure the per-call overhead and the batcher of the neuron_dp installed in
+        /// DIR (`pip install --target DIR ./dataparallel/python` at another commit), in the
+        /// same interleaved rounds: before/after comparisons from one run.
+        #[arg(long, value_name = "DIR")]
+        baseline_package: Option<PathBuf>,
     },
     /// Run what CI runs: fmt, clippy, doc, bindgen --check and mock-test.
     Ci,
@@ -152,7 +158,10 @@ fn main() -> ExitCode {
         Command::Header { check } => header::run(&root, check),
         Command::CTests => c_tests::run(&root),
         Command::PythonTest => python_test::run(&root),
-        Command::PythonBench { quick } => python_bench::run(&root, quick),
+        Command::PythonBench {
+            quick,
+            baseline_package,
+        } => python_bench::run(&root, quick, baseline_package.as_deref()),
         Command::Ci => ci::run(&root),
         Command::Fuzz { seconds, targets } => fuzz::run(&root, seconds, &targets),
         Command::Miri => miri::run(&root),

@@ -1,4 +1,4 @@
-//! `cargo xtask python-bench [--quick]`: the Python front-end's benchmarks
+//! `cargo xtask python-bench [--quick] [--baseline-package DIR]`: the Python front-end's benchmarks
 //! (`dataparallel/python/bench/bench.py`) against the same engine calls from Rust
 //! (`dataparallel/python/benches/reference.rs`), on the release mock with 24 cores.
 //!
@@ -47,7 +47,7 @@ fn reference(root: &Path) -> TaskResult<PathBuf> {
 }
 
 /// The task.
-pub(crate) fn run(root: &Path, quick: bool) -> TaskResult {
+pub(crate) fn run(root: &Path, quick: bool, baseline_package: Option<&Path>) -> TaskResult {
     let library = mock_build::build(root, true)?;
     let baseline = reference(root)?;
     let python = python_test::prepare(root)?;
@@ -60,6 +60,18 @@ pub(crate) fn run(root: &Path, quick: bool) -> TaskResult {
         .arg(baseline);
     if quick {
         command.arg("--quick");
+    }
+    if let Some(dir) = baseline_package {
+        let dir = std::path::absolute(dir)
+            .map_err(|e| format!("bad --baseline-package {}: {e}", dir.display()))?;
+        if !dir.join("neuron_dp").is_dir() {
+            return Err(format!(
+                "--baseline-package {}: no neuron_dp package in it; make one with `pip install \
+                 --no-deps --target DIR ./dataparallel/python` at the commit to compare",
+                dir.display()
+            ));
+        }
+        command.arg("--baseline-package").arg(dir);
     }
     for var in nrt_mock::testing::CLEARED {
         command.env_remove(var);

@@ -88,10 +88,22 @@ fn dtype_of(descr: &Bound<'_, PyArrayDescr>) -> Result<DType, String> {
     Ok(dtype)
 }
 
-fn label(position: usize, name: Option<&str>) -> String {
-    match name {
-        Some(name) => format!("`{}`", dataparallel::quote::quote(name)),
-        None => format!("{position}"),
+/// Names a tensor in messages: "input 0", "input `mask`", "output 1", "output". Formatted
+/// only when a message is built, never on the way to a successful call.
+#[derive(Debug, Clone, Copy)]
+struct What<'a> {
+    kind: &'static str,
+    position: Option<usize>,
+    name: Option<&'a str>,
+}
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.name, self.position) {
+            (Some(name), _) => write!(f, "{} `{}`", self.kind, dataparallel::quote::quote(name)),
+            (None, Some(position)) => write!(f, "{} {position}", self.kind),
+            (None, None) => f.write_str(self.kind),
+        }
     }
 }
 
@@ -99,18 +111,24 @@ fn label(position: usize, name: Option<&str>) -> String {
 fn from_numpy(
     py: Python<'_>,
     array: &Bound<'_, PyUntypedArray>,
-    what: &str,
+    kind: &'static str,
+    position: Option<usize>,
     name: Option<String>,
     allow_copy: bool,
     write: bool,
 ) -> PyResult<Held> {
+    let what = What {
+        kind,
+        position,
+        name: name.as_deref(),
+    };
     if !array.is_c_contiguous() {
         if allow_copy && !write {
             let copy = py
                 .import("numpy")?
                 .call_method1("ascontiguousarray", (array,))?;
             let copy = copy.cast_into::<PyUntypedArray>()?;
-            return from_numpy(py, &copy, what, name, false, write);
+            return from_numpy(py, &copy, kind, position, name, false, write);
         }
         return Err(input_error(
             py,
@@ -176,10 +194,15 @@ pub(crate) fn input(
     allow_copy: bool,
     hint: Option<DType>,
 ) -> PyResult<Held> {
-    let what = format!("input {}", label(position, name.as_deref()));
     if let Ok(array) = object.cast::<PyUntypedArray>() {
-        return from_numpy(py, array, &what, name, allow_copy, false);
+        return from_numpy(py, array, "input", Some(position), name, allow_copy, false);
     }
+    let what = What {
+        kind: "input",
+        position: Some(position),
+        name: name.as_deref(),
+    }
+    .to_string();
     if object.hasattr("__dlpack__")? {
         let capsule = object.call_method0("__dlpack__")?;
         let capsule = capsule.cast_into::<PyCapsule>().map_err(|_| {
@@ -207,7 +230,7 @@ pub(crate) fn input(
                     .import("numpy")?
                     .call_method1("ascontiguousarray", (copy,))?
                     .cast_into::<PyUntypedArray>()?;
-                let mut held = from_numpy(py, &copy, &what, name, false, false)?;
+                let mut held = from_numpy(py, &copy, "input", Some(position), name, false, false)?;
                 held.torch = is_torch(object);
                 return Ok(held);
             }
@@ -234,7 +257,7 @@ pub(crate) fn input(
             _ => numpy.call_method1("asarray", (object,))?,
         }
         .cast_into::<PyUntypedArray>()?;
-        return from_numpy(py, &array, &what, name, allow_copy, false);
+        return from_numpy(py, &array, "input", Some(position), name, allow_copy, false);
     }
     Err(input_error(
         py,
@@ -255,7 +278,11 @@ pub(crate) fn output(
     position: usize,
     name: Option<String>,
 ) -> PyResult<Held> {
-    let what = format!("output {}", label(position, name.as_deref()));
+    let what = What {
+        kind: "output",
+        position: Some(position),
+        name: name.as_deref(),
+    };
     let array = match object.cast::<PyUntypedArray>() {
         Ok(array) => array.clone(),
         Err(_) => py
@@ -269,7 +296,7 @@ pub(crate) fn output(
                 )
             })?,
     };
-    from_numpy(py, &array, &what, name, false, true)
+    from_numpy(py, &array, "output", Some(position), name, false, true)
 }
 
 /// Refuses outputs that overlap each other or an input: the engine writes outputs while
@@ -355,7 +382,7 @@ pub(crate) fn empty(py: Python<'_>, dtype: DType, shape: &[usize]) -> PyResult<H
         Bound::from_owned_ptr_or_err(py, object)?
     };
     let array = array.cast_into::<PyUntypedArray>()?;
-    let mut held = from_numpy(py, &array, "output", None, false, true)?;
+    let mut held = from_numpy(py, &array, "output", None, None, false, true)?;
     // The engine's dtype (bfloat16 is held in uint16 storage).
     held.raw.dtype = dtype;
     Ok(held)

@@ -126,6 +126,17 @@ pub(crate) fn try_submit_error(py: Python<'_>, error: &TrySubmitError) -> PyErr 
     }
 }
 
+/// A submit to a batcher that `close` has stopped.
+pub(crate) fn closed_error(py: Python<'_>) -> PyErr {
+    raise(
+        py,
+        "BatcherClosedError",
+        "the batcher is closed (close() was called or its with-block ended); create a new \
+         neuron_dp.Batcher to submit more requests",
+        &[],
+    )
+}
+
 /// An input the front-end itself refuses (before the engine sees it).
 pub(crate) fn input_error(py: Python<'_>, message: impl AsRef<str>) -> PyErr {
     raise(py, "InputError", message.as_ref(), &[])

@@ -4,7 +4,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `model` | `DataParallel`: construction, `model(x)`, `forward_into`, waves and Ctrl-C, reports |
-//! | `batcher` | `Batcher`: `infer`, `infer_async` (asyncio), `stats` |
+//! | `batcher` | `Batcher`: `infer`, `infer_async` (asyncio), `stats`, `close` and `with` / `async with` |
 //! | `arrays` | Python objects → views of their memory (numpy, buffer protocol, `__array_interface__`), output arrays |
 //! | `dlpack` | reading `__dlpack__` capsules (torch tensors, bfloat16) |
 //! | `errors` | the one mapping from engine errors to `neuron_dp` exceptions |

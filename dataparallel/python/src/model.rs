@@ -42,8 +42,8 @@ pub(crate) struct PyDataParallel {
 /// Each `Raw` must describe `len` readable bytes at `addr` that stay valid, and are not
 /// written, for as long as the returned views are used (the `Held` objects they came from
 /// are alive and the caller does not mutate them).
-unsafe fn input_views(raws: &[Raw]) -> Vec<Input<'_>> {
-    raws.iter()
+unsafe fn input_views<'a>(raws: impl IntoIterator<Item = &'a Raw>) -> Vec<Input<'a>> {
+    raws.into_iter()
         .map(|r| {
             let data: &[u8] = if r.len == 0 {
                 &[]
@@ -66,8 +66,8 @@ unsafe fn input_views(raws: &[Raw]) -> Vec<Input<'_>> {
 ///
 /// As [`input_views`], and the ranges are writable and overlap no other view
 /// (`arrays::check_disjoint`).
-unsafe fn output_views(raws: &[Raw]) -> Vec<Output<'_>> {
-    raws.iter()
+unsafe fn output_views<'a>(raws: impl IntoIterator<Item = &'a Raw>) -> Vec<Output<'a>> {
+    raws.into_iter()
         .map(|r| {
             let data: &mut [u8] = if r.len == 0 {
                 &mut []
@@ -109,15 +109,15 @@ fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T, Error> + Send
 
 impl PyDataParallel {
     /// Inputs from positional and keyword arguments.
-    fn resolve_inputs(
+    fn resolve_inputs<'py>(
         &self,
-        py: Python<'_>,
-        args: &Bound<'_, PyTuple>,
-        kwargs: Option<&Bound<'_, PyDict>>,
+        py: Python<'py>,
+        args: impl ExactSizeIterator<Item = Bound<'py, PyAny>>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Vec<Held>> {
         let spec = self.engine.spec();
         let mut held = Vec::with_capacity(args.len());
-        for (i, arg) in args.iter().enumerate() {
+        for (i, arg) in args.enumerate() {
             let hint = spec.inputs.get(i).and_then(|s| s.dtype);
             held.push(arrays::input(py, &arg, i, None, self.allow_copy, hint)?);
         }
@@ -142,14 +142,11 @@ impl PyDataParallel {
         Ok(held)
     }
 
-    /// `(start, end)` row ranges to run one after the other (one range unless the call is
-    /// long enough to cut into waves).
-    fn waves(&self, inputs: &[Raw], outputs: &[Raw]) -> Vec<(usize, usize)> {
+    /// `(start, end)` row ranges to run one after the other, or `None` to run the call
+    /// whole (unless it is long enough to cut into waves).
+    fn waves(&self, inputs: &[Held], outputs: &[Held]) -> Option<Vec<(usize, usize)>> {
         let engine = &self.engine;
-        let rows = inputs.first().and_then(|r| r.shape.first().copied());
-        let Some(rows) = rows else {
-            return vec![(0, 0)];
-        };
+        let rows = *inputs.first()?.raw.shape.first()?;
         let largest = engine.batch_sizes().iter().copied().max().unwrap_or(1);
         let wave = engine
             .devices()
@@ -157,42 +154,57 @@ impl PyDataParallel {
             .saturating_mul(largest)
             .saturating_mul(WAVE_PIECES)
             .max(1);
+        if self.split || engine.dim() != 0 || !engine.dynamic_batching() || rows <= wave {
+            return None;
+        }
         let uniform = inputs
             .iter()
             .chain(outputs)
-            .all(|r| r.shape.first() == Some(&rows));
-        if self.split || engine.dim() != 0 || !engine.dynamic_batching() || !uniform || rows <= wave
-        {
-            return vec![(0, rows)];
+            .all(|h| h.raw.shape.first() == Some(&rows));
+        if !uniform {
+            return None;
         }
-        (0..rows)
-            .step_by(wave)
-            .map(|start| (start, (start + wave).min(rows)))
-            .collect()
+        Some(
+            (0..rows)
+                .step_by(wave)
+                .map(|start| (start, (start + wave).min(rows)))
+                .collect(),
+        )
     }
 
     /// Runs the forward into `outputs`, in waves, checking for signals between them.
     fn run(&self, py: Python<'_>, inputs: &[Held], outputs: &[Held]) -> PyResult<()> {
         arrays::check_disjoint(py, inputs, outputs)?;
-        let ins: Vec<Raw> = inputs.iter().map(|h| h.raw.clone()).collect();
-        let outs: Vec<Raw> = outputs.iter().map(|h| h.raw.clone()).collect();
-        let waves = self.waves(&ins, &outs);
-        let last = waves.len().saturating_sub(1);
-        for (i, &(start, end)) in waves.iter().enumerate() {
-            let (wave_ins, wave_outs) = if waves.len() == 1 {
-                (ins.clone(), outs.clone())
-            } else {
-                let rows = ins[0].shape[0];
-                (
-                    ins.iter().map(|r| rows_of(r, rows, start, end)).collect(),
-                    outs.iter().map(|r| rows_of(r, rows, start, end)).collect(),
-                )
-            };
-            let engine = &self.engine;
-            detached(py, || {
+        let engine = &self.engine;
+        let Some(waves) = self.waves(inputs, outputs) else {
+            // The common case: one forward over the callers' memory, views built once.
+            return detached(py, || {
                 // SAFETY: `inputs` and `outputs` (alive for this whole function) own or pin
                 // the memory the raws describe; outputs were checked disjoint from each
-                // other and from the inputs; the wave ranges stay inside each tensor.
+                // other and from the inputs.
+                let (views, mut out_views) = unsafe {
+                    (
+                        input_views(inputs.iter().map(|h| &h.raw)),
+                        output_views(outputs.iter().map(|h| &h.raw)),
+                    )
+                };
+                engine.forward_into(&views, &mut out_views)
+            });
+        };
+        let rows = inputs[0].raw.shape[0];
+        let last = waves.len().saturating_sub(1);
+        for (i, &(start, end)) in waves.iter().enumerate() {
+            let wave_ins: Vec<Raw> = inputs
+                .iter()
+                .map(|h| rows_of(&h.raw, rows, start, end))
+                .collect();
+            let wave_outs: Vec<Raw> = outputs
+                .iter()
+                .map(|h| rows_of(&h.raw, rows, start, end))
+                .collect();
+            detached(py, || {
+                // SAFETY: as above, and the wave ranges stay inside each tensor (every
+                // tensor has `rows` rows on dim 0: `waves` checked).
                 let (views, mut out_views) =
                     unsafe { (input_views(&wave_ins), output_views(&wave_outs)) };
                 engine.forward_into(&views, &mut out_views)
@@ -206,10 +218,9 @@ impl PyDataParallel {
 
     /// Allocates the outputs a forward of `inputs` produces.
     fn allocate(&self, py: Python<'_>, inputs: &[Held]) -> PyResult<Vec<Held>> {
-        let raws: Vec<Raw> = inputs.iter().map(|h| h.raw.clone()).collect();
         let shapes = {
             // SAFETY: `inputs` keeps the memory alive; `output_shapes` only validates.
-            let views = unsafe { input_views(&raws) };
+            let views = unsafe { input_views(inputs.iter().map(|h| &h.raw)) };
             self.engine
                 .output_shapes(&views)
                 .map_err(|e| engine_error(py, &e))?
@@ -362,7 +373,7 @@ impl PyDataParallel {
         args: &Bound<'_, PyTuple>,
         kwargs: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Py<PyAny>> {
-        let inputs = self.resolve_inputs(py, args, kwargs)?;
+        let inputs = self.resolve_inputs(py, args.iter(), kwargs)?;
         let torch = inputs.iter().any(|h| h.torch);
         let outputs = self.allocate(py, &inputs)?;
         self.run(py, &inputs, &outputs)?;
@@ -385,12 +396,12 @@ impl PyDataParallel {
         outputs: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
         let held = if let Ok(dict) = inputs.cast::<PyDict>() {
-            self.resolve_inputs(py, &PyTuple::empty(py), Some(dict))?
+            self.resolve_inputs(py, std::iter::empty(), Some(dict))?
         } else if inputs.cast::<PyList>().is_ok() || inputs.cast::<PyTuple>().is_ok() {
-            let tuple = PyTuple::new(py, inputs.try_iter()?.collect::<PyResult<Vec<_>>>()?)?;
-            self.resolve_inputs(py, &tuple, None)?
+            let items = inputs.try_iter()?.collect::<PyResult<Vec<_>>>()?;
+            self.resolve_inputs(py, items.into_iter(), None)?
         } else {
-            self.resolve_inputs(py, &PyTuple::new(py, [inputs])?, None)?
+            self.resolve_inputs(py, std::iter::once(inputs.clone()), None)?
         };
         let outputs = Self::resolve_outputs(py, outputs)?;
         self.run(py, &held, &outputs)

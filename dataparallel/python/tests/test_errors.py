@@ -23,7 +23,7 @@ def test_exception_hierarchy():
     assert issubclass(neuron_dp.LibraryNotFoundError, OSError)
     for cls in (neuron_dp.InputError, neuron_dp.DeviceError, neuron_dp.ConfigError,
                 neuron_dp.LibraryNotFoundError, neuron_dp.QueueFullError,
-                neuron_dp.DeadlineExceededError):
+                neuron_dp.DeadlineExceededError, neuron_dp.BatcherClosedError):
         assert issubclass(cls, neuron_dp.Error)
 
 

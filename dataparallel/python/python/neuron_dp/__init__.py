@@ -14,6 +14,7 @@ The runtime library is found as the Rust crates find it: ``$NRT_DYLIB_PATH``, th
 """
 
 from ._errors import (
+    BatcherClosedError,
     ConfigError,
     DeadlineExceededError,
     DeviceError,
@@ -26,6 +27,7 @@ from ._native import Batcher, DataParallel, __version__, runtime_info
 
 __all__ = [
     "Batcher",
+    "BatcherClosedError",
     "ConfigError",
     "DataParallel",
     "DeadlineExceededError",

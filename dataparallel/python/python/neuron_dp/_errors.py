@@ -62,5 +62,10 @@ class QueueFullError(Error):
     """The batcher's queue is full; retry later or shed the request."""
 
 
+class BatcherClosedError(Error, RuntimeError):
+    """The batcher was closed (``close()``, ``aclose()`` or the end of its ``with`` block)
+    before this request was submitted; it was not run. Create a new Batcher."""
+
+
 class DeadlineExceededError(Error, TimeoutError):
     """A batcher request expired in the queue before it joined a batch; it was not run."""

@@ -114,6 +114,17 @@ class Batcher:
     model (dim 0, dynamic batching). Each request's inputs are copied into the batch and its
     rows copied out: the price of batching.
 
+    Close it when done: ``close()`` (or ``await aclose()``, or a ``with`` / ``async with``
+    block) stops accepting requests, runs every request already queued to completion, and
+    stops the batcher's threads. Requests submitted afterwards raise BatcherClosedError.
+    Dropping an unclosed batcher drains it too.
+
+        with neuron_dp.Batcher(model, max_batch_rows=32) as batcher:
+            y = batcher.infer(x)
+
+        async with neuron_dp.Batcher(model) as batcher:
+            y = await batcher.infer_async(x)
+
     Args:
         model: the model to run batches on.
         max_batch_rows: most rows per batch (default: cores x largest compiled batch).
@@ -136,15 +147,44 @@ class Batcher:
         allow_copy: bool = False,
     ) -> None: ...
     def infer(self, *inputs: ArrayLike, **named_inputs: ArrayLike) -> Any:
-        """Submits one request and blocks (GIL released) until its outputs are ready."""
+        """Submits one request and blocks (GIL released) until its outputs are ready.
+
+        Raises:
+            InputError: the request does not fit the model (nothing was queued).
+            BatcherClosedError: the batcher is closed.
+            DeadlineExceededError: it expired in the queue (``timeout_ms``); it was not run.
+            DeviceError: the batch it ran in failed.
+            KeyboardInterrupt: Ctrl-C while waiting (the request is cancelled if it has not
+                joined a batch yet).
+        """
     def infer_async(self, *inputs: ArrayLike, **named_inputs: ArrayLike) -> "asyncio.Future[Any]":
-        """Submits one request from a running event loop; await the returned future."""
+        """Submits one request from a running event loop; await the returned future.
+
+        Raises (at once): InputError, QueueFullError (``max_queue`` requests are queued),
+        BatcherClosedError. The future raises DeadlineExceededError or DeviceError."""
     def stats(self) -> Dict[str, Any]:
         """Counters (submitted, completed, failed, rejected_full, invalid, expired,
-        abandoned, batches, rows) and latencies in µs."""
+        abandoned, batches, rows) and latencies in µs; the final ones once closed."""
     @property
     def max_batch_rows(self) -> int:
         """Most rows per batch."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` (or ``aclose``, or the end of a ``with`` block) has begun."""
+    def close(self) -> None:
+        """Stops accepting requests, runs every request already queued, and returns once
+        all are complete (the futures of ``infer_async`` requests scheduled on their loops)
+        and the batcher's threads have stopped. Calling it again waits for the same drain
+        and returns. Ctrl-C interrupts the wait, not the drain. Blocks the calling thread:
+        from an event loop use ``await aclose()``."""
+    async def aclose(self) -> None:
+        """``close()`` on the event loop's default executor, so the loop keeps running."""
+    def __enter__(self) -> "Batcher": ...
+    def __exit__(self, kind: Any, value: Any, traceback: Any) -> bool:
+        """Closes the batcher; the block's exception, if any, propagates."""
+    async def __aenter__(self) -> "Batcher": ...
+    async def __aexit__(self, kind: Any, value: Any, traceback: Any) -> None:
+        """Awaits ``aclose()``; the block's exception, if any, propagates."""
 
 def runtime_info() -> Dict[str, Any]:
     """The loaded runtime: ``library``, ``version``, ``is_mock``, ``total_cores``,
