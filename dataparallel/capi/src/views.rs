@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(e.status, ndp_status_t::NDP_ERR_INVALID_ARGUMENT);
         assert!(e.message.contains("999"), "{}", e.message);
 
-        let name = CStr::from_bytes_with_nul(b"\xff\xfe\0").expect("NUL-terminated");
+        let name = c"\xff\xfe";
         let e = build(&[raw(Some(name), F32, &[1], &data)], None)
             .err()
             .expect("non-UTF-8 name");
