@@ -16,7 +16,7 @@
 //! | `python-test` | [`python_test`] | builds the `neuron_dp` Python package in a virtualenv and runs its pytest suite on the mock |
 //! | `ci` | [`ci`] | runs `.ci/run`, what CI runs |
 //! | `fuzz [--seconds N] [TARGET...]` | [`fuzz`] | every fuzz target for a bounded time (nightly, cargo-fuzz) |
-//! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests under Miri (nightly) |
+//! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests and the C ABI's view construction under Miri (nightly) |
 //! | `tsan` | [`tsan`] | the engine's queue and call tests and its concurrency, stress and health tests under ThreadSanitizer (nightly) |
 //! | `bench [--quick] [--json PATH]` | [`bench`](mod@bench) | the engine's benchmark suite against the release mock |
 //!
@@ -115,8 +115,8 @@ enum Command {
         /// Targets to run (default: all).
         targets: Vec<String>,
     },
-    /// Run the plan, layout, queue, call and topology unit tests under Miri (needs nightly;
-    /// installs miri).
+    /// Run the plan, layout, queue, call and topology unit tests and the C ABI's view
+    /// construction tests under Miri (needs nightly; installs miri).
     Miri,
     /// Run the engine's queue and call unit tests and its concurrency, stress and health
     /// integration tests under ThreadSanitizer, against a mock built the same way (needs
