@@ -7,90 +7,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use npyz::WriterBuilder as _;
 use nrt_mock::neff::{DType, MockModel, Op};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_neuron-dp");
+mod common;
 
-/// A scratch directory and the environment for one test.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("a scratch directory"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `neuron-dp ARGS` with the mock, 4 simulated cores, a private lock directory and
-    /// logging off (so stderr holds only the error line).
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command.args(args);
-        for var in [
-            "NEURON_RT_VISIBLE_CORES",
-            "NEURON_RT_NUM_CORES",
-            "NEURON_RT_EXEC_TIMEOUT",
-            "NRT_MOCK_FAULTS",
-            "NRT_MOCK_CORE_MEMORY",
-        ] {
-            command.env_remove(var);
-        }
-        command
-            .env("NRT_DYLIB_PATH", nrt_mock::testing::library_path())
-            .env("NRT_MOCK_LOCK_DIR", self.path("locks"))
-            .env("NRT_MOCK_TOTAL_CORES", "4")
-            .env("RUST_LOG", "off");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("start neuron-dp")
-    }
-
-    fn neff(&self, name: &str, model: &MockModel) -> String {
-        let path = self.path(name);
-        model.write_neff(&path).expect("write the mock NEFF");
-        path.display().to_string()
-    }
-
-    fn npy_f32(&self, name: &str, shape: &[u64], values: &[f32]) -> String {
-        let path = self.path(name);
-        write_npy(&path, shape, values, npyz::Order::C);
-        path.display().to_string()
-    }
-}
-
-fn write_npy<T: npyz::AutoSerialize + Copy>(
-    path: &Path,
-    shape: &[u64],
-    values: &[T],
-    order: npyz::Order,
-) {
-    let mut file = std::fs::File::create(path).unwrap();
-    let mut writer = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .order(order)
-        .writer(&mut file)
-        .begin_nd()
-        .unwrap();
-    writer.extend(values.iter().copied()).unwrap();
-    writer.finish().unwrap();
-}
-
-fn read_npy_f32(path: &Path) -> (Vec<u64>, Vec<f32>) {
-    let file = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
-    let shape = file.shape().to_vec();
-    (shape, file.into_vec::<f32>().unwrap())
-}
+use common::{Scratch, assert_error, read_npy_f32, stderr, stdout, write_npy};
 
 fn affine() -> MockModel {
     MockModel::new(
@@ -111,37 +33,6 @@ fn add() -> MockModel {
         .input("b", DType::Float32, &[2, 4])
         .output("sum", DType::Float32, &[2, 4])
         .exec_us(100)
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// Asserts the exit code and a single `neuron-dp: error:` line containing every `needle`.
-#[track_caller]
-fn assert_error(output: &Output, code: i32, needles: &[&str]) {
-    let err = stderr(output);
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{err}",
-        stdout(output)
-    );
-    // The mock logs its own failures on stderr as libnrt does ("nrt-mock: ..."); ours is
-    // exactly one line.
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("nrt-mock: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "expected one line on stderr, got:\n{err}");
-    assert!(lines[0].starts_with("neuron-dp: error: "), "{err}");
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
-    }
 }
 
 /// Asserts a clap usage error (exit 2).

@@ -3,74 +3,14 @@
 //! named (exit 1). Each test has its own scratch directory and lock directory; nothing here
 //! asserts on timing.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use npyz::WriterBuilder as _;
 use nrt_mock::neff::{DType, MockModel, Op, set_lnc_size};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_neuron-dp");
+mod common;
 
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        Scratch {
-            dir: tempfile::tempdir().expect("a scratch directory"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// `neuron-dp ARGS` on a 4-core mock with a private lock directory, logging off.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(BIN);
-        command.args(args);
-        for var in [
-            "NEURON_RT_VISIBLE_CORES",
-            "NEURON_RT_NUM_CORES",
-            "NRT_MOCK_FAULTS",
-            "NRT_MOCK_LNC",
-            "NRT_MOCK_EXEC_POLICY",
-        ] {
-            command.env_remove(var);
-        }
-        command
-            .env("NRT_DYLIB_PATH", nrt_mock::testing::library_path())
-            .env("NRT_MOCK_LOCK_DIR", self.path("locks"))
-            .env("NRT_MOCK_TOTAL_CORES", "4")
-            .env("RUST_LOG", "off");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("start neuron-dp")
-    }
-
-    fn neff(&self, name: &str, model: &MockModel) -> String {
-        let path = self.path(name);
-        model.write_neff(&path).expect("write the mock NEFF");
-        path.display().to_string()
-    }
-
-    fn npy_f32(&self, name: &str, shape: &[u64], values: &[f32]) -> String {
-        let path = self.path(name);
-        let mut writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(shape)
-            .writer(std::fs::File::create(&path).unwrap())
-            .begin_nd()
-            .unwrap();
-        writer.extend(values.iter().copied()).unwrap();
-        writer.finish().unwrap();
-        path.display().to_string()
-    }
-}
+use common::{Scratch, assert_error, stderr, stdout};
 
 fn affine() -> MockModel {
     MockModel::new(
@@ -82,14 +22,6 @@ fn affine() -> MockModel {
     )
     .input("x", DType::Float32, &[2, 8])
     .output("y", DType::Float32, &[2, 8])
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 fn json(output: &Output) -> Value {
@@ -109,20 +41,9 @@ fn results(report: &Value) -> Vec<String> {
 /// Exit 1 with exactly one `neuron-dp: error:` line (the mock may log lines of its own).
 #[track_caller]
 fn assert_failed(output: &Output, needles: &[&str]) {
+    assert_error(output, 1, needles);
     let err = stderr(output);
-    assert_eq!(output.status.code(), Some(1), "{err}");
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("nrt-mock: "))
-        .collect();
-    assert_eq!(lines.len(), 1, "one line on stderr:\n{err}");
-    assert!(
-        lines[0].starts_with("neuron-dp: error: verify failed"),
-        "{err}"
-    );
-    for needle in needles {
-        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
-    }
+    assert!(err.contains("neuron-dp: error: verify failed"), "{err}");
 }
 
 #[test]
