@@ -402,14 +402,7 @@ pub unsafe extern "C" fn ndp_engine_core(
         let handle = registry::get(F, engine)?;
         let dp = &handle.engine;
         let cores = dp.devices().as_slice();
-        let Some(core) = cores.get(position) else {
-            return Err(Failure::invalid(format!(
-                "{F}: position {position} is out of range: the engine has {} cores, at \
-                 positions 0 to {}; pass a position, not a logical core number",
-                cores.len(),
-                cores.len().saturating_sub(1)
-            )));
-        };
+        let core = at_position(F, cores, position)?;
         let logical = i32::try_from(core.index()).unwrap_or(-1);
         let physical = dp
             .physical_cores()
@@ -450,14 +443,7 @@ pub unsafe extern "C" fn ndp_engine_core_health(
     boundary(F, || {
         let handle = registry::get(F, engine)?;
         let health = handle.engine.health();
-        let Some(core) = health.get(position) else {
-            return Err(Failure::invalid(format!(
-                "{F}: position {position} is out of range: the engine has {} cores, at \
-                 positions 0 to {}; pass a position, not a logical core number",
-                health.len(),
-                health.len().saturating_sub(1)
-            )));
-        };
+        let core = at_position(F, &health, position)?;
         let value = ndp_core_health_t {
             logical: i32::try_from(core.core.index()).unwrap_or(-1),
             physical: core
@@ -496,14 +482,7 @@ pub unsafe extern "C" fn ndp_engine_core_metrics(
     boundary(F, || {
         let handle = registry::get(F, engine)?;
         let cores = handle.engine.core_stats();
-        let Some(core) = cores.get(position) else {
-            return Err(Failure::invalid(format!(
-                "{F}: position {position} is out of range: the engine has {} cores, at \
-                 positions 0 to {}; pass a position, not a logical core number",
-                cores.len(),
-                cores.len().saturating_sub(1)
-            )));
-        };
+        let core = at_position(F, &cores, position)?;
         let value = ndp_core_metrics_t {
             logical: i32::try_from(core.core.index()).unwrap_or(-1),
             physical: core
@@ -544,16 +523,21 @@ pub unsafe extern "C" fn ndp_engine_core_busy_retries(
     boundary(F, || {
         let handle = registry::get(F, engine)?;
         let cores = handle.engine.core_stats();
-        let Some(core) = cores.get(position) else {
-            return Err(Failure::invalid(format!(
-                "{F}: position {position} is out of range: the engine has {} cores, at \
-                 positions 0 to {}; pass a position, not a logical core number",
-                cores.len(),
-                cores.len().saturating_sub(1)
-            )));
-        };
+        let core = at_position(F, &cores, position)?;
         // SAFETY: checked for NULL and alignment inside; writable by the caller's contract.
         unsafe { write_out(F, "retries_out", retries_out, core.busy_retries) }
+    })
+}
+
+/// The entry for the core at `position` (in `ndp_engine_core` order) of a per-core list.
+fn at_position<'a, T>(function: &str, cores: &'a [T], position: usize) -> Result<&'a T, Failure> {
+    cores.get(position).ok_or_else(|| {
+        Failure::invalid(format!(
+            "{function}: position {position} is out of range: the engine has {} cores, at \
+             positions 0 to {}; pass a position, not a logical core number",
+            cores.len(),
+            cores.len().saturating_sub(1)
+        ))
     })
 }
 
