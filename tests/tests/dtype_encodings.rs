@@ -8,8 +8,8 @@ use neuron_rt::{Neff, Runtime};
 use nrt_mock::neff::{DType, MockModel, Op};
 use nrt_mock::testing::in_child;
 
-/// Builds an engine on two cores for `y = 2x + 1` and checks one forward of three rows.
-fn affine_forward_is_right() {
+/// An engine on two cores for `y = 2x + 1`, compiled batch 1, as the runtime reports it.
+fn affine_engine() -> DataParallel {
     let runtime = Runtime::init().expect("the mock libnrt");
     let neff = Neff::from_bytes(
         MockModel::new(
@@ -24,8 +24,13 @@ fn affine_forward_is_right() {
         .to_neff_bytes(),
     )
     .expect("mock NEFF");
-    let engine = DataParallel::new(&runtime, &neff, Config::default().device_list("nc:0,nc:1"))
-        .expect("the engine accepts the model");
+    DataParallel::new(&runtime, &neff, Config::default().device_list("nc:0,nc:1"))
+        .expect("the engine accepts the model")
+}
+
+/// Builds [`affine_engine`] and checks one forward of three rows.
+fn affine_forward_is_right() {
+    let engine = affine_engine();
     let x: Vec<f32> = (0..12).map(|i| i as f32).collect();
     // forward_into with the caller's float32 buffers: an input or output whose dtype the
     // runtime left unknown accepts any dtype of its element size.
@@ -97,22 +102,7 @@ fn the_batcher_labels_outputs_of_unknown_dtype_as_their_raw_bits() {
     }
     use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request};
     use neuron_rt::DType as RtDType;
-    let runtime = Runtime::init().expect("the mock libnrt");
-    let neff = Neff::from_bytes(
-        MockModel::new(
-            "affine",
-            Op::Affine {
-                scale: 2.0,
-                bias: 1.0,
-            },
-        )
-        .input("x", DType::Float32, &[1, 4])
-        .output("y", DType::Float32, &[1, 4])
-        .to_neff_bytes(),
-    )
-    .expect("mock NEFF");
-    let engine = DataParallel::new(&runtime, &neff, Config::default().device_list("nc:0,nc:1"))
-        .expect("the engine accepts the model");
+    let engine = affine_engine();
     assert_eq!(engine.spec().outputs[0].dtype, None);
     assert_eq!(
         engine.spec().outputs[0].dtype_or_raw(),
