@@ -132,7 +132,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
         /// Only these scenarios (comma-separated: mock, scaling, overhead, copies,
-        /// concurrent, overlap, serving), for profiling one at a time.
+        /// concurrent, overlap, serving, and python for the Python front-end's benchmarks),
+        /// for profiling one at a time.
         #[arg(long, value_name = "LIST")]
         only: Option<String>,
     },

@@ -81,6 +81,7 @@ pub const CLEARED: &[&str] = &[
     "NRT_MOCK_MAX_NEFF_MAJOR",
     "NRT_MOCK_CONTIGUOUS_CORES",
     "NRT_MOCK_LNC",
+    "NRT_MOCK_EXEC_POLICY",
 ];
 
 /// How long a child may run before it is killed, unless the test sets its own
