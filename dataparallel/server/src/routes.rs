@@ -1,0 +1,124 @@
+//! The REST endpoints: the router over the server's shared state, and one handler per route.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+
+use crate::error::ApiError;
+use crate::model::ServedModel;
+use crate::{Shared, infer, metrics};
+
+/// The protocol's routes (and `/metrics`) over `shared`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let limit = shared.model.body_limit;
+    Router::new()
+        .route("/v2", get(server_metadata))
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2/models/{name}", get(model_metadata))
+        .route("/v2/models/{name}/ready", get(model_ready))
+        .route("/v2/models/{name}/infer", post(infer))
+        .route("/metrics", get(prometheus))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(shared)
+}
+
+async fn server_metadata() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "name": "neuron-dp-server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "extensions": ["binary_tensor_data"],
+    }))
+}
+
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+/// Ready: the engine is built (it is, or the server would not exist), the server is not
+/// shutting down, and at least one core is in service.
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    match shared.not_ready() {
+        None => StatusCode::OK.into_response(),
+        Some(reason) => ApiError::unavailable(reason).into_response(),
+    }
+}
+
+/// The model called `name`, or a 404.
+fn model<'s>(shared: &'s Shared, name: &str) -> Result<&'s ServedModel, ApiError> {
+    if shared.model.name == name {
+        Ok(&shared.model)
+    } else {
+        Err(ApiError::unknown_model(name, &shared.model.name))
+    }
+}
+
+async fn model_metadata(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(model(&shared, &name)?.metadata()).into_response())
+}
+
+async fn model_ready(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    model(&shared, &name)?;
+    match shared.not_ready() {
+        None => Ok(StatusCode::OK),
+        Some(reason) => Err(ApiError::unavailable(reason)),
+    }
+}
+
+async fn infer(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let model = model(&shared, &name)?;
+        // Over the limit (413) or a broken upload: the protocol's error body, not axum's text.
+        let body = body.map_err(|e| {
+            ApiError::new(
+                e.status(),
+                format!(
+                    "cannot read the request body ({}); the limit for this model is {} bytes",
+                    e.body_text(),
+                    model.body_limit
+                ),
+            )
+        })?;
+        if let Some(reason) = shared.not_ready() {
+            return Err(ApiError::unavailable(reason));
+        }
+        infer::infer(model, &headers, &body).await
+    }
+    .await;
+    let counter = match &result {
+        Ok(_) => &shared.counters.success,
+        Err(e) if e.status.is_client_error() => &shared.counters.rejected,
+        Err(_) => &shared.counters.failure,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        metrics::render(&shared),
+    )
+        .into_response()
+}
