@@ -499,3 +499,108 @@ async fn wait_for(server: &Running, done: impl Fn(&str) -> bool) {
     }
     panic!("the server never reached the state waited for");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_core_health() {
+    let engine = engine(affine_model(4, 3, SCALE, BIAS, 50), "nc:14");
+    let physical = engine
+        .physical_cores()
+        .next()
+        .flatten()
+        .expect("the mock reports physical cores");
+    let server = Running::start(std::sync::Arc::clone(&engine), ServerConfig::new("affine")).await;
+    let request = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                      "data": [1.0, 2.0, 3.0]}]});
+    // Every execution on the one core fails with a hardware-class status: after
+    // DEFAULT_QUARANTINE_AFTER failures in a row the core is quarantined.
+    let status = neuron_rt::Status::ExecUnitUnrecoverable.raw();
+    nrt_mock::control::set_faults(&format!("{physical}:*:{status}")).expect("set faults");
+    for _ in 0..dataparallel::DEFAULT_QUARANTINE_AFTER {
+        let (code, reply) = server.post("/v2/models/affine/infer", &request).await;
+        assert_eq!(code, 500, "{reply}");
+        error_message(&reply);
+    }
+    nrt_mock::control::set_faults("").expect("clear faults");
+    for path in ["/v2/health/ready", "/v2/models/affine/ready"] {
+        let (code, reply) = server.get(path).await;
+        assert_eq!(code, 503, "{path}: {reply}");
+        assert!(error_message(&reply).contains("no core is in service"));
+    }
+    assert_eq!(server.get("/v2/health/live").await.0, 200, "still alive");
+    let (code, _) = server.post("/v2/models/affine/infer", &request).await;
+    assert_eq!(code, 503, "not ready: inference refused");
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "neuron_dp_core_healthy{model=\"affine\",core=\"nc:14\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "neuron_dp_core_failures_total{model=\"affine\",core=\"nc:14\"}"
+        ),
+        3.0
+    );
+
+    engine
+        .readmit(neuron_rt::DeviceId::new(14))
+        .expect("re-admit");
+    assert_eq!(server.get("/v2/health/ready").await.0, 200);
+    let (code, reply) = server.post("/v2/models/affine/infer", &request).await;
+    assert_eq!(code, 200, "{reply}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight() {
+    let server = std::sync::Arc::new(
+        Running::start(
+            engine(affine_model(4, 3, SCALE, BIAS, 200_000), "nc:15"),
+            ServerConfig::new("affine").batcher(
+                BatcherConfig::default()
+                    .max_batch_rows(4)
+                    .max_delay(Duration::ZERO)
+                    .batches_in_flight(1),
+            ),
+        )
+        .await,
+    );
+    let base = server.base.clone();
+    let mut tasks = Vec::new();
+    for tag in 0..4usize {
+        let server = std::sync::Arc::clone(&server);
+        tasks.push(tokio::spawn(async move {
+            let x = vec![tag as f32; 3];
+            let (status, body) = server
+                .post(
+                    "/v2/models/affine/infer",
+                    &json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                        "data": x}]}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(
+                floats(&body["outputs"][0]["data"]),
+                vec![tag as f32 * SCALE + BIAS; 3]
+            );
+        }));
+    }
+    // Every request accepted, then shut down while they run or wait.
+    wait_for(&server, |m| metric(m, "neuron_dp_accepted_total") == 4.0).await;
+    server.signal_shutdown();
+    for task in tasks {
+        task.await.expect("a request in flight completes");
+    }
+    let server = std::sync::Arc::into_inner(server).expect("the tasks are done");
+    let stats = server.stop().await;
+    assert_eq!(stats.completed, 4);
+    // The listener is closed.
+    let refused = reqwest::Client::new()
+        .get(format!("{base}/v2/health/live"))
+        .send()
+        .await;
+    assert!(refused.is_err(), "connections refused after shutdown");
+}

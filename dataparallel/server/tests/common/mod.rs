@@ -87,7 +87,7 @@ pub fn engine(model: MockModel, cores: &str) -> Arc<DataParallel> {
 pub struct Running {
     pub base: String,
     pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: std::sync::Mutex<Option<oneshot::Sender<()>>>,
     task: JoinHandle<std::io::Result<Option<BatcherStats>>>,
 }
 
@@ -106,7 +106,7 @@ impl Running {
         Running {
             base: format!("http://{address}"),
             client: reqwest::Client::new(),
-            shutdown: Some(tx),
+            shutdown: std::sync::Mutex::new(Some(tx)),
             task,
         }
     }
@@ -151,11 +151,21 @@ impl Running {
             .expect("metrics text")
     }
 
-    /// Stops the server (graceful shutdown) and returns the batcher's final stats.
-    pub async fn stop(mut self) -> BatcherStats {
-        if let Some(tx) = self.shutdown.take() {
+    /// Starts the graceful shutdown (once).
+    pub fn signal_shutdown(&self) {
+        let sender = self
+            .shutdown
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(tx) = sender {
             let _ = tx.send(());
         }
+    }
+
+    /// Stops the server (graceful shutdown) and returns the batcher's final stats.
+    pub async fn stop(self) -> BatcherStats {
+        self.signal_shutdown();
         self.task
             .await
             .expect("the server task")
