@@ -96,7 +96,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .iter()
         .map(|p| Neff::from_path(p).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut config = Config::default();
+    // The batcher's batches are often smaller than cores x compiled batch, and two may run
+    // at once: spreading small calls puts them on different cores (and does not warn about
+    // idle cores on every partial batch, which is normal when serving).
+    let mut config = Config::default().spread_small_calls(true);
     if let Some(ids) = &args.device_ids {
         config = config.device_ids(ids.clone());
     }
