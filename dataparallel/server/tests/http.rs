@@ -604,3 +604,52 @@ async fn shutdown_finishes_requests_in_flight() {
         .await;
     assert!(refused.is_err(), "connections refused after shutdown");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_times_out_in_the_queue_gets_503() {
+    // One slow core, one batch at a time: a request queued behind the blocker waits at least
+    // one execution (a second), far past its 1 ms timeout.
+    let server = std::sync::Arc::new(
+        Running::start(
+            engine(affine_model(4, 3, SCALE, BIAS, 1_000_000), "nc:16"),
+            ServerConfig::new("affine").batcher(
+                BatcherConfig::default()
+                    .max_batch_rows(4)
+                    .max_delay(Duration::ZERO)
+                    .batches_in_flight(1),
+            ),
+        )
+        .await,
+    );
+    let blocker = {
+        let server = std::sync::Arc::clone(&server);
+        tokio::spawn(async move {
+            server
+                .post(
+                    "/v2/models/affine/infer",
+                    &json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [4, 3],
+                                        "data": vec![0.0f32; 12]}]}),
+                )
+                .await
+        })
+    };
+    wait_for(&server, |m| {
+        metric(m, "neuron_dp_accepted_total") == 1.0 && metric(m, "neuron_dp_queue_depth") == 0.0
+    })
+    .await;
+    let (status, reply) = server
+        .post(
+            "/v2/models/affine/infer",
+            &json!({"parameters": {"timeout": 1000},
+                    "inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                "data": [1.0, 2.0, 3.0]}]}),
+        )
+        .await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(error_message(&reply).contains("deadline exceeded"));
+    assert_eq!(blocker.await.expect("blocker").0, 200);
+    let metrics = server.metrics().await;
+    assert_eq!(metric(&metrics, "neuron_dp_expired_total"), 1.0);
+    let server = std::sync::Arc::into_inner(server).expect("the tasks are done");
+    server.stop().await;
+}
