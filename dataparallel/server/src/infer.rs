@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use dataparallel::batcher::{OwnedTensor, Request, RequestError, Response, TrySubmitError};
+use dataparallel::batcher::{OwnedTensor, Request, RequestError, Response};
 use serde_json::{Map, Value};
 
 use crate::error::ApiError;
@@ -34,13 +34,7 @@ pub(crate) async fn infer(
     if let Some(timeout) = timeout(request.parameters.as_ref())? {
         submit = submit.timeout(timeout);
     }
-    let ticket = model.batcher.try_submit(submit).map_err(|e| match e {
-        TrySubmitError::Full(_) => ApiError::unavailable(
-            "the server's request queue is full; retry later or send fewer requests at once",
-        ),
-        TrySubmitError::Invalid(invalid) => ApiError::bad_request(invalid.reason),
-        other => ApiError::unavailable(other.to_string()),
-    })?;
+    let ticket = model.submit(submit)?;
     let response = ticket.await.map_err(|e| match e {
         RequestError::DeadlineExceeded { .. } => ApiError::unavailable(e.to_string()),
         other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),

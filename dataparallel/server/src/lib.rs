@@ -180,14 +180,14 @@ impl Server {
 
 /// Serves `server` on `listener` until `shutdown` completes, then stops accepting
 /// connections, finishes the requests in flight, drains the batcher and returns its final
-/// stats.
+/// stats (`None` only if it was already drained).
 ///
 /// From the moment `shutdown` completes the ready endpoints answer 503 and new inference
 /// requests on open connections are refused with 503.
 ///
 /// # Errors
 ///
-/// The listener's I/O error.
+/// The listener's I/O error, or the draining thread's failure (a panic: a bug).
 pub async fn serve(
     server: Server,
     listener: tokio::net::TcpListener,
@@ -203,15 +203,11 @@ pub async fn serve(
             log::info!("shutting down: finishing the requests in flight");
         })
         .await?;
-    // Every connection is closed, so the routes' copies are gone; dropping the last one
-    // drains the batcher, which blocks: off the async threads.
-    match Arc::into_inner(shared) {
-        Some(shared) => {
-            let stats = tokio::task::spawn_blocking(move || shared.model.batcher.shutdown())
-                .await
-                .ok();
-            Ok(stats)
-        }
-        None => Ok(None),
-    }
+    // Every connection is closed; a connection task may still hold the routes' copy of the
+    // shared state for a moment, so the batcher is taken out of it rather than waiting for
+    // the last reference. Draining blocks: off the async threads.
+    let drained = tokio::task::spawn_blocking(move || shared.model.shutdown())
+        .await
+        .map_err(|e| std::io::Error::other(format!("draining the batcher failed: {e}")))?;
+    Ok(drained)
 }

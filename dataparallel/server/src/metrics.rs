@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use dataparallel::CoreState;
-use dataparallel::batcher::Histogram;
+use dataparallel::batcher::{BatcherStats, Histogram};
 
 use crate::Shared;
 
@@ -18,11 +18,10 @@ const LATENCY_BOUNDS_S: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// The metrics text.
-pub(crate) fn render(shared: &Shared) -> String {
+/// The metrics text, with the batcher's `stats`.
+pub(crate) fn render(shared: &Shared, stats: &BatcherStats) -> String {
     let model = &shared.model;
     let label = escape(&model.name);
-    let stats = model.batcher.stats();
     let mut out = String::new();
     let c = &shared.counters;
     family(

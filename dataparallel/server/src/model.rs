@@ -1,15 +1,18 @@
-//! The served model: its name, the request batcher over its engine, and what the protocol
-//! needs to know about each input and output (datatype, per-row shape and size), from which
-//! the metadata, the request checks and the body-size limit are derived.
+//! The served model: its name, its engine and the request batcher over it (until shutdown
+//! takes and drains it), and what the protocol needs to know about each input and output
+//! (datatype, per-row shape and size), from which the metadata, the request checks and the
+//! body-size limit are derived.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
-use dataparallel::batcher::{Batcher, BatcherConfig};
+use dataparallel::batcher::{
+    Batcher, BatcherConfig, BatcherStats, Request, Ticket, TrySubmitError,
+};
 use dataparallel::{CoreState, DataParallel, IoSpec};
 use neuron_rt::DType;
 
 use crate::datatype::Datatype;
-use crate::error::ServeError;
+use crate::error::{ApiError, ServeError};
 use crate::protocol::{ModelMetadata, TensorMetadata};
 
 /// Room in a JSON body for everything but the tensors' elements (names, shapes, parameters).
@@ -91,7 +94,10 @@ impl TensorMeta {
 #[derive(Debug)]
 pub(crate) struct ServedModel {
     pub(crate) name: String,
-    pub(crate) batcher: Batcher,
+    engine: Arc<DataParallel>,
+    /// `None` once shutdown has taken it to drain it. Held only for a non-blocking
+    /// `try_submit` or `stats`, never across an await.
+    batcher: RwLock<Option<Batcher>>,
     pub(crate) inputs: Vec<TensorMeta>,
     pub(crate) outputs: Vec<TensorMeta>,
     /// Most rows one request may carry (the batcher's `max_batch_rows`).
@@ -117,7 +123,7 @@ impl ServedModel {
             .iter()
             .map(|s| TensorMeta::new("output", s))
             .collect::<Result<Vec<_>, _>>()?;
-        let batcher = Batcher::new(engine, config)?;
+        let batcher = Batcher::new(Arc::clone(&engine), config)?;
         let max_rows = batcher.max_batch_rows();
         let elements_per_row = inputs
             .iter()
@@ -128,7 +134,8 @@ impl ServedModel {
             .saturating_add(JSON_OVERHEAD);
         Ok(ServedModel {
             name,
-            batcher,
+            engine,
+            batcher: RwLock::new(Some(batcher)),
             inputs,
             outputs,
             max_rows,
@@ -138,7 +145,43 @@ impl ServedModel {
 
     /// The engine under the batcher.
     pub(crate) fn engine(&self) -> &Arc<DataParallel> {
-        self.batcher.engine()
+        &self.engine
+    }
+
+    /// Queues `request` if there is room (never blocks): 503 when the queue is full or the
+    /// server is shutting down, 400 when the request does not fit the model.
+    pub(crate) fn submit(&self, request: Request) -> Result<Ticket, ApiError> {
+        let batcher = self.batcher.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(batcher) = batcher.as_ref() else {
+            return Err(ApiError::unavailable("the server is shutting down"));
+        };
+        batcher.try_submit(request).map_err(|e| match e {
+            TrySubmitError::Full(_) => ApiError::unavailable(
+                "the server's request queue is full; retry later or send fewer requests at once",
+            ),
+            TrySubmitError::Invalid(invalid) => ApiError::bad_request(invalid.reason),
+            other => ApiError::unavailable(other.to_string()),
+        })
+    }
+
+    /// The batcher's stats (`None` once shut down).
+    pub(crate) fn stats(&self) -> Option<BatcherStats> {
+        self.batcher
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Batcher::stats)
+    }
+
+    /// Takes the batcher out of service, runs every request already queued, joins its
+    /// threads and returns its final stats (`None` when already shut down). Blocks.
+    pub(crate) fn shutdown(&self) -> Option<BatcherStats> {
+        let batcher = self
+            .batcher
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        batcher.map(Batcher::shutdown)
     }
 
     /// Whether at least one core is in service.

@@ -113,12 +113,15 @@ async fn infer(
 }
 
 async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(stats) = shared.model.stats() else {
+        return ApiError::unavailable("the server is shutting down").into_response();
+    };
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        metrics::render(&shared),
+        metrics::render(&shared, &stats),
     )
         .into_response()
 }

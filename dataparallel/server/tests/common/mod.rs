@@ -170,7 +170,7 @@ impl Running {
             .await
             .expect("the server task")
             .expect("the server ran")
-            .expect("the server held the last reference")
+            .expect("the batcher was drained once")
     }
 }
 
