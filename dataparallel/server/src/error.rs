@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use dataparallel::quote::quote;
 
 /// A request the server answers with an error: the status and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,7 +23,11 @@ impl ApiError {
     pub(crate) fn unknown_model(name: &str, served: &str) -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            format!("unknown model {name:?}; this server serves {served:?}"),
+            format!(
+                "unknown model {}; this server serves {}",
+                quote(name),
+                quote(served)
+            ),
         )
     }
 
@@ -34,7 +39,7 @@ impl ApiError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            message: one_line(&message.into()),
+            message: bounded(one_line(&message.into())),
         }
     }
 }
@@ -46,6 +51,21 @@ impl IntoResponse for ApiError {
             Json(serde_json::json!({ "error": self.message })),
         )
             .into_response()
+    }
+}
+
+/// The most characters of an error message: client text in it (names are quoted and cut
+/// already, but a shape or a parser's message may echo more) cannot make it longer.
+const MESSAGE_MAX_CHARS: usize = 1024;
+
+/// `text` cut after [`MESSAGE_MAX_CHARS`] characters, with a note when it was.
+fn bounded(text: String) -> String {
+    match text.char_indices().nth(MESSAGE_MAX_CHARS) {
+        None => text,
+        Some((cut, _)) => format!(
+            "{}… (message cut at {MESSAGE_MAX_CHARS} characters)",
+            &text[..cut]
+        ),
     }
 }
 
@@ -68,4 +88,24 @@ pub enum ServeError {
     /// A model tensor has no Open Inference Protocol datatype, or the configuration is invalid.
     #[error("{0}")]
     Model(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_bounded_line() {
+        let e = ApiError::bad_request("first\n  second  \n\nthird");
+        assert_eq!(e.message, "first; second; third");
+        let e = ApiError::bad_request(format!("shape {:?}", vec![7i64; 100_000]));
+        assert!(
+            e.message.chars().count() < MESSAGE_MAX_CHARS + 64,
+            "{}",
+            e.message.len()
+        );
+        assert!(e.message.ends_with("(message cut at 1024 characters)"));
+        let e = ApiError::unknown_model(&"m".repeat(10_000), "served");
+        assert!(e.message.contains("(10000 bytes)"), "{}", e.message);
+    }
 }

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use dataparallel::batcher::{OwnedTensor, Request, RequestError, Response};
 use serde_json::{Map, Value};
 
+use dataparallel::quote::quote;
+
 use crate::error::ApiError;
 use crate::model::{ServedModel, TensorMeta};
 use crate::protocol::{InferRequest, InferResponse, RequestInput, ResponseOutput, flag};
@@ -110,15 +112,15 @@ fn wanted_outputs(model: &ServedModel, request: &InferRequest) -> Result<Vec<Wan
             .position(|o| o.name == output.name)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "unknown output {:?}; the model's outputs are {}",
-                    output.name,
+                    "unknown output {}; the model's outputs are {}",
+                    quote(&output.name),
                     names(&model.outputs)
                 ))
             })?;
         if wanted.iter().any(|w| w.index == index) {
             return Err(ApiError::bad_request(format!(
-                "output {:?} is requested twice; name each output once",
-                output.name
+                "output {} is requested twice; name each output once",
+                quote(&output.name)
             )));
         }
         let binary = match output
@@ -137,7 +139,7 @@ fn wanted_outputs(model: &ServedModel, request: &InferRequest) -> Result<Vec<Wan
 }
 
 fn names(tensors: &[TensorMeta]) -> String {
-    let names: Vec<String> = tensors.iter().map(|t| format!("{:?}", t.name)).collect();
+    let names: Vec<String> = tensors.iter().map(|t| quote(&t.name).to_string()).collect();
     names.join(", ")
 }
 
@@ -165,15 +167,15 @@ fn inputs(
             .position(|m| m.name == input.name)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "unknown input {:?}; the model's inputs are {}",
-                    input.name,
+                    "unknown input {}; the model's inputs are {}",
+                    quote(&input.name),
                     names(&model.inputs)
                 ))
             })?;
         if seen.contains(&index) {
             return Err(ApiError::bad_request(format!(
-                "input {:?} is given twice; give each input once",
-                input.name
+                "input {} is given twice; give each input once",
+                quote(&input.name)
             )));
         }
         seen.push(index);
@@ -183,23 +185,23 @@ fn inputs(
             Some(size) => {
                 if input.data.is_some() {
                     return Err(ApiError::bad_request(format!(
-                        "input {:?} has both \"data\" and binary_data_size; send one",
-                        input.name
+                        "input {} has both \"data\" and binary_data_size; send one",
+                        quote(&input.name)
                     )));
                 }
                 if size != bytes {
                     return Err(ApiError::bad_request(format!(
-                        "input {:?}: shape {shape:?} of {} needs {bytes} bytes but \
+                        "input {}: shape {shape:?} of {} needs {bytes} bytes but \
                          binary_data_size is {size}",
-                        input.name,
+                        quote(&input.name),
                         meta.datatype.name()
                     )));
                 }
                 if size > binary.len() {
                     return Err(ApiError::bad_request(format!(
-                        "input {:?} has binary_data_size {size} but only {} bytes of binary \
+                        "input {} has binary_data_size {size} but only {} bytes of binary \
                          data are left in the body",
-                        input.name,
+                        quote(&input.name),
                         binary.len()
                     )));
                 }
@@ -229,9 +231,9 @@ fn checked_size(
 ) -> Result<(Vec<usize>, usize), ApiError> {
     if input.datatype != meta.datatype.name() {
         return Err(ApiError::bad_request(format!(
-            "input {:?} has datatype {:?}; the model expects {}",
-            input.name,
-            input.datatype,
+            "input {} has datatype {}; the model expects {}",
+            quote(&input.name),
+            quote(&input.datatype),
             meta.datatype.name()
         )));
     }
@@ -249,8 +251,8 @@ fn checked_size(
         && usize::try_from(input.shape[0]).is_ok_and(|rows| (1..=max_rows).contains(&rows));
     if !fits {
         return Err(ApiError::bad_request(format!(
-            "input {:?} has shape {:?}; the model expects {}",
-            input.name,
+            "input {} has shape {:?}; the model expects {}",
+            quote(&input.name),
             input.shape,
             expected()
         )));
@@ -279,8 +281,8 @@ fn binary_size(input: &RequestInput) -> Result<Option<usize>, ApiError> {
             .map(Some)
             .ok_or_else(|| {
                 ApiError::bad_request(format!(
-                    "input {:?} has binary_data_size {v}; give a byte count",
-                    input.name
+                    "input {} has binary_data_size {v}; give a byte count",
+                    quote(&input.name)
                 ))
             }),
     }
@@ -290,8 +292,8 @@ fn binary_size(input: &RequestInput) -> Result<Option<usize>, ApiError> {
 fn json_data(meta: &TensorMeta, input: &RequestInput, bytes: usize) -> Result<Vec<u8>, ApiError> {
     let Some(data) = &input.data else {
         return Err(ApiError::bad_request(format!(
-            "input {:?} has no \"data\" (and no binary_data_size parameter)",
-            input.name
+            "input {} has no \"data\" (and no binary_data_size parameter)",
+            quote(&input.name)
         )));
     };
     let elements = bytes / meta.datatype.size();
@@ -309,11 +311,12 @@ fn json_data(meta: &TensorMeta, input: &RequestInput, bytes: usize) -> Result<Ve
             .push(value, &mut out)
             .map_err(|e| format!("element {}: {e}", count - 1))
     })
-    .map_err(|e| ApiError::bad_request(format!("input {:?}: {e}", input.name)))?;
+    .map_err(|e| ApiError::bad_request(format!("input {}: {e}", quote(&input.name))))?;
     if count != elements {
         return Err(ApiError::bad_request(format!(
-            "input {:?} has {count} elements; its shape {:?} needs {elements}",
-            input.name, input.shape
+            "input {} has {count} elements; its shape {:?} needs {elements}",
+            quote(&input.name),
+            input.shape
         )));
     }
     Ok(out)

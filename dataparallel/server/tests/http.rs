@@ -369,12 +369,23 @@ async fn bad_requests_get_400_with_one_line() {
             json!({"parameters": {"timeout": "soon"}, "inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": ok}]}),
             "timeout",
         ),
+        (
+            "a 10 000-character name, quoted and cut",
+            json!({"inputs": [{"name": "n".repeat(10_000), "datatype": "FP32", "shape": [2, 3], "data": ok}]}),
+            "(10000 bytes)",
+        ),
+        (
+            "a shape of 20 000 dims, message cut",
+            json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": vec![1; 20_000], "data": ok}]}),
+            "message cut",
+        ),
     ];
     for (what, body, needle) in cases {
         let (status, reply) = server.post("/v2/models/affine/infer", &body).await;
         assert_eq!(status, 400, "{what}: {reply}");
         let message = error_message(&reply);
         assert!(message.contains(needle), "{what}: {message}");
+        assert!(message.len() < 1200, "{what}: a bounded message");
     }
     let (status, reply) = server
         .post_raw("/v2/models/affine/infer", b"{\"inputs\": [".to_vec())
@@ -402,7 +413,7 @@ async fn bad_requests_get_400_with_one_line() {
             &metrics,
             "neuron_dp_requests_total{model=\"affine\",outcome=\"rejected\"}"
         ),
-        18.0
+        20.0
     );
     server.stop().await;
 }
