@@ -124,6 +124,18 @@ async fn json_inference_matches_a_direct_forward() {
     assert_eq!(floats(&body["outputs"][0]["data"]), expected);
 
     let metrics = server.metrics().await;
+    // The text format: every sample line is `name{labels} value`, every family typed.
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("a sample line");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+        let name = series.split('{').next().expect("a name");
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| metrics.contains(&format!("# TYPE {f} histogram")))
+            .unwrap_or(name);
+        assert!(metrics.contains(&format!("# TYPE {family} ")), "{line}");
+    }
     assert_eq!(
         metric(
             &metrics,
