@@ -1,5 +1,6 @@
 //! `POST /v2/models/{name}/infer`: a request body (JSON, or JSON followed by binary tensor
-//! data) → checked input tensors → the batcher → the response body.
+//! data), read up to the model's limit → checked input tensors → the batcher → the response
+//! body.
 //!
 //! Every input is checked against the model (name, datatype, shape, rows ≤ the batcher's
 //! `max_batch_rows`) before its bytes are allocated, so a request's size is bounded by the
@@ -7,9 +8,11 @@
 
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response as HttpResponse};
-use dataparallel::batcher::{OwnedTensor, Request, RequestError, Response};
+use dataparallel::batcher::{OwnedTensor, Request, RequestError, Response, Ticket};
+use http_body_util::LengthLimitError;
 use serde_json::{Map, Value};
 
 use dataparallel::quote::quote;
@@ -21,12 +24,40 @@ use crate::protocol::{InferRequest, InferResponse, RequestInput, ResponseOutput,
 /// The header that splits a body into its JSON and its binary tensor data.
 pub(crate) const HEADER_LENGTH: &str = "inference-header-content-length";
 
-/// Runs one inference request of `body` on `model`.
-pub(crate) async fn infer(
+/// A request queued on the batcher, with what its response needs.
+#[derive(Debug)]
+pub(crate) struct Submitted {
+    ticket: Ticket,
+    id: Option<String>,
+    wanted: Vec<Wanted>,
+}
+
+/// Reads `body` (at most `limit` bytes).
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<LengthLimitError>());
+        if over {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is over the limit for this model ({limit} bytes); send \
+                     fewer rows per request"
+                ),
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses and checks the inference request in `body` and queues it on `model`'s batcher
+/// (never blocks). Everything parsed is dropped before this returns but the tensors, which
+/// the batcher now owns.
+pub(crate) fn submit(
     model: &ServedModel,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<HttpResponse, ApiError> {
+) -> Result<Submitted, ApiError> {
     let (json, binary) = split_body(headers, body)?;
     let request: InferRequest = serde_json::from_slice(json)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid: {e}")))?;
@@ -37,11 +68,23 @@ pub(crate) async fn infer(
         submit = submit.timeout(timeout);
     }
     let ticket = model.submit(submit)?;
-    let response = ticket.await.map_err(|e| match e {
+    Ok(Submitted {
+        ticket,
+        id: request.id,
+        wanted,
+    })
+}
+
+/// Waits for a submitted request and builds its response.
+pub(crate) async fn complete(
+    model: &ServedModel,
+    submitted: Submitted,
+) -> Result<HttpResponse, ApiError> {
+    let response = submitted.ticket.await.map_err(|e| match e {
         RequestError::DeadlineExceeded { .. } => ApiError::unavailable(e.to_string()),
         other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
     })?;
-    Ok(respond(model, request.id, &wanted, response))
+    Ok(respond(model, submitted.id, &submitted.wanted, response))
 }
 
 /// The body's JSON and binary parts (`Inference-Header-Content-Length` bytes of JSON, the

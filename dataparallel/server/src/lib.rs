@@ -73,7 +73,15 @@ pub struct ServerConfig {
     /// Deadline of requests that give no `timeout` parameter (`None`: they wait as long as it
     /// takes). Overrides the batcher configuration's default deadline.
     pub request_timeout: Option<Duration>,
+    /// Inference requests whose bodies may be read and parsed at once (default
+    /// [`DEFAULT_MAX_READING`]); one more is answered 503 at once. Each body is bounded by the
+    /// model's largest request, so this bounds the memory requests take before they are
+    /// queued.
+    pub max_reading: usize,
 }
+
+/// [`ServerConfig::max_reading`] by default.
+pub const DEFAULT_MAX_READING: usize = 64;
 
 impl ServerConfig {
     /// Serves the model as `model_name` with the batcher's defaults and no timeout.
@@ -82,7 +90,15 @@ impl ServerConfig {
             model_name: model_name.into(),
             batcher: BatcherConfig::default(),
             request_timeout: None,
+            max_reading: DEFAULT_MAX_READING,
         }
+    }
+
+    /// Sets how many request bodies may be read at once (at least 1).
+    #[must_use]
+    pub fn max_reading(mut self, requests: usize) -> ServerConfig {
+        self.max_reading = requests;
+        self
     }
 
     /// Sets the batcher's settings.
@@ -106,6 +122,9 @@ struct Shared {
     model: ServedModel,
     closing: AtomicBool,
     counters: Counters,
+    /// One permit per request body being read and parsed.
+    reading: tokio::sync::Semaphore,
+    max_reading: usize,
 }
 
 /// Inference requests answered, by outcome.
@@ -142,7 +161,7 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`ServeError::Model`] when the model name is empty or a model tensor has no protocol
+    /// [`ServeError::Model`] when the model name is empty, `max_reading` is 0, or a model tensor has no protocol
     /// datatype (the hardware-only 8-bit floats) or no batch dimension;
     /// [`ServeError::Batcher`] when the engine cannot batch requests (see
     /// [`dataparallel::batcher::Batcher::new`]).
@@ -151,6 +170,12 @@ impl Server {
             return Err(ServeError::Model(format!(
                 "model name {:?} cannot appear in a URL path; give a non-empty name without '/'",
                 config.model_name
+            )));
+        }
+        if config.max_reading == 0 || config.max_reading > tokio::sync::Semaphore::MAX_PERMITS {
+            return Err(ServeError::Model(format!(
+                "max_reading is {}; give at least 1 (default {DEFAULT_MAX_READING})",
+                config.max_reading
             )));
         }
         let deadline = config
@@ -163,6 +188,8 @@ impl Server {
                 model,
                 closing: AtomicBool::new(false),
                 counters: Counters::default(),
+                reading: tokio::sync::Semaphore::new(config.max_reading),
+                max_reading: config.max_reading,
             }),
         })
     }

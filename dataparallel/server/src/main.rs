@@ -61,6 +61,10 @@ struct ServeArgs {
     /// Requests the queue holds; more are answered 503 at once.
     #[arg(long, value_name = "N", default_value = "1024")]
     queue_capacity: NonZeroUsize,
+    /// Inference requests whose bodies may be read and parsed at once; one more is answered
+    /// 503 at once (bounds the memory of requests not yet queued).
+    #[arg(long, value_name = "N", default_value_t = neuron_dp_server::DEFAULT_MAX_READING)]
+    max_reading: usize,
     /// Default request timeout in milliseconds (a request's own `timeout` parameter, in
     /// microseconds, wins). Default: none.
     #[arg(long, value_name = "MS")]
@@ -123,7 +127,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         engine,
         ServerConfig::new(name.clone())
             .batcher(batcher)
-            .request_timeout(args.timeout_ms.map(Duration::from_millis)),
+            .request_timeout(args.timeout_ms.map(Duration::from_millis))
+            .max_reading(args.max_reading),
     )
     .map_err(|e| e.to_string())?;
 

@@ -41,7 +41,16 @@ pub(crate) fn render(shared: &Shared, stats: &BatcherStats) -> String {
             counter.load(Ordering::Relaxed)
         );
     }
-    let gauges: [(&str, &str, &str, u64); 8] = [
+    let reading = shared
+        .max_reading
+        .saturating_sub(shared.reading.available_permits());
+    let gauges: [(&str, &str, &str, u64); 9] = [
+        (
+            "neuron_dp_requests_reading",
+            "gauge",
+            "Inference requests whose bodies are being read and parsed.",
+            reading as u64,
+        ),
         (
             "neuron_dp_accepted_total",
             "counter",

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::body::Body;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
@@ -17,7 +16,6 @@ use crate::{Shared, infer, metrics};
 
 /// The protocol's routes (and `/metrics`) over `shared`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.model.body_limit;
     Router::new()
         .route("/v2", get(server_metadata))
         .route("/v2/health/live", get(live))
@@ -26,7 +24,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/metrics", get(prometheus))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(shared)
 }
 
@@ -82,25 +79,26 @@ async fn infer(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let result = async {
         let model = model(&shared, &name)?;
-        // Over the limit (413) or a broken upload: the protocol's error body, not axum's text.
-        let body = body.map_err(|e| {
-            ApiError::new(
-                e.status(),
-                format!(
-                    "cannot read the request body ({}); the limit for this model is {} bytes",
-                    e.body_text(),
-                    model.body_limit
-                ),
-            )
-        })?;
         if let Some(reason) = shared.not_ready() {
             return Err(ApiError::unavailable(reason));
         }
-        infer::infer(model, &headers, &body).await
+        // Bodies being read and parsed at once are bounded (each by the model's limit), so
+        // memory is; the permit is released once the request is queued.
+        let submitted = {
+            let _permit = shared.reading.try_acquire().map_err(|_| {
+                ApiError::unavailable(format!(
+                    "the server is already reading {} requests (--max-reading); retry later",
+                    shared.max_reading
+                ))
+            })?;
+            let body = infer::read_body(body, model.body_limit).await?;
+            infer::submit(model, &headers, &body)?
+        };
+        infer::complete(model, submitted).await
     }
     .await;
     let counter = match &result {

@@ -676,3 +676,37 @@ async fn a_request_that_times_out_in_the_queue_gets_503() {
     let server = std::sync::Arc::into_inner(server).expect("the tasks are done");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_read_at_once_are_bounded() {
+    use std::io::Write as _;
+
+    let server = Running::start(
+        engine(affine_model(4, 3, SCALE, BIAS, 50), "nc:17"),
+        ServerConfig::new("affine").max_reading(1),
+    )
+    .await;
+    let request = json!({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 3],
+                                      "data": [1.0, 2.0, 3.0]}]});
+    // A client that sends its headers and then stalls holds the one reading permit.
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // (A few bytes on a fresh connection: the blocking write cannot block.)
+    let mut stalled = std::net::TcpStream::connect(&address).expect("connect");
+    stalled
+        .write_all(
+            b"POST /v2/models/affine/infer HTTP/1.1\r\nHost: x\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"inputs\"",
+        )
+        .expect("send the start of a request");
+    wait_for(&server, |m| metric(m, "neuron_dp_requests_reading") == 1.0).await;
+    let (status, reply) = server.post("/v2/models/affine/infer", &request).await;
+    assert_eq!(status, 503, "{reply}");
+    assert!(error_message(&reply).contains("already reading 1 requests"));
+
+    // The stalled client goes away: its permit comes back and requests are served again.
+    drop(stalled);
+    wait_for(&server, |m| metric(m, "neuron_dp_requests_reading") == 0.0).await;
+    let (status, reply) = server.post("/v2/models/affine/infer", &request).await;
+    assert_eq!(status, 200, "{reply}");
+    server.stop().await;
+}
