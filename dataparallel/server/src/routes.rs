@@ -24,7 +24,20 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/v2/models/{name}/ready", get(model_ready))
         .route("/v2/models/{name}/infer", post(infer))
         .route("/metrics", get(prometheus))
+        .fallback(unknown_endpoint)
         .with_state(shared)
+}
+
+/// Any other path: a 404 in the protocol's error form.
+async fn unknown_endpoint(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no endpoint {}; this server speaks the Open Inference Protocol under /v2 (and \
+             /metrics)",
+            dataparallel::quote::quote(uri.path())
+        ),
+    )
 }
 
 async fn server_metadata() -> Json<serde_json::Value> {

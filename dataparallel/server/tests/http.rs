@@ -74,6 +74,9 @@ async fn health_and_metadata() {
             "{message}"
         );
     }
+    let (status, body) = server.get("/v2/nothing/here").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(error_message(&body).contains("/v2/nothing/here"));
     server.stop().await;
 }
 
