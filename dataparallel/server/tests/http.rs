@@ -713,3 +713,31 @@ async fn bodies_read_at_once_are_bounded() {
     assert_eq!(status, 200, "{reply}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_curl_gets_the_readme_answer() {
+    // The README's curl example, verbatim in its request and its answer.
+    let server = Running::start(
+        engine(affine_model(8, 4, 2.0, 1.0, 50), "nc:18"),
+        ServerConfig::new("affine"),
+    )
+    .await;
+    let url = server.url("/v2/models/affine/infer");
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-s", &url, "-H", "content-type: application/json", "-d"])
+            .arg(
+                r#"{"id":"1","inputs":[{"name":"x","datatype":"FP32","shape":[2,4],"data":[[1,2,3,4],[5,6,7,8]]}]}"#,
+            )
+            .output()
+    })
+    .await
+    .expect("the curl task")
+    .expect("run curl (install it: the issue asks for a plain-curl check)");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        r#"{"model_name":"affine","id":"1","outputs":[{"name":"y","datatype":"FP32","shape":[2,4],"data":[3.0,5.0,7.0,9.0,11.0,13.0,15.0,17.0]}]}"#
+    );
+    server.stop().await;
+}
