@@ -52,6 +52,7 @@
 pub mod device_id;
 pub mod dtype;
 mod error;
+pub mod file;
 mod model;
 pub mod neff;
 mod runtime;

@@ -293,7 +293,9 @@ impl Neff {
         Ok(Self { header, bytes })
     }
 
-    /// Reads and validates a NEFF file.
+    /// Reads and validates a NEFF file: only a regular file, of at most
+    /// [`MAX_NEFF_FILE_BYTES`](crate::file::MAX_NEFF_FILE_BYTES) (a device, FIFO or directory
+    /// is refused without reading; see [`crate::file`]).
     ///
     /// ```
     /// use neuron_rt::Neff;
@@ -304,13 +306,15 @@ impl Neff {
     ///
     /// # Errors
     ///
-    /// [`NeffError::Io`] if the file cannot be read, [`NeffError::InFile`] (wrapping the
-    /// reason) if its contents are not a valid NEFF; both name the path.
+    /// [`NeffError::Io`] if the file cannot be read, is not a regular file or is too large,
+    /// [`NeffError::InFile`] (wrapping the reason) if its contents are not a valid NEFF; both
+    /// name the path.
     pub fn from_path(path: &Path) -> Result<Self, NeffError> {
-        let bytes = std::fs::read(path).map_err(|source| NeffError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
+        let bytes = crate::file::read_regular(path, "NEFF", crate::file::MAX_NEFF_FILE_BYTES)
+            .map_err(|source| NeffError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
         Self::from_bytes(bytes).map_err(|reason| NeffError::InFile {
             path: path.to_owned(),
             reason: Box::new(reason),
@@ -592,6 +596,12 @@ mod tests {
         assert!(m.contains("cannot read NEFF file"), "{m}");
         assert!(m.contains("missing.neff"), "{m}");
         assert!(std::error::Error::source(&e).is_some());
+
+        // Anything but a regular file is refused without reading (`/dev/zero` never ends).
+        for (path, kind) in [("/dev/zero", "character device"), ("/", "directory")] {
+            let m = Neff::from_path(Path::new(path)).unwrap_err().to_string();
+            assert!(m.contains(kind) && m.contains("regular NEFF file"), "{m}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,137 +1,20 @@
-//! Opening the files a user names on the command line (NEFFs, `.npy` inputs) without
-//! trusting them.
+//! Opening the files a user names on the command line without trusting them.
 //!
-//! A path may name anything: `/dev/zero` (endless), a FIFO (opening it blocks until a writer
-//! comes), a directory, a terminal, or a regular file far larger than memory. Only regular
-//! files are read: the file is opened with `O_NONBLOCK` (so opening a FIFO cannot hang), then
-//! `fstat` on the open descriptor decides — no check-then-open race — and the size it
-//! reports is the most that is ever read (a file that grows while being read is cut at that
-//! size). Sizes are capped per kind: [`MAX_NEFF_FILE_BYTES`], [`MAX_NPY_FILE_BYTES`].
+//! NEFFs are read by [`neuron_rt::Neff::from_path`], `.npy` inputs through
+//! [`open_regular`]: both only ever read regular files, opened without blocking, up to the
+//! size `fstat` reports and a limit per kind (`neuron_rt::file` says how). The limit for
+//! `.npy` files is [`MAX_NPY_FILE_BYTES`]; for NEFFs, [`neuron_rt::file::MAX_NEFF_FILE_BYTES`].
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read as _};
-use std::os::unix::fs::{FileTypeExt as _, OpenOptionsExt as _};
 use std::path::Path;
 
 use dataparallel::quote::quote;
-use neuron_rt::{Neff, NeffError};
-
-/// The largest NEFF file `neuron-dp` reads (16 GiB): compiled models are far smaller, and
-/// the whole file is held in memory to load it.
-pub const MAX_NEFF_FILE_BYTES: u64 = 16 << 30;
+pub use neuron_rt::file::open_regular;
 
 /// The largest `.npy` file `neuron-dp` reads (64 GiB; also at most the machine's memory, see
 /// [`crate::limits::memory_budget`]): the whole array is held in memory.
 pub const MAX_NPY_FILE_BYTES: u64 = 64 << 30;
 
-/// What a path names, for messages: "a directory", "a FIFO", ...
-fn kind(file_type: std::fs::FileType) -> &'static str {
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if file_type.is_char_device() {
-        "a character device"
-    } else if file_type.is_block_device() {
-        "a block device"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else {
-        "not a regular file"
-    }
-}
-
-/// Why a file was refused, as an `io::Error` whose message says what to do.
-fn refused(message: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, message)
-}
-
-/// Opens `path` if it is a regular file of at most `limit` bytes; returns the file and its
-/// size. `what` names the kind of file for messages ("NEFF", ".npy"). The error's message
-/// does not repeat the path (callers say which file it was).
-pub fn open_regular(path: &Path, what: &str, limit: u64) -> io::Result<(File, u64)> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)?;
-    let metadata = file.metadata()?;
-    let file_type = metadata.file_type();
-    if !file_type.is_file() {
-        return Err(refused(format!(
-            "it is {}; give a regular {what} file (devices, pipes and stdin are not read)",
-            kind(file_type)
-        )));
-    }
-    let len = metadata.len();
-    if len > limit {
-        return Err(refused(format!(
-            "it is {len} bytes, above the {limit}-byte limit for {what} files"
-        )));
-    }
-    Ok((file, len))
-}
-
-/// Reads at most `len` bytes (the size `fstat` reported) of `file`; fewer when the file
-/// shrank meanwhile.
-fn read_at_most(file: File, len: u64) -> io::Result<Vec<u8>> {
-    let capacity = usize::try_from(len).map_err(|_| refused("too large".to_owned()))?;
-    let mut bytes = Vec::new();
-    bytes
-        .try_reserve_exact(capacity)
-        .map_err(|_| refused(format!("cannot allocate {len} bytes to read it")))?;
-    file.take(len).read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
-
-/// Reads and checks a NEFF: a regular file of at most [`MAX_NEFF_FILE_BYTES`] bytes.
-///
-/// # Errors
-///
-/// [`NeffError::Io`] when the file cannot be opened or read, is not a regular file or is too
-/// large; [`NeffError::InFile`] when its contents are not a valid NEFF.
-pub fn read_neff(path: &Path) -> Result<Neff, NeffError> {
-    let io_error = |source| NeffError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    let (file, len) = open_regular(path, "NEFF", MAX_NEFF_FILE_BYTES).map_err(io_error)?;
-    let bytes = read_at_most(file, len).map_err(io_error)?;
-    Neff::from_bytes(bytes).map_err(|reason| NeffError::InFile {
-        path: path.to_owned(),
-        reason: Box::new(reason),
-    })
-}
-
 /// `path` quoted for a message (bounded and escaped).
 pub(crate) fn shown(path: &Path) -> String {
     quote(&path.display().to_string()).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn devices_and_directories_are_refused_without_reading() {
-        let e = open_regular(Path::new("/dev/zero"), "NEFF", 1 << 20).unwrap_err();
-        assert!(e.to_string().contains("character device"), "{e}");
-        let e = open_regular(Path::new("/"), ".npy", 1 << 20).unwrap_err();
-        assert!(e.to_string().contains("directory"), "{e}");
-        let e = read_neff(Path::new("/dev/zero")).unwrap_err();
-        assert!(e.to_string().contains("regular NEFF file"), "{e}");
-    }
-
-    #[test]
-    fn files_above_the_limit_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("big");
-        std::fs::write(&path, [0u8; 100]).unwrap();
-        let e = open_regular(&path, ".npy", 99).unwrap_err();
-        assert!(
-            e.to_string().contains("100 bytes, above the 99-byte limit"),
-            "{e}"
-        );
-        let (_, len) = open_regular(&path, ".npy", 100).unwrap();
-        assert_eq!(len, 100);
-    }
 }

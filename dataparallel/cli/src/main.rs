@@ -130,8 +130,7 @@ pub(crate) fn neffs(paths: &[std::path::PathBuf]) -> CliResult<Vec<Neff>> {
     paths
         .iter()
         .map(|path| {
-            neuron_dp_cli::files::read_neff(path)
-                .map_err(|e| Failure::from_engine(&dataparallel::Error::from(e)))
+            Neff::from_path(path).map_err(|e| Failure::from_engine(&dataparallel::Error::from(e)))
         })
         .collect()
 }
