@@ -6,13 +6,14 @@
 //! 1. a virtualenv at `<target>/python-venv` (made with `$PYTHON`, default `python3`; reused
 //!    when present);
 //! 2. the pinned test requirements, `dataparallel/python/requirements-test.txt` (maturin,
-//!    numpy, pytest, `ray[serve]`) from PyPI, installed again only when that file changed
+//!    numpy, pytest, `ray[serve]`, `tritonclient[http]`) from PyPI, installed again only when that file changed
 //!    (a copy in the virtualenv records what was installed);
 //! 3. the package, exactly as the README says to install it:
 //!    `pip install ./dataparallel/python` (here with `--no-build-isolation`, so maturin comes
 //!    from the virtualenv rather than being downloaded for every build);
-//! 4. `pytest dataparallel/python/tests` with `NRT_DYLIB_PATH` and a private
-//!    `NRT_MOCK_LOCK_DIR`.
+//! 4. `pytest dataparallel/python/tests` with `NRT_DYLIB_PATH`, a private
+//!    `NRT_MOCK_LOCK_DIR`, and `NEURON_DP_SERVER_BIN` naming a debug build of the HTTP
+//!    server, which `tests/test_server_tritonclient.py` drives with Triton's own client.
 //!
 //! `cargo xtask mock-test` runs this as one of its steps, on the same mock copy.
 
@@ -90,8 +91,31 @@ fn requirements(root: &Path, python: &Path) -> TaskResult {
         .map_err(|error| format!("cannot write {}: {error}", stamp.display()))
 }
 
+/// Builds the HTTP server (`neuron-dp-server`, debug) for the tritonclient tests; returns
+/// the binary's path.
+fn server_binary(root: &Path) -> TaskResult<PathBuf> {
+    let mut build = util::cargo_command(root);
+    build.args([
+        "build",
+        "--package",
+        "neuron-dp-server",
+        "--bin",
+        "neuron-dp-server",
+    ]);
+    util::run(&mut build)?;
+    let binary = util::target_dir(&util::metadata(root)?)?
+        .join("debug")
+        .join("neuron-dp-server");
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!("cargo built no {}", binary.display()))
+    }
+}
+
 /// Builds and installs the package, then runs pytest with `library` as libnrt.
 pub(crate) fn run_with(root: &Path, library: &Path, lock_dir: &Path) -> TaskResult {
+    let server = server_binary(root)?;
     let python = prepare(root)?;
     let mut pytest = Command::new(&python);
     pytest
@@ -104,7 +128,8 @@ pub(crate) fn run_with(root: &Path, library: &Path, lock_dir: &Path) -> TaskResu
     }
     pytest
         .env("NRT_DYLIB_PATH", library)
-        .env("NRT_MOCK_LOCK_DIR", lock_dir);
+        .env("NRT_MOCK_LOCK_DIR", lock_dir)
+        .env("NEURON_DP_SERVER_BIN", &server);
     util::run_with_timeout(&mut pytest, PYTEST_TIMEOUT)
 }
 
