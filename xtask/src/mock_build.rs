@@ -54,3 +54,20 @@ pub(crate) fn run(root: &Path, release: bool) -> TaskResult {
     println!("{}", library.display());
     Ok(())
 }
+
+/// A private copy of the mock at `built`, in a new temporary directory named `prefix...`
+/// (removed when the returned guard drops). Tasks that run tests against the mock use one:
+/// building the tests may rebuild the mock in place, with workspace-unified features, while
+/// they run.
+pub(crate) fn private_copy(built: &Path, prefix: &str) -> TaskResult<(tempfile::TempDir, PathBuf)> {
+    let scratch = util::temp_dir(prefix)?;
+    let library = scratch.path().join(LIBRARY_FILE);
+    std::fs::copy(built, &library).map_err(|error| {
+        format!(
+            "cannot copy {} to {}: {error}",
+            built.display(),
+            library.display()
+        )
+    })?;
+    Ok((scratch, library))
+}

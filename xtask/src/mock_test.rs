@@ -153,17 +153,7 @@ pub(crate) fn run(root: &Path) -> TaskResult {
     let built = mock_build::build(root, false)?;
     let metadata = util::metadata(root)?;
     let lock_dir = util::temp_dir("nrt-mock-locks-")?;
-    let scratch = util::temp_dir("xtask-mock-test-")?;
-    // Run against a private copy: `cargo test --workspace` may rebuild the mock in place
-    // with workspace-unified features while the run is under way.
-    let library = scratch.path().join(mock_build::LIBRARY_FILE);
-    std::fs::copy(&built, &library).map_err(|error| {
-        format!(
-            "cannot copy {} to {}: {error}",
-            built.display(),
-            library.display()
-        )
-    })?;
+    let (scratch, library) = mock_build::private_copy(&built, "xtask-mock-test-")?;
     let env: [(&str, &Path); 2] = [
         ("NRT_DYLIB_PATH", &library),
         ("NRT_MOCK_LOCK_DIR", lock_dir.path()),

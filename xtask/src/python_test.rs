@@ -37,15 +37,7 @@ const PYTEST_TIMEOUT: Duration = Duration::from_secs(900);
 pub(crate) fn run(root: &Path) -> TaskResult {
     let built = mock_build::build(root, false)?;
     let lock_dir = util::temp_dir("nrt-mock-locks-")?;
-    let scratch = util::temp_dir("xtask-python-test-")?;
-    let library = scratch.path().join(mock_build::LIBRARY_FILE);
-    std::fs::copy(&built, &library).map_err(|error| {
-        format!(
-            "cannot copy {} to {}: {error}",
-            built.display(),
-            library.display()
-        )
-    })?;
+    let (_scratch, library) = mock_build::private_copy(&built, "xtask-python-test-")?;
     run_with(root, &library, lock_dir.path())
 }
 

@@ -88,17 +88,7 @@ pub(crate) fn run(root: &Path) -> TaskResult {
         ));
     }
     let lock_dir = util::temp_dir("nrt-mock-locks-")?;
-    let scratch = util::temp_dir("xtask-tsan-")?;
-    // A private copy: building the tests may rebuild the mock in place with
-    // workspace-unified features while they run.
-    let library = scratch.path().join(mock_build::LIBRARY_FILE);
-    std::fs::copy(&built, &library).map_err(|error| {
-        format!(
-            "cannot copy {} to {}: {error}",
-            built.display(),
-            library.display()
-        )
-    })?;
+    let (_scratch, library) = mock_build::private_copy(&built, "xtask-tsan-")?;
     let tsan_options = match std::env::var("TSAN_OPTIONS") {
         Ok(options) if !options.trim().is_empty() => format!("{options} {TSAN_OPTIONS}"),
         _ => TSAN_OPTIONS.to_owned(),
