@@ -6,7 +6,7 @@
 //! 1. a virtualenv at `<target>/python-venv` (made with `$PYTHON`, default `python3`; reused
 //!    when present);
 //! 2. the pinned test requirements, `dataparallel/python/requirements-test.txt` (maturin,
-//!    numpy, pytest, `ray[serve]`, `tritonclient[http]`) from PyPI, installed again only when that file changed
+//!    numpy, pytest, pyyaml, `ray[serve]`, `tritonclient[http]`) from PyPI, installed again only when that file changed
 //!    (a copy in the virtualenv records what was installed);
 //! 3. the package, exactly as the README says to install it:
 //!    `pip install ./dataparallel/python` (here with `--no-build-isolation`, so maturin comes
