@@ -20,6 +20,7 @@ mod run;
 mod serve;
 mod verify;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -158,7 +159,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("neuron-dp: error: {}", failure.message());
+            // Not `eprintln!`, which panics when stderr cannot be written (closed or full):
+            // the exit code still says what happened.
+            let _ = writeln!(std::io::stderr(), "neuron-dp: error: {}", failure.message());
             ExitCode::from(failure.exit_code())
         }
     }

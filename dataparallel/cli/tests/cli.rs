@@ -1156,6 +1156,25 @@ fn a_closed_or_full_stdout_is_exit_1_not_a_panic() {
 }
 
 #[test]
+fn an_unwritable_stderr_keeps_the_exit_code_instead_of_panicking() {
+    let s = Scratch::new();
+    let missing = s.path("missing.neff").display().to_string();
+    let x = s.npy_f32("x.npy", &[2, 8], &[1.0; 16]);
+    let out_dir = s.path("out").display().to_string();
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = s
+        .command(&["run", &missing, "--input", &x, "--out-dir", &out_dir])
+        .stderr(full)
+        .output()
+        .unwrap();
+    // 2: the missing NEFF; a panic would be 101.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+#[test]
 fn a_link_planted_at_an_output_path_is_replaced_never_followed() {
     let s = Scratch::new();
     let victim = s.path("victim");

@@ -1,6 +1,7 @@
 //! `neuron-dp-server serve MODEL.neff`: serves a compiled model over the Open Inference
 //! Protocol until SIGTERM or Ctrl-C, then drains the requests in flight and exits 0.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -83,7 +84,8 @@ fn main() -> ExitCode {
     match serve(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("neuron-dp-server: error: {message}");
+            // Not `eprintln!`, which panics when stderr cannot be written.
+            let _ = writeln!(std::io::stderr(), "neuron-dp-server: error: {message}");
             ExitCode::FAILURE
         }
     }
