@@ -6,7 +6,8 @@
 //! as one short line: double-quoted, control characters and quotes escaped the way Rust's
 //! `{:?}` does, and cut after [`QUOTE_MAX_CHARS`] characters with a note of how long the
 //! whole was. The engine, the C ABI and the command line all quote through it, so every
-//! front-end bounds messages the same way.
+//! front-end bounds messages the same way. [`one_line`] is the front-ends' other half: a
+//! message that spans lines (a loader's list of attempts, a parser's report) joined into one.
 
 use std::fmt;
 
@@ -50,6 +51,25 @@ impl fmt::Display for Quoted<'_> {
             f.write_str("\"")
         }
     }
+}
+
+/// `text` on one line: its non-empty lines, trimmed, joined with `"; "`.
+///
+/// ```
+/// use dataparallel::quote::one_line;
+///
+/// assert_eq!(one_line("first\n  second  \n\nthird"), "first; second; third");
+/// assert_eq!(one_line(" one line "), "one line");
+/// ```
+pub fn one_line(text: &str) -> String {
+    if !text.contains(['\n', '\r']) {
+        return text.trim().to_owned();
+    }
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]

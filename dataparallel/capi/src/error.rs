@@ -7,6 +7,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use neuron_rt::NeffError;
 
+use dataparallel::quote::one_line;
 use dataparallel::{Error, ErrorKind};
 
 /// The result of every fallible `ndp_` function. `NDP_OK` is 0; anything else is an error
@@ -143,18 +144,6 @@ impl From<NeffError> for Failure {
     fn from(error: NeffError) -> Failure {
         Failure::from(Error::from(error))
     }
-}
-
-/// Joins a multi-line message (a loader's list of attempts, say) into one line.
-pub(crate) fn one_line(text: &str) -> String {
-    if !text.contains(['\n', '\r']) {
-        return text.to_owned();
-    }
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The last error of this thread.

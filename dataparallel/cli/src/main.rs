@@ -24,6 +24,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use dataparallel::quote::one_line;
 use neuron_rt::{Neff, Runtime};
 
 use crate::args::{Cli, Command};
@@ -71,15 +72,6 @@ impl Failure {
             _ => Failure::Runtime(message),
         }
     }
-}
-
-/// Joins a multi-line message into one line.
-pub(crate) fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Initialises the runtime; a missing library is one line pointing at the fix.

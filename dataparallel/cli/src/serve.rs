@@ -21,7 +21,9 @@ use neuron_dp_cli::{limits, npy};
 use crate::args::BenchArgs;
 use crate::bench::{SplitMix64, core_table, fill, input_shape, model_size, padding, progress};
 use crate::report::{self, Report as _, SCHEMA, SERVE_SAMPLE_MS};
-use crate::{CliResult, Failure, engine_failure, one_line};
+use dataparallel::quote::one_line;
+
+use crate::{CliResult, Failure, engine_failure};
 
 /// What the collector saw.
 struct Collected {

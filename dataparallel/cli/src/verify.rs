@@ -23,7 +23,9 @@ use crate::args::VerifyArgs;
 use crate::bench::{SplitMix64, check_viewable, fill, input_shape};
 use crate::report::{self, Report, SCHEMA};
 use crate::run::{assign, check_fit, check_representable};
-use crate::{CliResult, Failure, engine_failure, one_line};
+use dataparallel::quote::one_line;
+
+use crate::{CliResult, Failure, engine_failure};
 
 /// The runtime's topology.
 #[derive(Debug, Serialize)]

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use dataparallel::quote::quote;
+use dataparallel::quote::{one_line, quote};
 
 /// A request the server answers with an error: the status and a one-line reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,15 +67,6 @@ fn bounded(text: String) -> String {
             &text[..cut]
         ),
     }
-}
-
-/// `text` on one line: its non-empty lines, trimmed, joined with "; ".
-pub(crate) fn one_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Why a server could not be built over an engine.
