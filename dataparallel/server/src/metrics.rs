@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 
 use dataparallel::CoreState;
 use dataparallel::batcher::{BatcherStats, Histogram};
+use neuron_rt::DeviceId;
 
 use crate::Shared;
 
@@ -185,59 +186,51 @@ fn cores(out: &mut String, shared: &Shared, label: &str) {
     let engine = shared.model.engine();
     let reports = engine.core_stats();
     let health = engine.health();
-    family(
+    per_core(
         out,
-        "neuron_dp_core_executions_total",
-        "counter",
+        label,
+        ("neuron_dp_core_executions_total", "counter"),
         "Executions started on the core.",
+        reports.iter().map(|r| (r.core, r.executions.to_string())),
     );
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "neuron_dp_core_executions_total{{model=\"{label}\",core=\"{}\"}} {}",
-            r.core, r.executions
-        );
-    }
-    family(
+    per_core(
         out,
-        "neuron_dp_core_busy_seconds_total",
-        "counter",
+        label,
+        ("neuron_dp_core_busy_seconds_total", "counter"),
         "Time workers spent running pieces on the core.",
+        reports
+            .iter()
+            .map(|r| (r.core, (r.busy_ns as f64 / 1e9).to_string())),
     );
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "neuron_dp_core_busy_seconds_total{{model=\"{label}\",core=\"{}\"}} {}",
-            r.core,
-            r.busy_ns as f64 / 1e9
-        );
-    }
-    family(
+    per_core(
         out,
-        "neuron_dp_core_failures_total",
-        "counter",
+        label,
+        ("neuron_dp_core_failures_total", "counter"),
         "Pieces that failed on the core.",
+        reports.iter().map(|r| (r.core, r.failures.to_string())),
     );
-    for r in &reports {
-        let _ = writeln!(
-            out,
-            "neuron_dp_core_failures_total{{model=\"{label}\",core=\"{}\"}} {}",
-            r.core, r.failures
-        );
-    }
-    family(
+    per_core(
         out,
-        "neuron_dp_core_healthy",
-        "gauge",
+        label,
+        ("neuron_dp_core_healthy", "gauge"),
         "1 while the core is in service, 0 while quarantined.",
+        health
+            .iter()
+            .map(|h| (h.core, u8::from(h.state == CoreState::Healthy).to_string())),
     );
-    for h in &health {
-        let _ = writeln!(
-            out,
-            "neuron_dp_core_healthy{{model=\"{label}\",core=\"{}\"}} {}",
-            h.core,
-            u8::from(h.state == CoreState::Healthy)
-        );
+}
+
+/// One metric family with a sample per core: `(core, value)` pairs.
+fn per_core(
+    out: &mut String,
+    label: &str,
+    (name, kind): (&str, &str),
+    help: &str,
+    samples: impl Iterator<Item = (DeviceId, String)>,
+) {
+    family(out, name, kind, help);
+    for (core, value) in samples {
+        let _ = writeln!(out, "{name}{{model=\"{label}\",core=\"{core}\"}} {value}");
     }
 }
 
