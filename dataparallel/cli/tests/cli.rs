@@ -12,20 +12,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Scratch, assert_error, read_npy_f32, stderr, stdout, write_npy};
-
-fn affine() -> MockModel {
-    MockModel::new(
-        "affine",
-        Op::Affine {
-            scale: 2.0,
-            bias: 1.0,
-        },
-    )
-    .input("x", DType::Float32, &[2, 8])
-    .output("y", DType::Float32, &[2, 8])
-    .exec_us(100)
-}
+use common::{Scratch, affine, assert_error, read_npy_f32, stderr, stdout, write_npy};
 
 fn add() -> MockModel {
     MockModel::new("add", Op::Add)

@@ -10,19 +10,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Scratch, assert_error, stderr, stdout};
-
-fn affine() -> MockModel {
-    MockModel::new(
-        "affine",
-        Op::Affine {
-            scale: 2.0,
-            bias: 1.0,
-        },
-    )
-    .input("x", DType::Float32, &[2, 8])
-    .output("y", DType::Float32, &[2, 8])
-}
+use common::{Scratch, affine, assert_error, stderr, stdout};
 
 fn json(output: &Output) -> Value {
     serde_json::from_str(stdout(output).trim()).expect("one JSON object on stdout")

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use npyz::WriterBuilder as _;
-use nrt_mock::neff::MockModel;
+use nrt_mock::neff::{DType, MockModel, Op};
 
 const BIN: &str = env!("CARGO_BIN_EXE_neuron-dp");
 
@@ -114,4 +114,18 @@ pub(crate) fn assert_error(output: &Output, code: i32, needles: &[&str]) {
     for needle in needles {
         assert!(err.contains(needle), "{needle:?} not in:\n{err}");
     }
+}
+
+/// `y = 2x + 1` on float32 `[2, 8]`, 100 µs per execution.
+pub(crate) fn affine() -> MockModel {
+    MockModel::new(
+        "affine",
+        Op::Affine {
+            scale: 2.0,
+            bias: 1.0,
+        },
+    )
+    .input("x", DType::Float32, &[2, 8])
+    .output("y", DType::Float32, &[2, 8])
+    .exec_us(100)
 }
