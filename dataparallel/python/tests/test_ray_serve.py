@@ -37,7 +37,15 @@ def free_port():
 def serve_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ray")
     neff = write_mock_neff(tmp / "cid.neff", "cid", "core_id", [("x", "float32", (1, 2))], [("c", "int32", (1, 1))])
-    saved = {k: os.environ.get(k) for k in ("NRT_MOCK_TOTAL_CORES", "NRT_MOCK_LOCK_DIR", "NEURON_RT_VISIBLE_CORES")}
+    # Serve's proxy must answer its readiness check within 5 s by default, or the controller
+    # kills it: on a loaded 2-CPU machine starting it can take longer. Ray's processes read
+    # these when they start, from the environment ray.init hands them.
+    patience = {"RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "120", "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60"}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("NRT_MOCK_TOTAL_CORES", "NRT_MOCK_LOCK_DIR", "NEURON_RT_VISIBLE_CORES", *patience)
+    }
+    os.environ.update(patience)
     # Replica processes inherit these from the raylet started by ray.init: an 8-core mock
     # and a lock directory of their own (this test process may still hold cores elsewhere).
     os.environ["NRT_MOCK_TOTAL_CORES"] = "8"
