@@ -27,7 +27,7 @@ use neuron_rt::DType;
 use super::handle::{Outcome, RequestError, Response, Slot, Ticket};
 use super::request::{Layout, OwnedTensor, Request};
 use super::stats::{Recorder, RequestTimes, bump, micros};
-use crate::engine::DataParallel;
+use crate::engine::{BatchFailure, DataParallel};
 use crate::view::{Input, Output};
 
 /// A queued request and what the batcher needs to run it.
@@ -69,6 +69,8 @@ pub(super) struct Worker {
     pub(super) layout: Layout,
     pub(super) max_rows: usize,
     pub(super) max_delay: Duration,
+    /// Whether batches run as whole compiled batches ([`super::BatcherConfig::pack`]).
+    pub(super) pack: bool,
     pub(super) recorder: Arc<Recorder>,
     /// The formation lock, shared by the batcher's threads; it holds the request that did
     /// not fit the last batch formed, which starts the next one.
@@ -234,7 +236,8 @@ impl Worker {
                 })
                 .collect();
             catch_unwind(AssertUnwindSafe(|| {
-                self.engine.forward_into(&inputs, &mut outputs)
+                self.engine
+                    .forward_into_batch(&inputs, &mut outputs, self.pack)
             }))
         };
         let finished = Instant::now();
@@ -246,47 +249,16 @@ impl Worker {
             })
             .collect();
         let requests = batch.len();
-        let ok = matches!(result, Ok(Ok(())));
-        // Record first: a caller that sees its result also sees it counted.
-        self.recorder.batch(rows, &times, ok);
-
-        match result {
-            Ok(Ok(())) => {
-                let mut start = 0;
-                for job in batch.drain(..) {
-                    let outputs = self
-                        .layout
-                        .outputs
-                        .iter()
-                        .zip(&staging.outputs)
-                        .map(|(layout, buffer)| OwnedTensor {
-                            name: Some(layout.name.clone()),
-                            dtype: layout.dtype.unwrap_or(DType::UInt8),
-                            shape: [&[job.rows][..], &layout.row_shape].concat(),
-                            data: buffer
-                                [start * layout.row_bytes..(start + job.rows) * layout.row_bytes]
-                                .to_vec(),
-                        })
-                        .collect();
-                    start += job.rows;
-                    job.slot.complete(Ok(Response {
-                        outputs,
-                        batch_rows: rows,
-                        batch_requests: requests,
-                        queue_wait: started.saturating_duration_since(job.submitted),
-                    }));
-                }
-            }
-            Ok(Err(error)) => {
-                let source = Arc::new(error);
-                for job in batch.drain(..) {
-                    job.slot.complete(Err(RequestError::Engine {
-                        batch_rows: rows,
-                        batch_requests: requests,
-                        source: Arc::clone(&source),
-                    }));
-                }
-            }
+        // The rows that failed (empty when none did), and the error they share.
+        let (failed_rows, error) = match result {
+            Ok(Ok(())) => (Vec::new(), None),
+            Ok(Err(BatchFailure {
+                error,
+                rows: failed,
+            })) => (
+                failed.unwrap_or_else(|| std::iter::once(0..rows).collect()),
+                Some(Arc::new(error)),
+            ),
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<&str>()
@@ -294,12 +266,62 @@ impl Worker {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".to_owned());
                 log::error!("the engine panicked running a batch of {rows} rows: {message}");
+                // Record first: a caller that sees its result also sees it counted.
+                self.recorder.batch(rows, &times, requests);
                 for job in batch.drain(..) {
                     job.slot.complete(Err(RequestError::EnginePanicked {
                         message: message.clone(),
                     }));
                 }
+                return;
             }
+        };
+        // A request fails when any of its rows is in a failed chunk.
+        let mut start = 0;
+        let failed: Vec<bool> = batch
+            .iter()
+            .map(|job| {
+                let rows = start..start + job.rows;
+                start = rows.end;
+                failed_rows
+                    .iter()
+                    .any(|f| f.start < rows.end && rows.start < f.end)
+            })
+            .collect();
+        // Record first: a caller that sees its result also sees it counted.
+        self.recorder
+            .batch(rows, &times, failed.iter().filter(|f| **f).count());
+
+        let mut start = 0;
+        for (job, failed) in batch.drain(..).zip(failed) {
+            let first = start;
+            start += job.rows;
+            if let (true, Some(source)) = (failed, &error) {
+                job.slot.complete(Err(RequestError::Engine {
+                    batch_rows: rows,
+                    batch_requests: requests,
+                    source: Arc::clone(source),
+                }));
+                continue;
+            }
+            let outputs = self
+                .layout
+                .outputs
+                .iter()
+                .zip(&staging.outputs)
+                .map(|(layout, buffer)| OwnedTensor {
+                    name: Some(layout.name.clone()),
+                    dtype: layout.dtype.unwrap_or(DType::UInt8),
+                    shape: [&[job.rows][..], &layout.row_shape].concat(),
+                    data: buffer[first * layout.row_bytes..start * layout.row_bytes].to_vec(),
+                })
+                .collect();
+            job.slot.complete(Ok(Response {
+                outputs,
+                batch_rows: rows,
+                batch_requests: requests,
+                queue_wait: started.saturating_duration_since(job.submitted),
+            }));
         }
     }
 }
