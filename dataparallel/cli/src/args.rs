@@ -86,6 +86,24 @@ pub(crate) enum Command {
     /// alone and then through the engine, and check that all agree bit for bit (and with the
     /// known outputs given). Exit status 0 only if all agree.
     Verify(VerifyArgs),
+    /// Serve models over HTTP (the Open Inference Protocol, KServe v2): runs
+    /// `neuron-dp-server serve` with these arguments, found next to neuron-dp or on PATH.
+    /// `neuron-dp serve --help` shows the server's options.
+    #[command(disable_help_flag = true)]
+    Serve(ServeArgs),
+}
+
+/// `neuron-dp serve`'s arguments: the server's, passed on untouched.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// `neuron-dp-server serve`'s arguments (models, --port, --help...).
+    #[arg(
+        value_name = "ARGS",
+        num_args = 0..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub(crate) args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]

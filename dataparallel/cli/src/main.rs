@@ -6,6 +6,8 @@
 //! | `run` | [`run`] | `.npy` inputs → model on every core → `.npy` outputs and a report |
 //! | `bench` | [`bench`](mod@bench) | repeated forwards: throughput, latency percentiles, core busy share |
 //! | `bench --serve` | [`serve`] | open-loop requests through the batcher: latency from the schedule, queue depth, batch sizes |
+//! | `verify` | [`verify`] | every core alone and the engine agree bit for bit |
+//! | `serve` | [`server`] | runs `neuron-dp-server serve` (the HTTP server) in this process's place |
 //!
 //! Exit status: 0 success; 2 bad input or usage; 1 runtime failure. Engine and runtime
 //! errors get theirs from [`dataparallel::ErrorKind`] in [`exit_code`], the one place (the
@@ -18,6 +20,7 @@ mod info;
 mod report;
 mod run;
 mod serve;
+mod server;
 mod verify;
 
 use std::io::Write as _;
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Bench(args) => bench::run(&args),
         Command::Verify(args) => verify::run(&args),
+        Command::Serve(args) => server::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,11 +29,13 @@ KNOWN_KINDS = {
 # `neuron-dp-server serve`'s options, used when the binary is not at hand. Keep in step with
 # dataparallel/server/src/main.rs; test_fallback_flags_match_the_binary checks it when it is.
 FALLBACK_FLAGS = {
-    "--model-name", "--host", "--port", "--device-ids", "--num-workers", "--max-batch-rows",
+    "--model-name", "--model", "--host", "--port", "--device-ids", "--num-workers", "--max-batch-rows",
     "--max-delay-us", "--queue-capacity", "--max-reading", "--timeout-ms", "--help", "-h",
 }
 # Options that take no value.
 SWITCHES = {"--help", "-h"}
+# Options that may be given more than once (each value kept, in order).
+REPEATABLE = {"--model"}
 
 
 def documents():
@@ -80,7 +82,9 @@ def server_containers():
 
 
 def parse_args(args, flags):
-    """Splits a `serve` argument list into (positionals, {flag: value}); fails on unknown flags."""
+    """Splits a `serve` argument list into (positionals, {flag: value}); fails on unknown flags.
+
+    A repeatable option's value is the list of its values."""
     positionals, options = [], {}
     i = 0
     while i < len(args):
@@ -88,19 +92,32 @@ def parse_args(args, flags):
         if arg.startswith("-"):
             name, eq, value = arg.partition("=")
             assert name in flags, f"`{name}` is not an option of `neuron-dp-server serve` (it has {sorted(flags)})"
-            assert name not in options, f"`{name}` given twice (clap rejects that)"
+            assert name in REPEATABLE or name not in options, f"`{name}` given twice (clap rejects that)"
             if name in SWITCHES:
-                options[name] = None
-            elif eq:
-                options[name] = value
-            else:
+                value = None
+            elif not eq:
                 assert i + 1 < len(args), f"`{name}` needs a value"
                 i += 1
-                options[name] = str(args[i])
+                value = str(args[i])
+            if name in REPEATABLE:
+                options.setdefault(name, []).append(value)
+            else:
+                options[name] = value
         else:
             positionals.append(arg)
         i += 1
     return positionals, options
+
+
+def model_paths(args, flags):
+    """Every NEFF path a `serve` argument list names: the positional ones and each --model's."""
+    positionals, options = parse_args(args, flags)
+    paths = list(positionals)
+    for model in options.get("--model", []):
+        name, eq, files = model.partition("=")
+        assert eq and name and files, f"--model {model}: give NAME=PATH[,PATH...]"
+        paths.extend(files.split(","))
+    return paths
 
 
 def test_every_document_is_a_known_api_version_and_kind():
@@ -153,13 +170,13 @@ def test_models_come_from_the_mounted_paths():
         volumes = {v["name"] for v in pod["volumes"]}
         for c in pod["containers"]:
             mounts = [m for m in c["volumeMounts"] if m["name"] in volumes]
-            for model in parse_args(c["args"], server_flags())[0]:
+            for model in model_paths(c["args"], server_flags()):
                 assert any(model.startswith(m["mountPath"].rstrip("/") + "/") for m in mounts), f"{model} is on no volume"
     for runtime in by_kind("ServingRuntime"):
         assert runtime["spec"]["protocolVersions"] == ["v2"]
         for c in runtime["spec"]["containers"]:
             assert c["name"] == "kserve-container"
-            for model in parse_args(c["args"], server_flags())[0]:
+            for model in model_paths(c["args"], server_flags()):
                 assert model.startswith("/mnt/models/"), f"{model}: KServe puts the model under /mnt/models"
     runtimes = {r["metadata"]["name"]: r for r in by_kind("ServingRuntime")}
     for isvc in by_kind("InferenceService"):
@@ -225,3 +242,13 @@ def test_fallback_flags_match_the_binary():
 def test_argument_check_rejects_bad_args(args):
     with pytest.raises(AssertionError):
         parse_args(args, FALLBACK_FLAGS)
+
+
+def test_several_models_are_repeated_model_options():
+    args = ["/m/a.neff", "--model", "b=/m/b1.neff,/m/b2.neff", "--model=c=/n/c.neff", "--port", "1"]
+    positionals, options = parse_args(args, FALLBACK_FLAGS)
+    assert positionals == ["/m/a.neff"]
+    assert options == {"--model": ["b=/m/b1.neff,/m/b2.neff", "c=/n/c.neff"], "--port": "1"}
+    assert model_paths(args, FALLBACK_FLAGS) == ["/m/a.neff", "/m/b1.neff", "/m/b2.neff", "/n/c.neff"]
+    with pytest.raises(AssertionError):
+        model_paths(["--model", "/m/a.neff"], FALLBACK_FLAGS)

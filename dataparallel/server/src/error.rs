@@ -19,14 +19,18 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, message)
     }
 
-    /// 404: no such model.
-    pub(crate) fn unknown_model(name: &str, served: &str) -> ApiError {
+    /// 404: no such model; the message lists the `served` ones.
+    pub(crate) fn unknown_model<'n>(
+        name: &str,
+        served: impl IntoIterator<Item = &'n str>,
+    ) -> ApiError {
+        let served: Vec<String> = served.into_iter().map(|s| quote(s).to_string()).collect();
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!(
                 "unknown model {}; this server serves {}",
                 quote(name),
-                quote(served)
+                served.join(", ")
             ),
         )
     }
@@ -69,7 +73,7 @@ fn bounded(text: String) -> String {
     }
 }
 
-/// Why a server could not be built over an engine.
+/// Why a server could not be built over an engine, or a model not added to it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -79,6 +83,30 @@ pub enum ServeError {
     /// A model tensor has no Open Inference Protocol datatype, or the configuration is invalid.
     #[error("{0}")]
     Model(String),
+    /// A model name that cannot be a URL path segment as it is (see
+    /// [`check_model_name`](crate::check_model_name)).
+    #[error(
+        "model name {} cannot be a URL path segment; name it with 1 to {max} ASCII letters, \
+         digits, '-', '_', '.' or '~' (not \".\" or \"..\")",
+        quote(.name),
+        max = crate::MAX_MODEL_NAME_BYTES
+    )]
+    ModelName {
+        /// The name refused.
+        name: String,
+    },
+    /// A second model with a name already served.
+    #[error("two models are named {}; give each model its own name", quote(.name))]
+    DuplicateModel {
+        /// The name given twice.
+        name: String,
+    },
+    /// One model more than [`MAX_MODELS`](crate::MAX_MODELS).
+    #[error("a server serves at most {max} models; serve the others from another server")]
+    TooManyModels {
+        /// The bound.
+        max: usize,
+    },
 }
 
 #[cfg(test)]
@@ -96,7 +124,12 @@ mod tests {
             e.message.len()
         );
         assert!(e.message.ends_with("(message cut at 1024 characters)"));
-        let e = ApiError::unknown_model(&"m".repeat(10_000), "served");
+        let e = ApiError::unknown_model(&"m".repeat(10_000), ["served"]);
         assert!(e.message.contains("(10000 bytes)"), "{}", e.message);
+        let e = ApiError::unknown_model("x", ["a", "b"]);
+        assert_eq!(
+            e.message,
+            "unknown model \"x\"; this server serves \"a\", \"b\""
+        );
     }
 }

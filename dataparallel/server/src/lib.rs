@@ -2,16 +2,18 @@
 //! data-parallel engine, so existing clients, load generators and orchestrators can use it
 //! unchanged.
 //!
-//! Every inference request goes through the engine's request batcher
+//! A server serves one or more models (at most [`MAX_MODELS`]), each with its own engine and
+//! its own request batcher. Every inference request goes through its model's batcher
 //! ([`dataparallel::batcher`]): concurrent small requests become full batches. The queue is
 //! bounded and a request that finds it full is answered 503 at once; a request's `timeout`
-//! parameter (microseconds) or the server's default becomes its batcher deadline.
+//! parameter (microseconds) or the model's default becomes its batcher deadline.
 //!
 //! | module | owns |
 //! |---|---|
+//! | `config` | [`ServerConfig`], [`ModelConfig`], the model count and name bounds |
 //! | `routes` | the REST endpoints and the router |
 //! | `infer` | one inference: body → checked tensors → batcher → response |
-//! | `model` | the served model: batcher, tensors' datatypes and shapes, body-size limit |
+//! | `model` | a served model: batcher, counters, tensors' datatypes and shapes, body-size limit |
 //! | `protocol` | the protocol's JSON bodies |
 //! | `datatype` | protocol datatypes ↔ engine dtypes ↔ JSON numbers |
 //! | `metrics` | `GET /metrics` in the Prometheus text format |
@@ -27,14 +29,18 @@
 //! use std::sync::Arc;
 //!
 //! use dataparallel::{Config, DataParallel};
-//! use neuron_dp_server::{Server, ServerConfig};
+//! use neuron_dp_server::{ModelConfig, Server, ServerConfig};
 //! use neuron_rt::{Neff, Runtime};
 //!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = Runtime::init()?;
 //! let neff = Neff::from_path("model.neff".as_ref())?;
 //! let engine = Arc::new(DataParallel::new(&runtime, &neff, Config::default())?);
-//! let server = Server::new(engine, ServerConfig::new("model"))?;
+//! let mut server = Server::new(engine, ServerConfig::new("model"))?;
+//! // A second model, on the same cores, with its own engine and batcher.
+//! let other = Neff::from_path("other.neff".as_ref())?;
+//! let other = Arc::new(DataParallel::new(&runtime, &other, Config::default())?);
+//! server.add_model(other, ModelConfig::new("other"))?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
 //! neuron_dp_server::serve(server, listener, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -45,12 +51,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use dataparallel::DataParallel;
-use dataparallel::batcher::{BatcherConfig, BatcherStats};
+use dataparallel::batcher::BatcherStats;
 
+mod config;
 mod datatype;
 mod error;
 mod infer;
@@ -59,144 +65,134 @@ mod model;
 mod protocol;
 mod routes;
 
+pub use config::{
+    DEFAULT_MAX_READING, MAX_MODEL_NAME_BYTES, MAX_MODELS, ModelConfig, ServerConfig,
+    check_model_name,
+};
 pub use error::ServeError;
 use model::ServedModel;
 
-/// How to serve a model.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ServerConfig {
-    /// The model's name in the URLs (`/v2/models/{name}`).
-    pub model_name: String,
-    /// The request batcher's settings (batch size, delay, queue bound).
-    pub batcher: BatcherConfig,
-    /// Deadline of requests that give no `timeout` parameter (`None`: they wait as long as it
-    /// takes). Overrides the batcher configuration's default deadline.
-    pub request_timeout: Option<Duration>,
-    /// Inference requests whose bodies may be read and parsed at once (default
-    /// [`DEFAULT_MAX_READING`]); one more is answered 503 at once. Each body is bounded by the
-    /// model's largest request, so this bounds the memory requests take before they are
-    /// queued.
-    pub max_reading: usize,
-}
-
-/// [`ServerConfig::max_reading`] by default.
-pub const DEFAULT_MAX_READING: usize = 64;
-
-impl ServerConfig {
-    /// Serves the model as `model_name` with the batcher's defaults and no timeout.
-    pub fn new(model_name: impl Into<String>) -> ServerConfig {
-        ServerConfig {
-            model_name: model_name.into(),
-            batcher: BatcherConfig::default(),
-            request_timeout: None,
-            max_reading: DEFAULT_MAX_READING,
-        }
-    }
-
-    /// Sets how many request bodies may be read at once (at least 1).
-    #[must_use]
-    pub fn max_reading(mut self, requests: usize) -> ServerConfig {
-        self.max_reading = requests;
-        self
-    }
-
-    /// Sets the batcher's settings.
-    #[must_use]
-    pub fn batcher(mut self, batcher: BatcherConfig) -> ServerConfig {
-        self.batcher = batcher;
-        self
-    }
-
-    /// Sets the default request timeout.
-    #[must_use]
-    pub fn request_timeout(mut self, timeout: Option<Duration>) -> ServerConfig {
-        self.request_timeout = timeout;
-        self
-    }
-}
-
-/// What the handlers share: the model, whether shutdown has begun, and the request counters.
+/// What the handlers share: the models, whether shutdown has begun, and the bound on bodies
+/// being read.
 #[derive(Debug)]
 struct Shared {
-    model: ServedModel,
+    /// In the order they were added; names differ.
+    models: Vec<ServedModel>,
     closing: AtomicBool,
-    counters: Counters,
-    /// One permit per request body being read and parsed.
+    /// One permit per request body being read and parsed, over every model.
     reading: tokio::sync::Semaphore,
     max_reading: usize,
 }
 
-/// Inference requests answered, by outcome.
-#[derive(Debug, Default)]
-struct Counters {
-    success: AtomicU64,
-    /// Answered 4xx.
-    rejected: AtomicU64,
-    /// Answered 5xx.
-    failure: AtomicU64,
-}
-
 impl Shared {
-    /// Why the server is not ready, or `None` when it is.
-    fn not_ready(&self) -> Option<&'static str> {
+    /// The model called `name`.
+    fn model(&self, name: &str) -> Option<&ServedModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    /// Why `model` cannot take requests now, or `None` when it can.
+    fn model_not_ready(&self, model: &ServedModel) -> Option<String> {
         if self.closing.load(Ordering::Acquire) {
-            Some("the server is shutting down")
-        } else if !self.model.ready() {
-            Some("no core is in service (every core is quarantined)")
+            Some("the server is shutting down".to_owned())
+        } else if !model.ready() {
+            Some(format!(
+                "no core is in service for model {} (every core is quarantined)",
+                dataparallel::quote::quote(&model.name)
+            ))
         } else {
             None
         }
     }
+
+    /// Why the server is not ready (shutting down, or a model with no core in service), or
+    /// `None` when every model can take requests.
+    fn not_ready(&self) -> Option<String> {
+        self.models.iter().find_map(|m| self.model_not_ready(m))
+    }
 }
 
-/// A model ready to serve: its engine, the request batcher over it, and the routes.
+/// The models ready to serve: their engines, the request batchers over them, and the routes.
 #[derive(Debug)]
 pub struct Server {
     shared: Arc<Shared>,
 }
 
 impl Server {
-    /// Starts the request batcher over `engine` and prepares the routes.
+    /// Starts the request batcher over `engine` and prepares the routes for that one model;
+    /// [`Server::add_model`] adds more.
     ///
     /// # Errors
     ///
-    /// [`ServeError::Model`] when the model name is empty, `max_reading` is 0, or a model tensor has no protocol
+    /// [`ServeError::ModelName`] when the model name cannot be a URL path segment;
+    /// [`ServeError::Model`] when `max_reading` is 0, or a model tensor has no protocol
     /// datatype (the hardware-only 8-bit floats) or no batch dimension;
     /// [`ServeError::Batcher`] when the engine cannot batch requests (see
     /// [`dataparallel::batcher::Batcher::new`]).
     pub fn new(engine: Arc<DataParallel>, config: ServerConfig) -> Result<Server, ServeError> {
-        if config.model_name.is_empty() || config.model_name.contains('/') {
-            return Err(ServeError::Model(format!(
-                "model name {:?} cannot appear in a URL path; give a non-empty name without '/'",
-                config.model_name
-            )));
-        }
         if config.max_reading == 0 || config.max_reading > tokio::sync::Semaphore::MAX_PERMITS {
             return Err(ServeError::Model(format!(
                 "max_reading is {}; give at least 1 (default {DEFAULT_MAX_READING})",
                 config.max_reading
             )));
         }
-        let deadline = config
-            .request_timeout
-            .or(config.batcher.default_deadline_value());
-        let batcher = config.batcher.default_deadline(deadline);
-        let model = ServedModel::new(config.model_name, engine, batcher)?;
+        let model = served(engine, &config.model())?;
         Ok(Server {
             shared: Arc::new(Shared {
-                model,
+                models: vec![model],
                 closing: AtomicBool::new(false),
-                counters: Counters::default(),
                 reading: tokio::sync::Semaphore::new(config.max_reading),
                 max_reading: config.max_reading,
             }),
         })
     }
 
-    /// The largest request body accepted, in bytes (from the model's largest request).
+    /// Adds another model, with its own request batcher over `engine` (which may share its
+    /// cores with the other models' engines), served under `/v2/models/{name}`. Add every
+    /// model before taking the [`router`](Server::router).
+    ///
+    /// # Errors
+    ///
+    /// [`ServeError::TooManyModels`] beyond [`MAX_MODELS`]; [`ServeError::DuplicateModel`]
+    /// when a model of that name is served already; [`ServeError::ModelName`],
+    /// [`ServeError::Model`] and [`ServeError::Batcher`] as for [`Server::new`];
+    /// [`ServeError::Model`] when a router was already taken.
+    pub fn add_model(
+        &mut self,
+        engine: Arc<DataParallel>,
+        config: ModelConfig,
+    ) -> Result<(), ServeError> {
+        let Some(shared) = Arc::get_mut(&mut self.shared) else {
+            return Err(ServeError::Model(
+                "a router of this server is in use; add every model before calling \
+                 Server::router"
+                    .to_owned(),
+            ));
+        };
+        if shared.models.len() >= MAX_MODELS {
+            return Err(ServeError::TooManyModels { max: MAX_MODELS });
+        }
+        if shared.model(&config.name).is_some() {
+            return Err(ServeError::DuplicateModel { name: config.name });
+        }
+        let model = served(engine, &config)?;
+        shared.models.push(model);
+        Ok(())
+    }
+
+    /// The models' names, in the order they were added.
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        self.shared.models.iter().map(|m| m.name.as_str())
+    }
+
+    /// The largest request body accepted, in bytes, over every model (each model's limit
+    /// comes from its largest request).
     pub fn body_limit(&self) -> usize {
-        self.shared.model.body_limit
+        self.shared
+            .models
+            .iter()
+            .map(|m| m.body_limit)
+            .max()
+            .unwrap_or(0)
     }
 
     /// The router, for embedding the endpoints in another axum application.
@@ -205,9 +201,25 @@ impl Server {
     }
 }
 
+/// A model's batcher over `engine`, as `config` says, after checking its name.
+fn served(engine: Arc<DataParallel>, config: &ModelConfig) -> Result<ServedModel, ServeError> {
+    check_model_name(&config.name)?;
+    ServedModel::new(config.name.clone(), engine, config.batcher_with_deadline())
+}
+
+/// A model's request batcher's final stats, from [`serve`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ModelStats {
+    /// The model's name.
+    pub name: String,
+    /// Its batcher's stats once drained.
+    pub stats: BatcherStats,
+}
+
 /// Serves `server` on `listener` until `shutdown` completes, then stops accepting
-/// connections, finishes the requests in flight, drains the batcher and returns its final
-/// stats (`None` only if it was already drained).
+/// connections, finishes the requests in flight, drains every model's batcher and returns
+/// their final stats, in the models' order (empty only if they were already drained).
 ///
 /// From the moment `shutdown` completes the ready endpoints answer 503 and new inference
 /// requests on open connections are refused with 503.
@@ -219,7 +231,7 @@ pub async fn serve(
     server: Server,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<Option<BatcherStats>> {
+) -> std::io::Result<Vec<ModelStats>> {
     let router = server.router();
     let shared = server.shared;
     let closing = Arc::clone(&shared);
@@ -231,10 +243,21 @@ pub async fn serve(
         })
         .await?;
     // Every connection is closed; a connection task may still hold the routes' copy of the
-    // shared state for a moment, so the batcher is taken out of it rather than waiting for
+    // shared state for a moment, so the batchers are taken out of it rather than waiting for
     // the last reference. Draining blocks: off the async threads.
-    let drained = tokio::task::spawn_blocking(move || shared.model.shutdown())
-        .await
-        .map_err(|e| std::io::Error::other(format!("draining the batcher failed: {e}")))?;
+    let drained = tokio::task::spawn_blocking(move || {
+        shared
+            .models
+            .iter()
+            .filter_map(|m| {
+                m.shutdown().map(|stats| ModelStats {
+                    name: m.name.clone(),
+                    stats,
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| std::io::Error::other(format!("draining the batchers failed: {e}")))?;
     Ok(drained)
 }

@@ -1,5 +1,7 @@
-//! `GET /metrics`: the server's counters, the batcher's stats and the engine's per-core
-//! metrics and health in the Prometheus text exposition format.
+//! `GET /metrics`: each model's request counters, its batcher's stats and its engine's
+//! per-core metrics and health in the Prometheus text exposition format, every sample
+//! labelled `model="NAME"` (and `core="nc:N"` per core). Each family is written once, with
+//! the samples of every model under it, as the format requires.
 //!
 //! Latency histograms come from the batcher's log-linear histogram (microseconds), cumulated
 //! at fixed bounds: a count at a bound is exact to within one of its buckets (about 6 %).
@@ -12,6 +14,7 @@ use dataparallel::batcher::{BatcherStats, Histogram};
 use neuron_rt::DeviceId;
 
 use crate::Shared;
+use crate::model::ServedModel;
 
 /// Latency bounds, in seconds.
 const LATENCY_BOUNDS_S: [f64; 16] = [
@@ -19,108 +22,135 @@ const LATENCY_BOUNDS_S: [f64; 16] = [
     5.0, 10.0,
 ];
 
-/// The metrics text, with the batcher's `stats`.
-pub(crate) fn render(shared: &Shared, stats: &BatcherStats) -> String {
-    let model = &shared.model;
-    let label = escape(&model.name);
+/// One model's part of the metrics: its label value, its batcher's stats.
+struct Labelled<'s> {
+    model: &'s ServedModel,
+    /// The model's name, escaped for a label value.
+    label: String,
+    stats: &'s BatcherStats,
+}
+
+/// The metrics text, with each model's batcher `stats` (in the models' order). Every family
+/// is written once, with a sample per model (`model="NAME"`), and per core for the per-core
+/// families.
+pub(crate) fn render(shared: &Shared, stats: &[BatcherStats]) -> String {
+    let models: Vec<Labelled<'_>> = shared
+        .models
+        .iter()
+        .zip(stats)
+        .map(|(model, stats)| Labelled {
+            model,
+            label: escape(&model.name),
+            stats,
+        })
+        .collect();
     let mut out = String::new();
-    let c = &shared.counters;
     family(
         &mut out,
         "neuron_dp_requests_total",
         "counter",
         "Inference requests answered, by outcome (success, rejected: 4xx, failure: 5xx).",
     );
-    for (outcome, counter) in [
-        ("success", &c.success),
-        ("rejected", &c.rejected),
-        ("failure", &c.failure),
-    ] {
-        let _ = writeln!(
-            out,
-            "neuron_dp_requests_total{{model=\"{label}\",outcome=\"{outcome}\"}} {}",
-            counter.load(Ordering::Relaxed)
-        );
+    for m in &models {
+        let c = &m.model.counters;
+        for (outcome, counter) in [
+            ("success", &c.success),
+            ("rejected", &c.rejected),
+            ("failure", &c.failure),
+        ] {
+            let _ = writeln!(
+                out,
+                "neuron_dp_requests_total{{model=\"{}\",outcome=\"{outcome}\"}} {}",
+                m.label,
+                counter.load(Ordering::Relaxed)
+            );
+        }
     }
-    let reading = shared
-        .max_reading
-        .saturating_sub(shared.reading.available_permits());
-    let gauges: [(&str, &str, &str, u64); 9] = [
+    type Value = fn(&Labelled<'_>) -> u64;
+    let gauges: [(&str, &str, &str, Value); 9] = [
         (
             "neuron_dp_requests_reading",
             "gauge",
             "Inference requests whose bodies are being read and parsed.",
-            reading as u64,
+            |m| m.model.counters.reading.load(Ordering::Relaxed) as u64,
         ),
         (
             "neuron_dp_accepted_total",
             "counter",
             "Requests accepted into the batcher's queue.",
-            stats.submitted,
+            |m| m.stats.submitted,
         ),
         (
             "neuron_dp_queue_depth",
             "gauge",
             "Requests waiting in the batcher's queue.",
-            stats.queue_depth as u64,
+            |m| m.stats.queue_depth as u64,
         ),
         (
             "neuron_dp_queue_full_total",
             "counter",
             "Requests turned away because the queue was full.",
-            stats.rejected_full,
+            |m| m.stats.rejected_full,
         ),
         (
             "neuron_dp_expired_total",
             "counter",
             "Requests whose timeout passed while queued (never run).",
-            stats.expired,
+            |m| m.stats.expired,
         ),
         (
             "neuron_dp_batch_failed_requests_total",
             "counter",
             "Requests that ran in a batch the engine failed.",
-            stats.failed,
+            |m| m.stats.failed,
         ),
-        (
-            "neuron_dp_batches_total",
-            "counter",
-            "Batches run.",
-            stats.batches,
-        ),
+        ("neuron_dp_batches_total", "counter", "Batches run.", |m| {
+            m.stats.batches
+        }),
         (
             "neuron_dp_batch_rows_total",
             "counter",
             "Rows run, over all batches.",
-            stats.rows,
+            |m| m.stats.rows,
         ),
         (
             "neuron_dp_pad_rows_total",
             "counter",
             "Zero rows executed to fill compiled batches.",
-            model.engine().metrics().pad_rows(),
+            |m| m.model.engine().metrics().pad_rows(),
         ),
     ];
     for (name, kind, help, value) in gauges {
         family(&mut out, name, kind, help);
-        let _ = writeln!(out, "{name}{{model=\"{label}\"}} {value}");
+        for m in &models {
+            let _ = writeln!(out, "{name}{{model=\"{}\"}} {}", m.label, value(m));
+        }
     }
-    histogram(
+    let latency = "neuron_dp_request_latency_seconds";
+    family(
         &mut out,
-        "neuron_dp_request_latency_seconds",
+        latency,
+        "histogram",
         "Submit to completion, per request that ran.",
-        &label,
-        &stats.latency_us,
     );
-    histogram(
+    for m in &models {
+        seconds(&mut out, latency, &m.label, &m.stats.latency_us);
+    }
+    let wait = "neuron_dp_queue_wait_seconds";
+    family(
         &mut out,
-        "neuron_dp_queue_wait_seconds",
+        wait,
+        "histogram",
         "Submit to batch start, per request that ran.",
-        &label,
-        &stats.queue_wait_us,
     );
-    batch_rows(&mut out, &label, &stats.batch_rows, model.max_rows);
-    cores(&mut out, shared, &label);
+    for m in &models {
+        seconds(&mut out, wait, &m.label, &m.stats.queue_wait_us);
+    }
+    family(&mut out, BATCH_ROWS, "histogram", "Rows per batch.");
+    for m in &models {
+        batch_rows(&mut out, &m.label, &m.stats.batch_rows, m.model.max_rows);
+    }
+    cores(&mut out, &models);
     out
 }
 
@@ -129,9 +159,8 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// A histogram of microsecond values, in seconds.
-fn histogram(out: &mut String, name: &str, help: &str, label: &str, h: &Histogram) {
-    family(out, name, "histogram", help);
+/// A model's samples of a histogram of microsecond values, in seconds.
+fn seconds(out: &mut String, name: &str, label: &str, h: &Histogram) {
     for bound in LATENCY_BOUNDS_S {
         let us = (bound * 1e6) as u64;
         let _ = writeln!(
@@ -150,10 +179,12 @@ fn histogram(out: &mut String, name: &str, help: &str, label: &str, h: &Histogra
     let _ = writeln!(out, "{name}_count{{model=\"{label}\"}} {}", h.count());
 }
 
-/// Rows per batch, at powers of two up to `max_rows`.
+/// The rows-per-batch histogram's name.
+const BATCH_ROWS: &str = "neuron_dp_batch_rows";
+
+/// A model's samples of rows per batch, at powers of two up to `max_rows`.
 fn batch_rows(out: &mut String, label: &str, h: &Histogram, max_rows: usize) {
-    let name = "neuron_dp_batch_rows";
-    family(out, name, "histogram", "Rows per batch.");
+    let name = BATCH_ROWS;
     let mut bound = 1u64;
     while bound < max_rows as u64 {
         let _ = writeln!(
@@ -181,55 +212,68 @@ fn at_most(h: &Histogram, bound: u64) -> u64 {
         .sum()
 }
 
-/// Per core: executions, busy time, failures, health.
-fn cores(out: &mut String, shared: &Shared, label: &str) {
-    let engine = shared.model.engine();
-    let reports = engine.core_stats();
-    let health = engine.health();
+/// Per model and core: executions, busy time, failures, health.
+fn cores(out: &mut String, models: &[Labelled<'_>]) {
+    let reports: Vec<_> = models
+        .iter()
+        .map(|m| (m.label.as_str(), m.model.engine().core_stats()))
+        .collect();
+    let health: Vec<_> = models
+        .iter()
+        .map(|m| (m.label.as_str(), m.model.engine().health()))
+        .collect();
     per_core(
         out,
-        label,
         ("neuron_dp_core_executions_total", "counter"),
         "Executions started on the core.",
-        reports.iter().map(|r| (r.core, r.executions.to_string())),
+        reports.iter().flat_map(|(label, reports)| {
+            reports
+                .iter()
+                .map(|r| (*label, r.core, r.executions.to_string()))
+        }),
     );
     per_core(
         out,
-        label,
         ("neuron_dp_core_busy_seconds_total", "counter"),
         "Time workers spent running pieces on the core.",
-        reports
-            .iter()
-            .map(|r| (r.core, (r.busy_ns as f64 / 1e9).to_string())),
+        reports.iter().flat_map(|(label, reports)| {
+            reports
+                .iter()
+                .map(|r| (*label, r.core, (r.busy_ns as f64 / 1e9).to_string()))
+        }),
     );
     per_core(
         out,
-        label,
         ("neuron_dp_core_failures_total", "counter"),
         "Pieces that failed on the core.",
-        reports.iter().map(|r| (r.core, r.failures.to_string())),
+        reports.iter().flat_map(|(label, reports)| {
+            reports
+                .iter()
+                .map(|r| (*label, r.core, r.failures.to_string()))
+        }),
     );
     per_core(
         out,
-        label,
         ("neuron_dp_core_healthy", "gauge"),
         "1 while the core is in service, 0 while quarantined.",
-        health
-            .iter()
-            .map(|h| (h.core, u8::from(h.state == CoreState::Healthy).to_string())),
+        health.iter().flat_map(|(label, health)| {
+            health.iter().map(|h| {
+                let healthy = u8::from(h.state == CoreState::Healthy);
+                (*label, h.core, healthy.to_string())
+            })
+        }),
     );
 }
 
-/// One metric family with a sample per core: `(core, value)` pairs.
-fn per_core(
+/// One metric family with a sample per model and core: `(model label, core, value)`.
+fn per_core<'l>(
     out: &mut String,
-    label: &str,
     (name, kind): (&str, &str),
     help: &str,
-    samples: impl Iterator<Item = (DeviceId, String)>,
+    samples: impl Iterator<Item = (&'l str, DeviceId, String)>,
 ) {
     family(out, name, kind, help);
-    for (core, value) in samples {
+    for (label, core, value) in samples {
         let _ = writeln!(out, "{name}{{model=\"{label}\",core=\"{core}\"}} {value}");
     }
 }

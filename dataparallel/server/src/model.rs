@@ -1,8 +1,9 @@
-//! The served model: its name, its engine and the request batcher over it (until shutdown
-//! takes and drains it), and what the protocol needs to know about each input and output
-//! (datatype, per-row shape and size), from which the metadata, the request checks and the
-//! body-size limit are derived.
+//! A served model: its name, its engine and the request batcher over it (until shutdown
+//! takes and drains it), its request counters, and what the protocol needs to know about
+//! each input and output (datatype, per-row shape and size), from which the metadata, the
+//! request checks and the body-size limit are derived.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use dataparallel::batcher::{
@@ -90,10 +91,33 @@ impl TensorMeta {
     }
 }
 
+/// A model's inference requests answered, by outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) success: AtomicU64,
+    /// Answered 4xx.
+    pub(crate) rejected: AtomicU64,
+    /// Answered 5xx.
+    pub(crate) failure: AtomicU64,
+    /// Request bodies being read and parsed now.
+    pub(crate) reading: AtomicUsize,
+}
+
+/// Counts one request body of a model as being read until dropped.
+#[derive(Debug)]
+pub(crate) struct Reading<'m>(&'m Counters);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.reading.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A model served over the protocol: the batcher over its engine and its tensors.
 #[derive(Debug)]
 pub(crate) struct ServedModel {
     pub(crate) name: String,
+    pub(crate) counters: Counters,
     engine: Arc<DataParallel>,
     /// `None` once shutdown has taken it to drain it. Held only for a non-blocking
     /// `try_submit` or `stats`, never across an await.
@@ -134,6 +158,7 @@ impl ServedModel {
             .saturating_add(JSON_OVERHEAD);
         Ok(ServedModel {
             name,
+            counters: Counters::default(),
             engine,
             batcher: RwLock::new(Some(batcher)),
             inputs,
@@ -141,6 +166,24 @@ impl ServedModel {
             max_rows,
             body_limit,
         })
+    }
+
+    /// Counts a request body as being read until the guard is dropped.
+    pub(crate) fn reading(&self) -> Reading<'_> {
+        self.counters.reading.fetch_add(1, Ordering::Relaxed);
+        Reading(&self.counters)
+    }
+
+    /// Counts a request answered with `status`.
+    pub(crate) fn count(&self, status: axum::http::StatusCode) {
+        let counter = if status.is_success() {
+            &self.counters.success
+        } else if status.is_client_error() {
+            &self.counters.rejected
+        } else {
+            &self.counters.failure
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The engine under the batcher.

@@ -1,7 +1,6 @@
 //! The REST endpoints: the router over the server's shared state, and one handler per route.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
@@ -52,8 +51,8 @@ async fn live() -> StatusCode {
     StatusCode::OK
 }
 
-/// Ready: the engine is built (it is, or the server would not exist), the server is not
-/// shutting down, and at least one core is in service.
+/// Ready: the engines are built (they are, or the server would not exist), the server is
+/// not shutting down, and every model has at least one core in service.
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     match shared.not_ready() {
         None => StatusCode::OK.into_response(),
@@ -61,13 +60,11 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
     }
 }
 
-/// The model called `name`, or a 404.
+/// The model called `name`, or a 404 listing the models served.
 fn model<'s>(shared: &'s Shared, name: &str) -> Result<&'s ServedModel, ApiError> {
-    if shared.model.name == name {
-        Ok(&shared.model)
-    } else {
-        Err(ApiError::unknown_model(name, &shared.model.name))
-    }
+    shared
+        .model(name)
+        .ok_or_else(|| ApiError::unknown_model(name, shared.models.iter().map(|m| &*m.name)))
 }
 
 async fn model_metadata(
@@ -77,12 +74,13 @@ async fn model_metadata(
     Ok(Json(model(&shared, &name)?.metadata()).into_response())
 }
 
+/// Model ready: the server is not shutting down and this model has a core in service.
 async fn model_ready(
     State(shared): State<Arc<Shared>>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    model(&shared, &name)?;
-    match shared.not_ready() {
+    let model = model(&shared, &name)?;
+    match shared.model_not_ready(model) {
         None => Ok(StatusCode::OK),
         Some(reason) => Err(ApiError::unavailable(reason)),
     }
@@ -94,12 +92,16 @@ async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // An unknown model is answered without counting: the counters are per model.
+    let model = match model(&shared, &name) {
+        Ok(model) => model,
+        Err(e) => return e.into_response(),
+    };
     let result = async {
-        let model = model(&shared, &name)?;
-        if let Some(reason) = shared.not_ready() {
+        if let Some(reason) = shared.model_not_ready(model) {
             return Err(ApiError::unavailable(reason));
         }
-        // Bodies being read and parsed at once are bounded (each by the model's limit), so
+        // Bodies being read and parsed at once are bounded (each by its model's limit), so
         // memory is; the permit is released once the request is queued.
         let submitted = {
             let _permit = shared.reading.try_acquire().map_err(|_| {
@@ -108,23 +110,25 @@ async fn infer(
                     shared.max_reading
                 ))
             })?;
+            let _reading = model.reading();
             let body = infer::read_body(body, model.body_limit).await?;
             infer::submit(model, &headers, &body)?
         };
         infer::complete(model, submitted).await
     }
     .await;
-    let counter = match &result {
-        Ok(_) => &shared.counters.success,
-        Err(e) if e.status.is_client_error() => &shared.counters.rejected,
-        Err(_) => &shared.counters.failure,
-    };
-    counter.fetch_add(1, Ordering::Relaxed);
-    result.unwrap_or_else(IntoResponse::into_response)
+    let response = result.unwrap_or_else(IntoResponse::into_response);
+    model.count(response.status());
+    response
 }
 
 async fn prometheus(State(shared): State<Arc<Shared>>) -> Response {
-    let Some(stats) = shared.model.stats() else {
+    let Some(stats) = shared
+        .models
+        .iter()
+        .map(ServedModel::stats)
+        .collect::<Option<Vec<_>>>()
+    else {
         return ApiError::unavailable("the server is shutting down").into_response();
     };
     (

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 
 use dataparallel::batcher::BatcherStats;
 use dataparallel::{Config, DataParallel};
-use neuron_dp_server::{Server, ServerConfig};
+use neuron_dp_server::{ModelStats, Server, ServerConfig};
 use neuron_rt::{Neff, Runtime};
 pub use nrt_mock::neff::{DType as MockDType, MockModel, Op};
 use serde_json::Value;
@@ -43,7 +43,7 @@ pub fn runtime() -> Runtime {
 pub fn lock_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join("server-locks")
-        .join("http")
+        .join(env!("CARGO_CRATE_NAME"))
 }
 
 /// `affine {scale, bias}`: float32 `x` `[b, features]` → float32 `y` `[b, features]`.
@@ -88,13 +88,17 @@ pub struct Running {
     pub base: String,
     pub client: reqwest::Client,
     shutdown: std::sync::Mutex<Option<oneshot::Sender<()>>>,
-    task: JoinHandle<std::io::Result<Option<BatcherStats>>>,
+    task: JoinHandle<std::io::Result<Vec<ModelStats>>>,
 }
 
 impl Running {
     /// Serves `engine` as `config` says on 127.0.0.1, any free port.
     pub async fn start(engine: Arc<DataParallel>, config: ServerConfig) -> Running {
-        let server = Server::new(engine, config).expect("build the server");
+        Running::serve(Server::new(engine, config).expect("build the server")).await
+    }
+
+    /// Serves `server` (one model or several) on 127.0.0.1, any free port.
+    pub async fn serve(server: Server) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -163,14 +167,25 @@ impl Running {
         }
     }
 
-    /// Stops the server (graceful shutdown) and returns the batcher's final stats.
+    /// Stops the server of one model (graceful shutdown) and returns its batcher's final
+    /// stats.
     pub async fn stop(self) -> BatcherStats {
+        let mut drained = self.stop_all().await;
+        assert_eq!(
+            drained.len(),
+            1,
+            "one model served, its batcher drained once"
+        );
+        drained.remove(0).stats
+    }
+
+    /// Stops the server (graceful shutdown) and returns every model's final batcher stats.
+    pub async fn stop_all(self) -> Vec<ModelStats> {
         self.signal_shutdown();
         self.task
             .await
             .expect("the server task")
             .expect("the server ran")
-            .expect("the batcher was drained once")
     }
 }
 
