@@ -654,6 +654,53 @@ fn batches_run_as_whole_compiled_batches_unless_told_not_to() {
     }
 }
 
+#[test]
+fn a_packed_batch_holds_back_the_requests_that_would_be_padded() {
+    // Compiled batch 4, batches of up to 8 rows. Five one-row requests: the first one's deadline closes
+    // the batch; packed, its fifth row would run alone, padded by 3, so it is held back to
+    // start the next batch, which three later requests fill to a whole compiled batch.
+    let engine = affine_engine(4, 0, "nc:20");
+    let batcher = Batcher::new(
+        Arc::clone(&engine),
+        BatcherConfig::default()
+            .max_batch_rows(8)
+            .max_delay(Duration::from_secs(3600)),
+    )
+    .expect("batcher");
+    let closes = |(request, x): (Request, Vec<f32>)| (request.timeout(Duration::from_secs(2)), x);
+    let first: Vec<_> = (0..5)
+        .map(|tag| {
+            let (request, x) = if tag == 0 {
+                closes(tagged(tag, 1))
+            } else {
+                tagged(tag, 1)
+            };
+            (batcher.submit(request).expect("submit"), x)
+        })
+        .collect();
+    let mut first = first.into_iter();
+    for (tag, (ticket, x)) in first.by_ref().take(4).enumerate() {
+        check_affine(&format!("request {tag}"), ticket, &x);
+    }
+    assert_eq!(batcher.stats().batches, 1);
+    let later: Vec<_> = (5..8)
+        .map(|tag| {
+            let (request, x) = if tag == 7 {
+                closes(tagged(tag, 1))
+            } else {
+                tagged(tag, 1)
+            };
+            (batcher.submit(request).expect("submit"), x)
+        })
+        .collect();
+    for (tag, (ticket, x)) in first.chain(later).enumerate() {
+        check_affine(&format!("request {}", tag + 4), ticket, &x);
+    }
+    let stats = batcher.shutdown();
+    assert_eq!((stats.batches, stats.rows), (2, 8), "{stats:#?}");
+    assert_eq!(engine.metrics().pad_rows(), 0, "two whole compiled batches");
+}
+
 /// Wakes the thread that blocks on a future.
 struct ThreadWaker(thread::Thread);
 

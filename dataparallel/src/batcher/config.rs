@@ -97,8 +97,10 @@ impl BatcherConfig {
     /// `ceil(n / b)` executions of the compiled batch `b` (with buckets, the mix that pads
     /// least), only the last one padded, each on the next core in turn, instead of the
     /// engine's own split, which cuts a small batch into one padded chunk per core. See
-    /// [`Config::pack`](crate::Config::pack). Off, batches run as the engine's
-    /// configuration says. Needs dynamic batching on the engine (without it, batches use
+    /// [`Config::pack`](crate::Config::pack). A batch that closes before it is full and
+    /// would end in a padded execution holds its newest requests back for the next batch
+    /// while a whole compiled batch stays. Off, batches run as the engine's configuration
+    /// says. Needs dynamic batching on the engine (without it, batches use
     /// the engine's split).
     #[must_use]
     pub fn pack(mut self, on: bool) -> BatcherConfig {

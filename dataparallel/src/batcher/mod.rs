@@ -32,7 +32,10 @@
 //! - **Packing.** A batch of `n` rows runs as `ceil(n / b)` whole compiled batches, each on
 //!   the next core in turn, only the last one padded ([`BatcherConfig::pack`], on by
 //!   default; off, the engine's own split cuts a small batch into one padded chunk per
-//!   core).
+//!   core). A packed batch that closes before it is full and would end in a padded
+//!   execution holds its newest requests back to start the next batch, as long as at least
+//!   one whole compiled batch stays; its oldest request is never held back, and the held
+//!   ones still wait at most their own `max_delay`.
 //! - **Results.** Each request gets exactly its rows of every output, in order, in a
 //!   [`Response`]. When a core fails a chunk of a batch, the requests with rows in that
 //!   chunk get the error ([`RequestError::Engine`], sharing the engine's [`Error`] through an
@@ -101,7 +104,7 @@ mod request;
 mod stats;
 mod worker;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -196,7 +199,7 @@ impl Batcher {
             max_delay: config.max_delay,
             pack: config.pack,
             recorder: Arc::clone(&recorder),
-            forming: Arc::new(Mutex::new(None)),
+            forming: Arc::default(),
         };
         let mut threads = Vec::with_capacity(config.batches_in_flight);
         for i in 0..config.batches_in_flight {

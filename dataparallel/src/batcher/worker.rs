@@ -11,12 +11,16 @@
 //! next one would push the batch past `max_batch_rows` (it starts the next batch) or the batch
 //! must close: `max_delay` after the first request was *submitted*, or at the earliest
 //! deadline among its requests, whichever comes first. Requests already queued when the batch
-//! must close still join it (up to the row limit), so a backlog drains in full batches.
+//! must close still join it (up to the row limit), so a backlog drains in full batches. When
+//! batches are packed, a batch that closes before it is full and would end in a padded
+//! execution holds its newest requests back to start the next batch, as long as a whole
+//! compiled batch stays (`hold_back_padded_tail`).
 //!
 //! Each request is checked as it comes off the queue, and again when a request held over
 //! from the previous batch starts the next: expired (its deadline passed) or abandoned (its
 //! ticket dropped) requests are completed or skipped there and never run.
 
+use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -72,9 +76,10 @@ pub(super) struct Worker {
     /// Whether batches run as whole compiled batches ([`super::BatcherConfig::pack`]).
     pub(super) pack: bool,
     pub(super) recorder: Arc<Recorder>,
-    /// The formation lock, shared by the batcher's threads; it holds the request that did
-    /// not fit the last batch formed, which starts the next one.
-    pub(super) forming: Arc<Mutex<Option<Job>>>,
+    /// The formation lock, shared by the batcher's threads; it holds the requests carried
+    /// over from the last batch formed (the one that did not fit, or the tail held back from
+    /// a padded execution), oldest first, which start the next one.
+    pub(super) forming: Arc<Mutex<VecDeque<Job>>>,
 }
 
 /// Buffers reused from batch to batch (grown to the largest batch seen, never shrunk).
@@ -115,11 +120,11 @@ impl Worker {
     /// it does; the batch's rows, or `None` once every sender is gone and the queue is
     /// drained.
     fn form(&self, batch: &mut Vec<Job>) -> Option<usize> {
-        // The lock only guards which thread forms and the carried request, which every path
+        // The lock only guards which thread forms and the carried requests, which every path
         // leaves consistent.
         let mut carry = self.forming.lock().unwrap_or_else(PoisonError::into_inner);
         let first = loop {
-            let job = match carry.take() {
+            let job = match carry.pop_front() {
                 Some(job) => job,
                 // Every sender is gone and the queue is drained.
                 None => self.jobs.recv().ok()?,
@@ -132,33 +137,68 @@ impl Worker {
         let mut close_at = first.submitted.checked_add(self.max_delay);
         close_at = earliest(close_at, first.deadline);
         batch.push(first);
+        let mut full = false;
         while rows < self.max_rows {
-            let next = match self.jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    let received = match close_at {
-                        Some(at) => self.jobs.recv_deadline(at),
-                        None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    };
-                    match received {
-                        Ok(job) => job,
-                        Err(_) => break,
+            // Carried requests are older than any still queued: they come first.
+            let next = match carry.pop_front() {
+                Some(job) => job,
+                None => match self.jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        let received = match close_at {
+                            Some(at) => self.jobs.recv_deadline(at),
+                            None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        };
+                        match received {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        }
                     }
-                }
+                },
             };
             let Some(next) = self.admit(next) else {
                 continue;
             };
             if rows + next.rows > self.max_rows {
-                *carry = Some(next);
+                carry.push_front(next);
+                full = true;
                 break;
             }
             rows += next.rows;
             close_at = earliest(close_at, next.deadline);
             batch.push(next);
         }
+        if self.pack && !full && rows < self.max_rows {
+            rows = self.hold_back_padded_tail(batch, rows, &mut carry);
+        }
         Some(rows)
+    }
+
+    /// A packed batch that closes before it is full runs whole compiled batches when it can:
+    /// while its last execution would be padded, its newest requests go back to start the
+    /// next batch, as long as a whole largest compiled batch stays. The oldest request (whose
+    /// `max_delay` or deadline closed the batch) always stays, so no request waits longer
+    /// than it would have; the ones held back wait at most their own `max_delay`.
+    fn hold_back_padded_tail(
+        &self,
+        batch: &mut Vec<Job>,
+        mut rows: usize,
+        carry: &mut VecDeque<Job>,
+    ) -> usize {
+        while self.engine.packed_pad_rows(rows) > 0 {
+            let Some(newest) = batch.last().map(|job| job.rows) else {
+                break;
+            };
+            if rows - newest < self.engine.largest_batch() {
+                break;
+            }
+            if let Some(job) = batch.pop() {
+                rows -= job.rows;
+                carry.push_front(job);
+            }
+        }
+        rows
     }
 
     /// Takes a request off the queue: `None` when it expired (completed with

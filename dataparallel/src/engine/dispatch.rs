@@ -190,6 +190,16 @@ impl DataParallel {
             .collect()
     }
 
+    /// Pad rows of a packed call of `rows` rows (what its last piece pads).
+    pub(crate) fn packed_pad_rows(&self, rows: usize) -> usize {
+        self.buckets.cost(rows).pad_rows
+    }
+
+    /// The largest compiled batch.
+    pub(crate) fn largest_batch(&self) -> usize {
+        self.buckets.sizes().last().copied().unwrap_or(1)
+    }
+
     fn smallest_batch(&self) -> NonZeroUsize {
         NonZeroUsize::new(self.buckets.sizes()[0]).unwrap_or(NonZeroUsize::MIN)
     }
