@@ -21,6 +21,7 @@
 //! ticket dropped) requests are completed or skipped there and never run.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -317,26 +318,29 @@ impl Worker {
             }
         };
         // A request fails when any of its rows is in a failed chunk.
-        let mut start = 0;
-        let failed: Vec<bool> = batch
-            .iter()
-            .map(|job| {
-                let rows = start..start + job.rows;
-                start = rows.end;
-                failed_rows
+        let fails = |rows: Range<usize>| {
+            error.is_some()
+                && failed_rows
                     .iter()
                     .any(|f| f.start < rows.end && rows.start < f.end)
+        };
+        let failed = batch
+            .iter()
+            .scan(0, |start, job| {
+                let rows = *start..*start + job.rows;
+                *start = rows.end;
+                Some(rows)
             })
-            .collect();
+            .filter(|rows| fails(rows.clone()))
+            .count();
         // Record first: a caller that sees its result also sees it counted.
-        self.recorder
-            .batch(rows, &times, failed.iter().filter(|f| **f).count());
+        self.recorder.batch(rows, &times, failed);
 
         let mut start = 0;
-        for (job, failed) in batch.drain(..).zip(failed) {
+        for job in batch.drain(..) {
             let first = start;
             start += job.rows;
-            if let (true, Some(source)) = (failed, &error) {
+            if let (true, Some(source)) = (fails(first..start), &error) {
                 job.slot.complete(Err(RequestError::Engine {
                     batch_rows: rows,
                     batch_requests: requests,

@@ -31,6 +31,8 @@ const INLINE_PIECE_NS: u64 = 5_000;
 struct Ran<'a> {
     /// The split the call ran with (its cores placed).
     split: Split<'a>,
+    /// Whether it ran with dynamic batching.
+    dynamic: bool,
     /// The failure of the lowest failed chunk.
     failure: Option<Failure>,
 }
@@ -304,12 +306,12 @@ impl DataParallel {
         let mut records = Vec::new();
         let ran = self.run(inputs, outputs, Some(&mut records), self.pack)?;
         // The split the call ran with: with spread small calls its cores move call by call.
-        let split = ran.split;
+        let (split, dynamic) = (ran.split, ran.dynamic);
         ran.result()?;
         Ok(ForwardReport {
             rows: split.rows(),
             chunks: self
-                .chunk_plans(&split, self.dynamic_batching())
+                .chunk_plans(&split, dynamic)
                 .into_iter()
                 .zip(&records)
                 .map(|(plan, record)| (plan, Duration::from_nanos(record.elapsed_ns())))
@@ -366,6 +368,7 @@ impl DataParallel {
         if split.num_chunks() == 0 {
             return Ok(Ran {
                 split,
+                dynamic,
                 failure: None,
             });
         }
@@ -391,6 +394,7 @@ impl DataParallel {
         self.dispatch(&call, &split);
         Ok(Ran {
             split,
+            dynamic,
             failure: call.completion.take_failure(),
         })
     }
