@@ -30,17 +30,30 @@ pub(crate) struct Call<'a> {
     /// Wake a core's second worker as soon as a piece is queued (large transfers).
     pub(crate) overlap_transfers: bool,
     pub(crate) completion: Completion,
-    /// Per-chunk timing, when the caller asked for a report.
+    /// Per-chunk timing and failure, when the caller asked for a report (or needs to know
+    /// which chunks failed).
     pub(crate) timings: Option<&'a [ChunkTiming]>,
 }
 
+impl Call<'_> {
+    /// Records a failed piece: the call's failure (lowest chunk kept) and, with per-chunk
+    /// records, its chunk's.
+    pub(crate) fn fail(&self, failure: Failure) {
+        if let Some(record) = self.timings.and_then(|t| t.get(failure.chunk)) {
+            record.failed.store(true, Ordering::Relaxed);
+        }
+        self.completion.fail(failure);
+    }
+}
+
 /// When a chunk's first piece started and its last piece ended, in nanoseconds since
-/// `epoch`.
+/// `epoch`, and whether any of its pieces failed.
 #[derive(Debug)]
 pub(crate) struct ChunkTiming {
     epoch: Instant,
     first_start: AtomicU64,
     last_end: AtomicU64,
+    failed: AtomicBool,
 }
 
 impl ChunkTiming {
@@ -49,7 +62,14 @@ impl ChunkTiming {
             epoch: Instant::now(),
             first_start: AtomicU64::new(u64::MAX),
             last_end: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a piece of the chunk failed; read after the call's wait, whose Acquire
+    /// ordered every job's stores before it.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     fn nanos_since_epoch(&self, at: Instant) -> u64 {
@@ -350,7 +370,7 @@ mod tests {
             }),
         };
         if let Some(error) = error {
-            call.completion.fail(Failure {
+            call.fail(Failure {
                 chunk: job.chunk,
                 error,
             });

@@ -30,6 +30,7 @@ pub struct Config {
     pub(crate) attach: bool,
     pub(crate) quarantine_after: u32,
     pub(crate) spread_small_calls: bool,
+    pub(crate) pack: bool,
 }
 
 /// How many worker threads to start.
@@ -64,6 +65,7 @@ impl Default for Config {
             attach: false,
             quarantine_after: crate::health::DEFAULT_QUARANTINE_AFTER,
             spread_small_calls: false,
+            pack: false,
         }
     }
 }
@@ -175,6 +177,36 @@ impl Config {
     #[must_use]
     pub fn spread_small_calls(mut self, on: bool) -> Config {
         self.spread_small_calls = on;
+        self
+    }
+
+    /// Run every call as whole compiled batches (default off: the reference's split).
+    ///
+    /// The reference cuts a batch of `n` rows into `min(n, k)` chunks, one per core, and pads
+    /// every chunk up to the compiled batch `b`: a batch of 4 rows on 8 cores compiled at
+    /// batch 8 runs 4 executions of 8 rows, 28 of them padding. Packed, the same batch runs
+    /// as `ceil(n / b)` whole compiled batches, only the last one padded (with buckets, the
+    /// mix of compiled sizes that pads least: [`DataParallel::with_buckets`]), each on the
+    /// next core in turn, so concurrent calls share out the cores: one execution of 8 rows
+    /// with 4 of padding. Device time per row falls; a call of few rows uses fewer cores, so
+    /// its own latency can be longer when the cores would otherwise be idle.
+    ///
+    /// Outputs are the same rows in the same order. Packing needs dynamic batching (with it
+    /// off, calls use the reference's split and its exact-batch rule) and cannot be combined
+    /// with [`split_size`](Self::split_size) (refused at build). The request batcher packs
+    /// its batches whatever this says
+    /// ([`BatcherConfig::pack`](crate::batcher::BatcherConfig::pack)).
+    ///
+    /// [`DataParallel::with_buckets`]: crate::DataParallel::with_buckets
+    ///
+    /// ```
+    /// use dataparallel::Config;
+    /// let config = Config::default().pack(true);
+    /// # let _ = config;
+    /// ```
+    #[must_use]
+    pub fn pack(mut self, on: bool) -> Config {
+        self.pack = on;
         self
     }
 

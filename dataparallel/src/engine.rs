@@ -26,6 +26,8 @@ use crate::worker::{Replica, Station};
 mod build;
 mod dispatch;
 
+pub(crate) use dispatch::BatchFailure;
+
 /// A model replicated on several NeuronCores, running each batch data-parallel.
 ///
 /// Build it with [`DataParallel::new`]; call [`forward`](Self::forward) or
@@ -52,9 +54,12 @@ pub struct DataParallel {
     dynamic: AtomicBool,
     split_size: Option<NonZeroUsize>,
     attach: bool,
-    /// Where the next call with fewer chunks than cores starts, when such calls are spread
-    /// (`Config::spread_small_calls`).
-    next_slot: Option<AtomicUsize>,
+    /// Whether calls run as whole compiled batches (`Config::pack`).
+    pack: bool,
+    /// Whether calls with fewer chunks than cores are spread (`Config::spread_small_calls`).
+    spread: bool,
+    /// Where the next spread or packed call starts.
+    next_slot: AtomicUsize,
 }
 
 impl std::fmt::Debug for DataParallel {
@@ -65,6 +70,7 @@ impl std::fmt::Debug for DataParallel {
             .field("dim", &self.dim)
             .field("dynamic_batching", &self.dynamic_batching())
             .field("split_size", &self.split_size)
+            .field("pack", &self.pack)
             .field("spec", &self.spec)
             .finish_non_exhaustive()
     }

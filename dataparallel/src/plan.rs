@@ -19,25 +19,42 @@
 //!   `i` on core slot `i % k`;
 //! - `n == 0` gives zero chunks (the engine decides what an empty batch returns);
 //! - beyond the reference, a split can start at another slot ([`Split::starting_at`]): chunk
-//!   `i` on slot `(first + i) % k`, for engines that spread small calls over the cores.
+//!   `i` on slot `(first + i) % k`, for engines that spread small calls over the cores;
+//! - and beyond it too, a *packed* split ([`Split::packed`]): one chunk per piece of the
+//!   least-padding plan for all `n` rows (`buckets.rs`), so a batch runs as `ceil(n / b)`
+//!   whole compiled batches with only the last one padded, each on its own core slot in turn.
 
 use std::fmt;
 use std::iter::FusedIterator;
 use std::num::NonZeroUsize;
 
+use crate::buckets::{BucketPieces, Buckets};
+
 /// How a batch of `n` rows on the split dim is cut into chunks over `k` cores.
 ///
 /// Cheap to copy; every query is O(1) except iteration, which is O(chunks) and allocates
 /// nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Split {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Split<'a> {
     n: usize,
     k: NonZeroUsize,
-    split_size: Option<NonZeroUsize>,
-    /// Number of chunks, computed once in [`Split::new`].
+    cut: Cut<'a>,
+    /// Number of chunks, computed once at construction.
     chunks: usize,
     /// The slot chunk 0 runs on (0 for the reference mapping).
     first_slot: usize,
+}
+
+/// How a [`Split`] cuts the rows into chunks.
+#[derive(Debug, Clone, Copy)]
+enum Cut<'a> {
+    /// The reference's default: `min(n, k)` chunks sized by `divmod(n, k)`.
+    Even,
+    /// The user's `split_size`: chunks of that many rows, the last one maybe short.
+    Fixed(NonZeroUsize),
+    /// One chunk per piece of the least-padding plan of all the rows over these compiled
+    /// sizes.
+    Pieces(&'a Buckets),
 }
 
 /// One chunk of a [`Split`]: the contiguous rows `[start, start + rows)` on the split dim,
@@ -63,24 +80,41 @@ impl Chunk {
     }
 }
 
-impl Split {
+impl<'a> Split<'a> {
     /// Plans `n` rows over `k` cores, with the default divmod split when `split_size` is
     /// `None` and fixed chunks of `split_size` rows otherwise.
     ///
     /// `None` when `k == 0`: there is nothing to split over (the engine reports that as
     /// every core being quarantined, the only way it can have none in service).
-    pub(crate) fn new(n: usize, k: usize, split_size: Option<NonZeroUsize>) -> Option<Split> {
+    pub(crate) fn new(n: usize, k: usize, split_size: Option<NonZeroUsize>) -> Option<Split<'a>> {
         let k = NonZeroUsize::new(k)?;
-        let chunks = match split_size {
+        let (cut, chunks) = match split_size {
             // min(n, k): k chunks when every core gets a row, else one chunk per row.
-            None => n.min(k.get()),
-            Some(size) => n.div_ceil(size.get()),
+            None => (Cut::Even, n.min(k.get())),
+            Some(size) => (Cut::Fixed(size), n.div_ceil(size.get())),
         };
         Some(Split {
             n,
             k,
-            split_size,
+            cut,
             chunks,
+            first_slot: 0,
+        })
+    }
+
+    /// Plans `n` rows over `k` cores as whole compiled batches: one chunk per piece of the
+    /// least-padding plan for `n` rows over `buckets` (with one compiled size `b`, `ceil(n /
+    /// b)` chunks of `b` rows, the last one short), chunk `i` on slot `i % k`. Each chunk
+    /// then runs as exactly its piece, so only the last chunk is padded.
+    ///
+    /// `None` when `k == 0`, as [`Split::new`].
+    pub(crate) fn packed(n: usize, k: usize, buckets: &'a Buckets) -> Option<Split<'a>> {
+        let k = NonZeroUsize::new(k)?;
+        Some(Split {
+            n,
+            k,
+            cut: Cut::Pieces(buckets),
+            chunks: buckets.cost(n).executions,
             first_slot: 0,
         })
     }
@@ -88,11 +122,16 @@ impl Split {
     /// The same split with chunk 0 on slot `slot % k` and chunk `i` on `(slot + i) % k`.
     /// Rows, sizes and order are unchanged; only the cores move.
     #[must_use]
-    pub(crate) fn starting_at(self, slot: usize) -> Split {
+    pub(crate) fn starting_at(self, slot: usize) -> Split<'a> {
         Split {
             first_slot: slot % self.k,
             ..self
         }
+    }
+
+    /// Rows on the split dim.
+    pub(crate) fn rows(&self) -> usize {
+        self.n
     }
 
     /// Number of core slots.
@@ -100,43 +139,60 @@ impl Split {
         self.k.get()
     }
 
-    /// Number of chunks: `min(n, k)` by default, `ceil(n / split_size)` otherwise.
+    /// Number of chunks: `min(n, k)` by default, `ceil(n / split_size)` with a split size,
+    /// the pieces of the plan when packed.
     pub(crate) fn num_chunks(&self) -> usize {
         self.chunks
     }
 
-    /// Chunk `i` in job order, or `None` when `i >= num_chunks()`.
-    pub(crate) fn chunk(&self, i: usize) -> Option<Chunk> {
+    /// Whether the split is [packed](Split::packed).
+    pub(crate) fn is_packed(&self) -> bool {
+        matches!(self.cut, Cut::Pieces(_))
+    }
+
+    /// Chunk `i` in job order, or `None` when `i >= num_chunks()` or the split is packed
+    /// (whose chunks only [`Split::iter`] gives, in order).
+    fn chunk(&self, i: usize) -> Option<Chunk> {
         if i >= self.chunks {
             return None;
         }
         let k = self.k.get();
-        let (start, rows) = match self.split_size {
-            None => {
+        let (start, rows) = match self.cut {
+            Cut::Pieces(_) => return None,
+            Cut::Even => {
                 // s, r = divmod(n, k); chunk i holds [i*s + min(i, r), (i+1)*s + min(i+1, r)).
                 // i < min(n, k), so i*s + min(i, r) <= k*s + r = n: no overflow.
                 let (s, r) = (self.n / k, self.n % k);
                 (i * s + i.min(r), s + usize::from(i < r))
             }
-            Some(size) => {
+            Cut::Fixed(size) => {
                 // i < ceil(n / S), so i*S < n: no overflow, and the last chunk is clamped.
                 let start = i * size.get();
                 (start, size.get().min(self.n - start))
             }
         };
-        Some(Chunk {
-            index: i,
+        Some(self.chunk_at(i, start, rows))
+    }
+
+    fn chunk_at(&self, index: usize, start: usize, rows: usize) -> Chunk {
+        let k = self.k.get();
+        Chunk {
+            index,
             start,
             rows,
-            slot: rotate(i % k, self.first_slot, k),
-        })
+            slot: rotate(index % k, self.first_slot, k),
+        }
     }
 
     /// All chunks in job order (no allocation).
-    pub(crate) fn iter(&self) -> Chunks {
+    pub(crate) fn iter(&self) -> Chunks<'a> {
         Chunks {
             split: *self,
             next: 0,
+            pieces: match self.cut {
+                Cut::Pieces(buckets) => Some(buckets.pieces(self.n)),
+                Cut::Even | Cut::Fixed(_) => None,
+            },
         }
     }
 
@@ -156,11 +212,14 @@ impl Split {
     /// - user `split_size` S: `S == b` and `n % b == 0` (so `n / b` chunks of `b` rows,
     ///   dealt round-robin over the cores).
     ///
+    /// A packed split is only made with dynamic batching on, so it is never checked; were it
+    /// checked, it would be held to the default split's rule.
+    ///
     /// The error states the rule, the numbers and what to change.
     pub(crate) fn check_exact(&self, b: NonZeroUsize) -> Result<(), PlanError> {
         let (n, k, bv) = (self.n, self.k.get(), b.get());
-        match self.split_size {
-            None => {
+        match self.cut {
+            Cut::Even | Cut::Pieces(_) => {
                 let expected = k.checked_mul(bv);
                 if expected == Some(n) {
                     Ok(())
@@ -173,12 +232,12 @@ impl Split {
                     })
                 }
             }
-            Some(size) if size != b => Err(PlanError::SplitSizeNotBatch {
+            Cut::Fixed(size) if size != b => Err(PlanError::SplitSizeNotBatch {
                 split_size: size.get(),
                 b: bv,
             }),
-            Some(_) if n % bv != 0 => Err(PlanError::NotMultipleOfBatch { n, b: bv }),
-            Some(_) => Ok(()),
+            Cut::Fixed(_) if n % bv != 0 => Err(PlanError::NotMultipleOfBatch { n, b: bv }),
+            Cut::Fixed(_) => Ok(()),
         }
     }
 }
@@ -190,27 +249,35 @@ fn rotate(slot: usize, by: usize, k: usize) -> usize {
     if sum >= k { sum - k } else { sum }
 }
 
-impl IntoIterator for &Split {
+impl<'a> IntoIterator for &Split<'a> {
     type Item = Chunk;
-    type IntoIter = Chunks;
+    type IntoIter = Chunks<'a>;
 
-    fn into_iter(self) -> Chunks {
+    fn into_iter(self) -> Chunks<'a> {
         self.iter()
     }
 }
 
 /// Iterator over the chunks of a [`Split`], in job order.
 #[derive(Debug, Clone)]
-pub(crate) struct Chunks {
-    split: Split,
+pub(crate) struct Chunks<'a> {
+    split: Split<'a>,
     next: usize,
+    /// A packed split's pieces, one per chunk.
+    pieces: Option<BucketPieces<'a>>,
 }
 
-impl Iterator for Chunks {
+impl Iterator for Chunks<'_> {
     type Item = Chunk;
 
     fn next(&mut self) -> Option<Chunk> {
-        let chunk = self.split.chunk(self.next)?;
+        let chunk = match &mut self.pieces {
+            Some(pieces) => {
+                let piece = pieces.next()?.piece;
+                self.split.chunk_at(self.next, piece.start, piece.rows)
+            }
+            None => self.split.chunk(self.next)?,
+        };
         self.next += 1;
         Some(chunk)
     }
@@ -221,9 +288,9 @@ impl Iterator for Chunks {
     }
 }
 
-impl ExactSizeIterator for Chunks {}
+impl ExactSizeIterator for Chunks<'_> {}
 
-impl FusedIterator for Chunks {}
+impl FusedIterator for Chunks<'_> {}
 
 /// One device execution of a chunk under dynamic batching: rows
 /// `[start, start + rows)` of the chunk, followed by `pad` zero rows up to the compiled batch.
@@ -643,7 +710,7 @@ mod tests {
 
     #[test]
     fn errors_do_not_panic_on_extremes() {
-        assert_eq!(Split::new(5, 0, None), None);
+        assert!(Split::new(5, 0, None).is_none());
         let err = check_exact(3, usize::MAX, nz(2)).unwrap_err();
         assert!(matches!(err, PlanError::NotExact { expected: None, .. }));
         assert!(err.to_string().contains("overflows"), "{err}");
@@ -836,6 +903,39 @@ mod tests {
                 prop_assert_eq!((a.index, a.start, a.rows), (b.index, b.start, b.rows));
                 prop_assert_eq!(b.slot, (a.slot + first) % k);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn packed_chunks_are_the_pieces_of_the_least_padding_plan(
+            n in 0usize..3000,
+            k in 1usize..30,
+            sizes in proptest::collection::btree_set(1usize..40, 1..4),
+            first in 0usize..100,
+        ) {
+            let sizes: Vec<usize> = sizes.into_iter().collect();
+            let buckets = Buckets::new(&sizes).unwrap();
+            let split = Split::packed(n, k, &buckets).unwrap().starting_at(first);
+            let chunks: Vec<Chunk> = split.iter().collect();
+            prop_assert_eq!(chunks.len(), split.num_chunks());
+            prop_assert_eq!(split.iter().len(), split.num_chunks());
+            let pieces: Vec<_> = buckets.pieces(n).collect();
+            prop_assert_eq!(chunks.len(), pieces.len());
+            let mut next = 0;
+            for (i, (chunk, piece)) in chunks.iter().zip(&pieces).enumerate() {
+                prop_assert_eq!(chunk.index, i);
+                prop_assert_eq!((chunk.start, chunk.rows), (piece.piece.start, piece.piece.rows));
+                prop_assert_eq!(chunk.start, next);
+                prop_assert_eq!(chunk.slot, (first + i) % k);
+                // Re-planning a chunk's rows gives back exactly its one piece.
+                let again: Vec<_> = buckets.pieces(chunk.rows).collect();
+                prop_assert_eq!(again.len(), 1);
+                prop_assert_eq!(again[0].bucket, piece.bucket);
+                next += chunk.rows;
+            }
+            prop_assert_eq!(next, n);
+            prop_assert!(split.is_packed());
         }
     }
 }

@@ -190,7 +190,7 @@ pub(crate) fn try_lock_any(
 fn misrouted(job: Job) {
     // SAFETY: the call outlives this job until `finish` below, after which it is not used.
     let call = unsafe { job.call() };
-    call.completion.fail(Failure {
+    call.fail(Failure {
         chunk: job.chunk,
         error: Error::WorkerPanicked {
             chunk: job.chunk,
@@ -274,7 +274,7 @@ pub(crate) fn run_job(station: &mut Station, call: &Call<'_>, job: &Job) {
     }
     if let Some(error) = error {
         stats.failures.fetch_add(1, Ordering::Relaxed);
-        call.completion.fail(Failure {
+        call.fail(Failure {
             chunk: job.chunk,
             error,
         });

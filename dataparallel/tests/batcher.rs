@@ -1,8 +1,8 @@
 //! The request batcher against the mock: many threads of small requests, each getting exactly
 //! its rows back; the bounded queue (`Full`, submit timeout); deadlines that expire while
 //! queued; `max_delay` as a lower bound; coalescing; shutdown draining; validation at submit;
-//! engine errors delivered to every request of a batch; the ticket's non-blocking and async
-//! faces.
+//! engine errors delivered to the requests of the failed chunks only; batches packed into
+//! whole compiled batches; the ticket's non-blocking and async faces.
 //!
 //! Timing: nothing here asserts an upper bound on time (the machine may be slow and busy).
 //! Tests that need the batcher busy block it with a batch that is full on its own (as many
@@ -12,7 +12,7 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -31,6 +31,9 @@ use neuron_rt::DType;
 const SCALE: f32 = 1.5;
 const BIAS: f32 = -0.25;
 const FEATURES: usize = 4;
+
+/// The mock's fault rules are process-wide: tests that set them take turns.
+static FAULTS: Mutex<()> = Mutex::new(());
 
 /// The affine model `[b, 4] -> [b, 4]` on `cores`, `exec_us` per execution.
 fn affine_engine(b: u32, exec_us: u64, cores: &str) -> Arc<DataParallel> {
@@ -508,6 +511,7 @@ fn invalid_requests_are_refused_at_submit() {
 
 #[test]
 fn engine_errors_reach_every_request_of_the_batch() {
+    let _faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
     // Every execution on physical core 23 fails (only this test uses it).
     nrt_mock::control::set_faults("23:*:1004").expect("set faults");
     let batcher = Batcher::new(
@@ -553,6 +557,148 @@ fn engine_errors_reach_every_request_of_the_batch() {
         batcher.submit(request).expect("submit"),
         &x,
     );
+}
+
+#[test]
+fn a_failed_chunk_fails_only_the_requests_with_rows_in_it() {
+    let _faults = FAULTS.lock().unwrap_or_else(PoisonError::into_inner);
+    // Every execution on physical core 22 fails (only these tests use cores 21-23); 21 works.
+    nrt_mock::control::set_faults("22:*:1004").expect("set faults");
+    let batcher = Batcher::new(
+        Arc::new(engine(
+            &neff(affine_model(4, FEATURES as u32, SCALE, BIAS)),
+            Config::default()
+                .device_list("nc:21,nc:22")
+                .quarantine_after(0),
+        )),
+        BatcherConfig::default()
+            .max_batch_rows(8)
+            .max_delay(Duration::from_secs(3600)),
+    )
+    .expect("batcher");
+    // 3 + 2 + 3 rows: one full batch, packed as rows 0..4 and 4..8 on the two cores in
+    // turn; the middle request has rows in both.
+    let requests: Vec<_> = [3, 2, 3]
+        .iter()
+        .enumerate()
+        .map(|(tag, &rows)| tagged(tag, rows))
+        .collect();
+    let tickets: Vec<_> = requests
+        .iter()
+        .map(|(request, _)| batcher.submit(request.clone()).expect("submit"))
+        .collect();
+    let outcomes: Vec<_> = tickets.into_iter().map(Ticket::wait).collect();
+    nrt_mock::control::set_faults("").expect("clear faults");
+    // Which chunk met core 22 depends on where the rotation stood: either the first request
+    // alone, or the last one alone, got its rows; the middle one always failed.
+    let ok: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+    assert!(
+        ok == [true, false, false] || ok == [false, false, true],
+        "{outcomes:?}"
+    );
+    for ((outcome, (_, x)), tag) in outcomes.into_iter().zip(&requests).zip(0..) {
+        match outcome {
+            Ok(response) => {
+                let got = response.outputs[0].to_vec::<f32>().expect("f32");
+                assert_eq!(
+                    bits(&got),
+                    bits(&ref_affine(x, SCALE, BIAS)),
+                    "request {tag}"
+                );
+            }
+            Err(RequestError::Engine { source, .. }) => {
+                assert!(source.status().is_some(), "{source}");
+            }
+            Err(other) => panic!("request {tag}: expected an engine error, got {other:?}"),
+        }
+    }
+    let stats = batcher.stats();
+    assert_eq!(
+        (stats.failed, stats.completed, stats.batches),
+        (2, 1, 1),
+        "{stats:#?}"
+    );
+}
+
+#[test]
+fn batches_run_as_whole_compiled_batches_unless_told_not_to() {
+    // 3 one-row requests on 4 cores compiled at batch 4: packed, one execution with 1 pad
+    // row; with the engine's split, 3 chunks of 1 row, each padded by 3.
+    for (pack, executions, pad_rows) in [(true, 1, 1), (false, 3, 9)] {
+        let engine = affine_engine(4, 0, "nc:16,nc:17,nc:18,nc:19");
+        let batcher = Batcher::new(
+            Arc::clone(&engine),
+            BatcherConfig::default()
+                .max_batch_rows(3)
+                .max_delay(Duration::from_secs(3600))
+                .pack(pack),
+        )
+        .expect("batcher");
+        let tickets: Vec<_> = (0..3)
+            .map(|tag| {
+                let (request, x) = tagged(tag, 1);
+                (batcher.submit(request).expect("submit"), x)
+            })
+            .collect();
+        for (tag, (ticket, x)) in tickets.into_iter().enumerate() {
+            check_affine(&format!("pack {pack}, request {tag}"), ticket, &x);
+        }
+        let metrics = engine.metrics();
+        let ran: u64 = metrics.cores.iter().map(|c| c.executions).sum();
+        assert_eq!(
+            (ran, metrics.pad_rows()),
+            (executions, pad_rows),
+            "pack {pack}"
+        );
+        assert_eq!(batcher.shutdown().batches, 1, "pack {pack}");
+    }
+}
+
+#[test]
+fn a_packed_batch_holds_back_the_requests_that_would_be_padded() {
+    // Compiled batch 4, batches of up to 8 rows. Five one-row requests: the first one's deadline closes
+    // the batch; packed, its fifth row would run alone, padded by 3, so it is held back to
+    // start the next batch, which three later requests fill to a whole compiled batch.
+    let engine = affine_engine(4, 0, "nc:20");
+    let batcher = Batcher::new(
+        Arc::clone(&engine),
+        BatcherConfig::default()
+            .max_batch_rows(8)
+            .max_delay(Duration::from_secs(3600)),
+    )
+    .expect("batcher");
+    let closes = |(request, x): (Request, Vec<f32>)| (request.timeout(Duration::from_secs(2)), x);
+    let first: Vec<_> = (0..5)
+        .map(|tag| {
+            let (request, x) = if tag == 0 {
+                closes(tagged(tag, 1))
+            } else {
+                tagged(tag, 1)
+            };
+            (batcher.submit(request).expect("submit"), x)
+        })
+        .collect();
+    let mut first = first.into_iter();
+    for (tag, (ticket, x)) in first.by_ref().take(4).enumerate() {
+        check_affine(&format!("request {tag}"), ticket, &x);
+    }
+    assert_eq!(batcher.stats().batches, 1);
+    let later: Vec<_> = (5..8)
+        .map(|tag| {
+            let (request, x) = if tag == 7 {
+                closes(tagged(tag, 1))
+            } else {
+                tagged(tag, 1)
+            };
+            (batcher.submit(request).expect("submit"), x)
+        })
+        .collect();
+    for (tag, (ticket, x)) in first.chain(later).enumerate() {
+        check_affine(&format!("request {}", tag + 4), ticket, &x);
+    }
+    let stats = batcher.shutdown();
+    assert_eq!((stats.batches, stats.rows), (2, 8), "{stats:#?}");
+    assert_eq!(engine.metrics().pad_rows(), 0, "two whole compiled batches");
 }
 
 /// Wakes the thread that blocks on a future.

@@ -4,12 +4,16 @@
 //! so queueing (and a generator that falls behind) shows up in it.
 //!
 //! Modes:
-//! - `batcher`: one submitter thread sleeps until each request's time and `try_submit`s it to
-//!   a [`Batcher`] (default config: max 64 rows = 8 cores × batch 8, max delay 1 ms, queue
-//!   1024, 2 batches in flight; a full queue turns the request away); a collector thread
-//!   waits the tickets in order.
-//! - `batcher, 1 batch in flight`: the same with `batches_in_flight(1)`, the batcher before
-//!   it pipelined batches.
+//! - `batcher, packed`: one submitter thread sleeps until each request's time and
+//!   `try_submit`s it to a [`Batcher`] (default config: max 64 rows = 8 cores × batch 8, max
+//!   delay 1 ms, queue 1024, 2 batches in flight, batches packed into whole compiled
+//!   batches; a full queue turns the request away); a collector thread waits the tickets in
+//!   order.
+//! - `batcher, split`: the same with `pack(false)`: each batch cut by the engine's own split
+//!   into one chunk per core, each padded to the compiled batch (the batcher before packing).
+//! - `batcher, packed, max delay 1.25 ms` and `1.5 ms`: packed, waiting longer to fill.
+//! - `batcher, packed, 1 batch in flight`: packed with `batches_in_flight(1)`, the batcher
+//!   before it pipelined batches.
 //! - `forward/request`: a pool of 64 caller threads takes the scheduled requests in order,
 //!   each sleeping until its request's time and calling `forward_into` with its one row on an
 //!   engine over the 8 cores.
@@ -28,7 +32,8 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use dataparallel::batcher::{
-    Batcher, BatcherConfig, DEFAULT_BATCHES_IN_FLIGHT, OwnedTensor, Request, Ticket,
+    Batcher, BatcherConfig, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_MAX_DELAY, OwnedTensor, Request,
+    Ticket,
 };
 use dataparallel::{Config, DataParallel, Input, Output};
 use serde_json::json;
@@ -62,6 +67,8 @@ struct Outcome {
     batcher: Option<(f64, f64, usize)>,
     /// Executions per core during the run.
     executions: Vec<u64>,
+    /// Share of the rows executed during the run that were padding.
+    pad_ratio: f64,
 }
 
 impl Outcome {
@@ -104,6 +111,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
             "p50 ms",
             "p99 ms",
             "mean batch rows",
+            "pad ratio",
             "queue depth mean (max)",
             "executions per core",
         ],
@@ -116,30 +124,61 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     );
     let seconds = ctx.pick(1.5, 0.5, 0.05);
     let neff = affine_neff(BATCH, FEATURES, EXEC_US)?;
-    let modes = [
-        "batcher",
-        "batcher, 1 batch in flight",
+    // (mode, pack, batches in flight, max delay) of the batcher modes.
+    let batcher_modes = [
+        (
+            "batcher, packed",
+            true,
+            DEFAULT_BATCHES_IN_FLIGHT,
+            DEFAULT_MAX_DELAY,
+        ),
+        (
+            "batcher, split",
+            false,
+            DEFAULT_BATCHES_IN_FLIGHT,
+            DEFAULT_MAX_DELAY,
+        ),
+        (
+            "batcher, packed, max delay 1.25 ms",
+            true,
+            DEFAULT_BATCHES_IN_FLIGHT,
+            Duration::from_micros(1250),
+        ),
+        (
+            "batcher, packed, max delay 1.5 ms",
+            true,
+            DEFAULT_BATCHES_IN_FLIGHT,
+            Duration::from_micros(1500),
+        ),
+        (
+            "batcher, packed, 1 batch in flight",
+            true,
+            1,
+            DEFAULT_MAX_DELAY,
+        ),
+    ];
+    let modes = batcher_modes.iter().map(|m| m.0).chain([
         "forward/request",
         "forward/request, spread",
         "forward/request, 8 engines",
-    ];
+    ]);
     let mut best: Vec<(&str, Option<f64>)> = Vec::new();
     for mode in modes {
         let mut sustained = None;
         for &rate in &rates {
             let total = ((rate * seconds).round() as usize).max(1);
-            let outcome = match mode {
-                "batcher" | "batcher, 1 batch in flight" => {
+            let batcher_mode = batcher_modes.iter().find(|m| m.0 == mode);
+            let outcome = match (mode, batcher_mode) {
+                (_, Some(&(_, pack, in_flight, max_delay))) => {
                     let dp = Arc::new(engine(ctx, &neff, k, Config::default())?);
                     warm(&dp)?;
-                    let in_flight = if mode == "batcher" {
-                        DEFAULT_BATCHES_IN_FLIGHT
-                    } else {
-                        1
-                    };
-                    batcher_run(dp, rate, total, in_flight)?
+                    let config = BatcherConfig::default()
+                        .pack(pack)
+                        .batches_in_flight(in_flight)
+                        .max_delay(max_delay);
+                    batcher_run(dp, rate, total, config)?
                 }
-                "forward/request" | "forward/request, spread" => {
+                ("forward/request" | "forward/request, spread", None) => {
                     let config = Config::default().spread_small_calls(mode.ends_with("spread"));
                     let dp = engine(ctx, &neff, k, config)?;
                     warm(&dp)?;
@@ -182,6 +221,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
                     } else {
                         "1 (of 8)".to_owned()
                     },
+                    format!("{:.2}", outcome.pad_ratio),
                     if outcome.batcher.is_some() {
                         format!("{depth_mean:.1} ({depth_max})")
                     } else {
@@ -209,6 +249,7 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
                     "p50_ms": finite(p50),
                     "p99_ms": finite(p99),
                     "mean_batch_rows": outcome.batcher.map(|b| b.0),
+                    "pad_ratio": outcome.pad_ratio,
                     "queue_depth_mean": outcome.batcher.map(|b| b.1),
                     "queue_depth_max": outcome.batcher.map(|b| b.2),
                     "executions_per_core": outcome.executions,
@@ -272,21 +313,32 @@ fn warm(dp: &DataParallel) -> BoxResult {
     Ok(())
 }
 
-fn executions(engines: &[&DataParallel], before: &[Vec<u64>]) -> Vec<u64> {
-    let mut out = Vec::new();
-    for (dp, before) in engines.iter().zip(before) {
-        for (core, b) in dp.core_stats().iter().zip(before) {
-            out.push(core.executions - b);
-        }
-    }
-    out
-}
+/// Per engine, per core: (executions, rows, pad rows) so far.
+type Counts = Vec<Vec<(u64, u64, u64)>>;
 
-fn executions_now(engines: &[&DataParallel]) -> Vec<Vec<u64>> {
+fn counts_now(engines: &[&DataParallel]) -> Counts {
     engines
         .iter()
-        .map(|dp| dp.core_stats().iter().map(|c| c.executions).collect())
+        .map(|dp| {
+            dp.core_stats()
+                .iter()
+                .map(|c| (c.executions, c.rows, c.pad_rows))
+                .collect()
+        })
         .collect()
+}
+
+/// Executions per core since `before`, and the share of rows executed that were padding.
+fn executions_and_padding(engines: &[&DataParallel], before: &Counts) -> (Vec<u64>, f64) {
+    let (mut executions, mut rows, mut pad) = (Vec::new(), 0, 0);
+    for (now, before) in counts_now(engines).iter().zip(before) {
+        for (core, b) in now.iter().zip(before) {
+            executions.push(core.0 - b.0);
+            rows += core.1 - b.1;
+            pad += core.2 - b.2;
+        }
+    }
+    (executions, pad as f64 / (rows + pad).max(1) as f64)
 }
 
 /// Sleeps until `at` (no-op when it has passed).
@@ -302,10 +354,9 @@ fn batcher_run(
     dp: Arc<DataParallel>,
     rate: f64,
     total: usize,
-    in_flight: usize,
+    config: BatcherConfig,
 ) -> BoxResult<Outcome> {
-    let before = executions_now(&[&dp]);
-    let config = BatcherConfig::default().batches_in_flight(in_flight);
+    let before = counts_now(&[&dp]);
     let batcher = Batcher::new(Arc::clone(&dp), config)?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let row = ramp(FEATURES);
@@ -347,7 +398,7 @@ fn batcher_run(
     drop(tx);
     let (latencies_ms, last) = collector.join().map_err(|_| "the collector panicked")??;
     let stats = batcher.shutdown();
-    let executions = executions(&[&dp], &before);
+    let (executions, pad_ratio) = executions_and_padding(&[&dp], &before);
     Ok(Outcome {
         scheduled: total,
         completed: latencies_ms.len(),
@@ -360,13 +411,14 @@ fn batcher_run(
             depth_max,
         )),
         executions,
+        pad_ratio,
     })
 }
 
 /// The one-forward-per-request modes: `POOL` callers, request `i` on `engines[i % len]`.
 fn pool_run(engines: &[DataParallel], rate: f64, total: usize) -> BoxResult<Outcome> {
     let refs: Vec<&DataParallel> = engines.iter().collect();
-    let before = executions_now(&refs);
+    let before = counts_now(&refs);
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = Instant::now() + Duration::from_millis(5);
     let give_up = start + interval.mul_f64(total as f64) + GRACE;
@@ -415,6 +467,7 @@ fn pool_run(engines: &[DataParallel], rate: f64, total: usize) -> BoxResult<Outc
         Ok(())
     })?;
     let last = *last.lock().unwrap_or_else(PoisonError::into_inner);
+    let (executions, pad_ratio) = executions_and_padding(&refs, &before);
     Ok(Outcome {
         scheduled: total,
         completed: latencies_ms.len(),
@@ -422,6 +475,7 @@ fn pool_run(engines: &[DataParallel], rate: f64, total: usize) -> BoxResult<Outc
         elapsed: last.saturating_duration_since(start),
         latencies_ms,
         batcher: None,
-        executions: executions(&refs, &before),
+        executions,
+        pad_ratio,
     })
 }

@@ -32,7 +32,7 @@ JSON output (--json): one object on stdout; every object has \"schema\": \"neuro
           iterations the requests completed, latency_ms counts from each request's scheduled
           time, throughput_batches_per_s is requests per second:
           serve:{rate_per_s, request_rows, max_delay_us, max_batch_rows, queue_capacity,
-                 batches_in_flight,
+                 batches_in_flight, pack,
                  requests_scheduled, requests_completed, requests_rejected,
                  throughput_requests_per_s, batches, mean_batch_rows,
                  batch_rows:[{min, max, count}], queue_depth:{max, mean, samples},
@@ -133,6 +133,11 @@ pub(crate) struct EngineArgs {
     /// Worker threads in total, at most 64 per core. Default: 2 per core.
     #[arg(long, value_name = "W")]
     pub(crate) num_workers: Option<NonZeroUsize>,
+    /// Run each batch as whole compiled batches (ceil(rows / compiled batch) executions,
+    /// only the last one padded, each on the next core in turn) instead of one padded chunk
+    /// per core. Not with --split-size.
+    #[arg(long, conflicts_with = "split_size")]
+    pub(crate) pack: bool,
 }
 
 impl EngineArgs {
@@ -150,7 +155,7 @@ impl EngineArgs {
         if let Some(workers) = self.num_workers {
             config = config.num_workers(workers.get());
         }
-        config
+        config.pack(self.pack)
     }
 }
 
@@ -291,6 +296,11 @@ pub(crate) struct BenchArgs {
     /// runs [default: 2].
     #[arg(long, value_name = "B", requires = "serve")]
     pub(crate) batches_in_flight: Option<NonZeroUsize>,
+    /// With --serve: run the batcher's batches with the engine's split (one padded chunk
+    /// per core, or as --split-size/--pack say) instead of packing them into whole compiled
+    /// batches.
+    #[arg(long, requires = "serve")]
+    pub(crate) unpacked: bool,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,

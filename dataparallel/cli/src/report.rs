@@ -373,6 +373,8 @@ pub(crate) struct Serve {
     pub(crate) max_batch_rows: usize,
     pub(crate) queue_capacity: usize,
     pub(crate) batches_in_flight: usize,
+    /// Whether the batcher packed its batches into whole compiled batches.
+    pub(crate) pack: bool,
     pub(crate) requests_scheduled: usize,
     pub(crate) requests_completed: usize,
     /// Turned away because the queue was full (open loop: never retried).
@@ -518,13 +520,18 @@ impl BenchReport {
         let _ = writeln!(
             text,
             "\nserve    open loop at {} requests/s, {} rows per request; batcher max delay {} µs, \
-             max batch {} rows, queue {}, {} batches in flight",
+             max batch {} rows, queue {}, {} batches in flight, {}",
             serve.rate_per_s,
             serve.request_rows,
             serve.max_delay_us,
             serve.max_batch_rows,
             serve.queue_capacity,
-            serve.batches_in_flight
+            serve.batches_in_flight,
+            if serve.pack {
+                "packed into whole compiled batches"
+            } else {
+                "the engine's split"
+            }
         );
         let _ = writeln!(
             text,

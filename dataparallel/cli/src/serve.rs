@@ -60,7 +60,8 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         .max_delay(plan.max_delay)
         .max_batch_rows(plan.max_batch_rows)
         .batches_in_flight(plan.batches_in_flight)
-        .queue_capacity(plan.queue_capacity);
+        .queue_capacity(plan.queue_capacity)
+        .pack(!args.unpacked);
     let queue_capacity = config.queue_capacity_value();
     let batches_in_flight = config.batches_in_flight_value();
 
@@ -171,6 +172,7 @@ pub(crate) fn run(args: &BenchArgs) -> CliResult {
         max_batch_rows,
         queue_capacity,
         batches_in_flight,
+        pack: !args.unpacked,
         requests_scheduled: total,
         requests_completed: completed,
         requests_rejected: rejected,

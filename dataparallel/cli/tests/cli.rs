@@ -142,6 +142,34 @@ fn run_json_has_the_documented_fields() {
     let (_, y) = read_npy_f32(Path::new(output["path"].as_str().unwrap()));
     let expected: Vec<f32> = x.iter().map(|v| v * 2.0 + 1.0).collect();
     assert_eq!(y, expected);
+
+    // --pack: the 7 rows run as 4 whole compiled batches of 2, one chunk each, the last one
+    // padded by a row; the same outputs.
+    let packed = s.path("packed");
+    let out = s.run(&[
+        "run",
+        &neff,
+        "--input",
+        &x_path,
+        "--out-dir",
+        packed.to_str().unwrap(),
+        "--device-ids",
+        "nc:0,nc:1",
+        "--pack",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    let rows: Vec<u64> = report["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, vec![2, 2, 2, 1]);
+    assert_eq!(report["totals"]["pad_rows"], 1);
+    let (_, y) = read_npy_f32(Path::new(report["outputs"][0]["path"].as_str().unwrap()));
+    assert_eq!(y, expected);
 }
 
 #[test]
@@ -801,6 +829,7 @@ fn bench_serve_reports_the_batcher_and_latency_from_the_schedule() {
     // Default: 4 cores x compiled batch 2.
     assert_eq!(serve["max_batch_rows"], 8);
     assert_eq!(serve["batches_in_flight"], 2);
+    assert_eq!(serve["pack"], true);
     assert_eq!(serve["requests_scheduled"], 200);
     let completed = serve["requests_completed"].as_u64().unwrap();
     let rejected = serve["requests_rejected"].as_u64().unwrap();
@@ -851,12 +880,21 @@ fn bench_serve_reports_the_batcher_and_latency_from_the_schedule() {
         "1000",
         "--iterations",
         "20",
+        "--unpacked",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for needle in ["requests/s", "queue", "batches", "from the scheduled time"] {
+    for needle in [
+        "requests/s",
+        "queue",
+        "batches",
+        "from the scheduled time",
+        "the engine's split",
+    ] {
         assert!(text.contains(needle), "{needle} missing in {text}");
     }
+    // Packing cuts calls itself: not with a split size.
+    assert_usage(&s.run(&["bench", &neff, "--pack", "--split-size", "2"]));
     assert_usage(&s.run(&["bench", &neff, "--serve", "--iterations", "2"]));
     assert_usage(&s.run(&["bench", &neff, "--rate", "100", "--iterations", "2"]));
     assert_usage(&s.run(&["bench", &neff, "--serve", "--rate", "100", "--batch", "4"]));

@@ -302,7 +302,7 @@ impl PyBatcher {
     #[new]
     #[pyo3(signature = (
         model, max_batch_rows=None, max_delay_us=None, batches_in_flight=2, max_queue=None,
-        timeout_ms=None, allow_copy=false
+        timeout_ms=None, allow_copy=false, pack=true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -314,8 +314,11 @@ impl PyBatcher {
         max_queue: Option<usize>,
         timeout_ms: Option<u64>,
         allow_copy: bool,
+        pack: bool,
     ) -> PyResult<PyBatcher> {
-        let mut config = BatcherConfig::default().batches_in_flight(batches_in_flight);
+        let mut config = BatcherConfig::default()
+            .batches_in_flight(batches_in_flight)
+            .pack(pack);
         if let Some(rows) = max_batch_rows {
             config = config.max_batch_rows(rows);
         }

@@ -310,7 +310,8 @@ impl PyDataParallel {
     #[new]
     #[pyo3(signature = (
         model, device_ids=None, dim=0, set_dynamic_batching=true, *, split_size=None,
-        num_workers=None, spread_small_calls=false, allow_copy=false, pin_cpus=false
+        num_workers=None, spread_small_calls=false, pack=false, allow_copy=false,
+        pin_cpus=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -322,6 +323,7 @@ impl PyDataParallel {
         split_size: Option<usize>,
         num_workers: Option<usize>,
         spread_small_calls: bool,
+        pack: bool,
         allow_copy: bool,
         pin_cpus: bool,
     ) -> PyResult<PyDataParallel> {
@@ -338,6 +340,7 @@ impl PyDataParallel {
             .dim(dim)
             .dynamic_batching(set_dynamic_batching)
             .spread_small_calls(spread_small_calls)
+            .pack(pack)
             .pin_cpus(pin_cpus);
         if let Some(rows) = split_size {
             config = config.split_size(rows);

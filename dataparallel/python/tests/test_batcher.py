@@ -55,6 +55,17 @@ def test_infer_from_threads(model):
     assert stats["batches"] <= 150 and stats["rows"] == sum(1 + i % 3 for i in range(25)) * 6
 
 
+def test_batches_are_packed_unless_told_not_to(model):
+    # One request of 5 rows is one batch; on 4 cores compiled at batch 4 it runs packed as
+    # pieces of 4 and 1 (3 pad rows), else split as 2 + 1 + 1 + 1 (11 pad rows).
+    for pack, pad_rows in [(True, 3), (False, 11)]:
+        before = model.metrics()["pad_rows"]
+        with neuron_dp.Batcher(model, pack=pack) as batcher:
+            x = request(7, 5)
+            np.testing.assert_array_equal(batcher.infer(x), x * 3.0 - 1.0)
+        assert model.metrics()["pad_rows"] - before == pad_rows, pack
+
+
 def test_infer_async_from_64_tasks(model):
     batcher = neuron_dp.Batcher(model, max_batch_rows=32, max_delay_us=1000, max_queue=256)
 

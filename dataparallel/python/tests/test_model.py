@@ -211,6 +211,14 @@ def test_split_size_workers_spread_and_buckets(neff):
     spread = affine_model(neff, spread_small_calls=True)
     for _ in range(3):
         np.testing.assert_array_equal(spread(x[:1]), expected[:1])
+    # Packed: 5 rows on 2 cores run as 3 whole compiled batches of 2, not chunks of 3 and 2.
+    assert [c["rows"] for c in affine_model(neff, device_ids=[0, 1]).plan(5)] == [3, 2]
+    packed = affine_model(neff, device_ids=[0, 1], pack=True)
+    assert [c["rows"] for c in packed.plan(5)] == [2, 2, 1]
+    np.testing.assert_array_equal(packed(x[:5]), expected[:5])
+    assert packed.metrics()["pad_rows"] == 1
+    with pytest.raises(neuron_dp.ConfigError):
+        affine_model(neff, pack=True, split_size=2)
     b1 = neff("b1", AFFINE, [("x", "float32", (1, 4))], [("y", "float32", (1, 4))])
     b8 = neff("b8", AFFINE, [("x", "float32", (8, 4))], [("y", "float32", (8, 4))])
     buckets = neuron_dp.DataParallel([b1, b8], device_ids=[0])

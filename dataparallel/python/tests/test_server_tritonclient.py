@@ -6,8 +6,10 @@ model and of two served together, over the mock libnrt on a loopback port.
 """
 
 import os
+import pathlib
 import re
 import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -79,6 +81,44 @@ def affine(tmp_path):
     server = Server(neff, "demo")
     yield server
     assert server.stop() == 0, "".join(server.log)
+
+
+README = pathlib.Path(__file__).resolve().parents[3] / "README.md"
+EXAMPLE = "<!-- tritonclient-example -->"
+
+
+def readme_example() -> tuple:
+    """The README's tritonclient example: the ```python block after its marker, and the
+    ```text block after that (what it prints)."""
+    after = README.read_text(encoding="utf-8").split(EXAMPLE, 1)[1].lstrip()
+    assert after.startswith("```python\n"), "the marker must precede a ```python block"
+    code, rest = after[len("```python\n") :].split("\n```", 1)
+    printed = rest.split("```text\n", 1)[1].split("\n```", 1)[0]
+    return code, printed + "\n"
+
+
+def test_the_readme_example_runs_as_written(tmp_path):
+    # The README's model: affine 2 x + 1 over float32 [8, 4], named affine.
+    neff = write_mock_neff(
+        tmp_path / "affine.neff",
+        "affine",
+        {"kind": "affine", "scale": 2.0, "bias": 1.0},
+        [("x", "float32", (8, 4))],
+        [("y", "float32", (8, 4))],
+    )
+    server = Server(neff, "affine")
+    try:
+        code, printed = readme_example()
+        assert "localhost:8000" in code
+        script = tmp_path / "example.py"
+        script.write_text(code.replace("localhost:8000", server.url), encoding="utf-8")
+        result = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout == printed
+    finally:
+        assert server.stop() == 0, "".join(server.log)
 
 
 def test_readiness_and_metadata(affine):

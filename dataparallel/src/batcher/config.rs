@@ -23,6 +23,7 @@ pub struct BatcherConfig {
     pub(super) queue_capacity: usize,
     pub(super) default_deadline: Option<Duration>,
     pub(super) batches_in_flight: usize,
+    pub(super) pack: bool,
 }
 
 /// `max_delay` by default: TF Serving's advice for online serving (~1 ms).
@@ -40,6 +41,7 @@ impl Default for BatcherConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             default_deadline: None,
             batches_in_flight: DEFAULT_BATCHES_IN_FLIGHT,
+            pack: true,
         }
     }
 }
@@ -89,6 +91,26 @@ impl BatcherConfig {
     pub fn batches_in_flight(mut self, batches: usize) -> BatcherConfig {
         self.batches_in_flight = batches;
         self
+    }
+
+    /// Run each batch as whole compiled batches (default on): a batch of `n` rows runs as
+    /// `ceil(n / b)` executions of the compiled batch `b` (with buckets, the mix that pads
+    /// least), only the last one padded, each on the next core in turn, instead of the
+    /// engine's own split, which cuts a small batch into one padded chunk per core. See
+    /// [`Config::pack`](crate::Config::pack). A batch that closes before it is full and
+    /// would end in a padded execution holds its newest requests back for the next batch
+    /// while a whole compiled batch stays. Off, batches run as the engine's configuration
+    /// says. Needs dynamic batching on the engine (without it, batches use
+    /// the engine's split).
+    #[must_use]
+    pub fn pack(mut self, on: bool) -> BatcherConfig {
+        self.pack = on;
+        self
+    }
+
+    /// The configured `pack`.
+    pub fn pack_value(&self) -> bool {
+        self.pack
     }
 
     /// The configured `batches_in_flight`.

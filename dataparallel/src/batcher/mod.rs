@@ -29,9 +29,18 @@
 //!   [`Ticket::wait_timeout`], [`Ticket::is_ready`], [`Ticket::try_result`], or `.await` (a
 //!   std [`Future`] with its own waker; no runtime needed). Dropping a ticket cancels its
 //!   request if it has not joined a batch yet.
+//! - **Packing.** A batch of `n` rows runs as `ceil(n / b)` whole compiled batches, each on
+//!   the next core in turn, only the last one padded ([`BatcherConfig::pack`], on by
+//!   default; off, the engine's own split cuts a small batch into one padded chunk per
+//!   core). A packed batch that closes before it is full and would end in a padded
+//!   execution holds its newest requests back to start the next batch, as long as at least
+//!   one whole compiled batch stays; its oldest request is never held back, and the held
+//!   ones still wait at most their own `max_delay`.
 //! - **Results.** Each request gets exactly its rows of every output, in order, in a
-//!   [`Response`]. When the engine fails a batch, every request in it gets the error
-//!   ([`RequestError::Engine`], sharing the engine's [`Error`] through an `Arc`).
+//!   [`Response`]. When a core fails a chunk of a batch, the requests with rows in that
+//!   chunk get the error ([`RequestError::Engine`], sharing the engine's [`Error`] through an
+//!   `Arc`) and the others their outputs; when the batch fails before it runs, every
+//!   request in it gets the error.
 //! - **Shutdown.** Dropping the [`Batcher`] (or [`Batcher::shutdown`]) stops accepting
 //!   requests (it takes the batcher by value, so no submit can race it), **runs** every
 //!   request already queued (expired ones still expire), then joins the threads.
@@ -41,7 +50,7 @@
 //! The engine itself never stages bytes (ARCHITECTURE.md, "The path of one batch"), but coalescing requests from
 //! different callers into one batch is inherently a copy: a batcher thread copies each
 //! request's rows into one staging buffer per input (reused from batch to batch), runs
-//! [`DataParallel::forward_into`] into staging output buffers it owns, and copies each
+//! the batch on the engine into staging output buffers it owns, and copies each
 //! request's rows out into the request's own [`OwnedTensor`]s. Those two copies are the price
 //! of batching; call the engine directly when a caller already has a full batch.
 //!
@@ -95,7 +104,7 @@ mod request;
 mod stats;
 mod worker;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -188,8 +197,9 @@ impl Batcher {
             layout: layout.clone(),
             max_rows: max_batch_rows,
             max_delay: config.max_delay,
+            pack: config.pack,
             recorder: Arc::clone(&recorder),
-            forming: Arc::new(Mutex::new(None)),
+            forming: Arc::default(),
         };
         let mut threads = Vec::with_capacity(config.batches_in_flight);
         for i in 0..config.batches_in_flight {

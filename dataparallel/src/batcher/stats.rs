@@ -245,12 +245,14 @@ pub(super) fn micros(d: Duration) -> u64 {
 }
 
 impl Recorder {
-    /// Records one batch that ran, with its requests' timings.
-    pub(super) fn batch(&self, rows: usize, requests: &[RequestTimes], ok: bool) {
+    /// Records one batch that ran, with its requests' timings and how many of them failed.
+    pub(super) fn batch(&self, rows: usize, requests: &[RequestTimes], failed: usize) {
         let n = requests.len() as u64;
+        let failed = (failed as u64).min(n);
         bump(&self.batches, 1);
         bump(&self.rows, rows as u64);
-        bump(if ok { &self.completed } else { &self.failed }, n);
+        bump(&self.completed, n - failed);
+        bump(&self.failed, failed);
         let mut h = self
             .histograms
             .lock()

@@ -11,12 +11,17 @@
 //! next one would push the batch past `max_batch_rows` (it starts the next batch) or the batch
 //! must close: `max_delay` after the first request was *submitted*, or at the earliest
 //! deadline among its requests, whichever comes first. Requests already queued when the batch
-//! must close still join it (up to the row limit), so a backlog drains in full batches.
+//! must close still join it (up to the row limit), so a backlog drains in full batches. When
+//! batches are packed, a batch that closes before it is full and would end in a padded
+//! execution holds its newest requests back to start the next batch, as long as a whole
+//! compiled batch stays (`hold_back_padded_tail`).
 //!
 //! Each request is checked as it comes off the queue, and again when a request held over
 //! from the previous batch starts the next: expired (its deadline passed) or abandoned (its
 //! ticket dropped) requests are completed or skipped there and never run.
 
+use std::collections::VecDeque;
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -27,7 +32,7 @@ use neuron_rt::DType;
 use super::handle::{Outcome, RequestError, Response, Slot, Ticket};
 use super::request::{Layout, OwnedTensor, Request};
 use super::stats::{Recorder, RequestTimes, bump, micros};
-use crate::engine::DataParallel;
+use crate::engine::{BatchFailure, DataParallel};
 use crate::view::{Input, Output};
 
 /// A queued request and what the batcher needs to run it.
@@ -69,10 +74,13 @@ pub(super) struct Worker {
     pub(super) layout: Layout,
     pub(super) max_rows: usize,
     pub(super) max_delay: Duration,
+    /// Whether batches run as whole compiled batches ([`super::BatcherConfig::pack`]).
+    pub(super) pack: bool,
     pub(super) recorder: Arc<Recorder>,
-    /// The formation lock, shared by the batcher's threads; it holds the request that did
-    /// not fit the last batch formed, which starts the next one.
-    pub(super) forming: Arc<Mutex<Option<Job>>>,
+    /// The formation lock, shared by the batcher's threads; it holds the requests carried
+    /// over from the last batch formed (the one that did not fit, or the tail held back from
+    /// a padded execution), oldest first, which start the next one.
+    pub(super) forming: Arc<Mutex<VecDeque<Job>>>,
 }
 
 /// Buffers reused from batch to batch (grown to the largest batch seen, never shrunk).
@@ -113,11 +121,11 @@ impl Worker {
     /// it does; the batch's rows, or `None` once every sender is gone and the queue is
     /// drained.
     fn form(&self, batch: &mut Vec<Job>) -> Option<usize> {
-        // The lock only guards which thread forms and the carried request, which every path
+        // The lock only guards which thread forms and the carried requests, which every path
         // leaves consistent.
         let mut carry = self.forming.lock().unwrap_or_else(PoisonError::into_inner);
         let first = loop {
-            let job = match carry.take() {
+            let job = match carry.pop_front() {
                 Some(job) => job,
                 // Every sender is gone and the queue is drained.
                 None => self.jobs.recv().ok()?,
@@ -130,33 +138,68 @@ impl Worker {
         let mut close_at = first.submitted.checked_add(self.max_delay);
         close_at = earliest(close_at, first.deadline);
         batch.push(first);
+        let mut full = false;
         while rows < self.max_rows {
-            let next = match self.jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    let received = match close_at {
-                        Some(at) => self.jobs.recv_deadline(at),
-                        None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                    };
-                    match received {
-                        Ok(job) => job,
-                        Err(_) => break,
+            // Carried requests are older than any still queued: they come first.
+            let next = match carry.pop_front() {
+                Some(job) => job,
+                None => match self.jobs.try_recv() {
+                    Ok(job) => job,
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        let received = match close_at {
+                            Some(at) => self.jobs.recv_deadline(at),
+                            None => self.jobs.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        };
+                        match received {
+                            Ok(job) => job,
+                            Err(_) => break,
+                        }
                     }
-                }
+                },
             };
             let Some(next) = self.admit(next) else {
                 continue;
             };
             if rows + next.rows > self.max_rows {
-                *carry = Some(next);
+                carry.push_front(next);
+                full = true;
                 break;
             }
             rows += next.rows;
             close_at = earliest(close_at, next.deadline);
             batch.push(next);
         }
+        if self.pack && !full && rows < self.max_rows {
+            rows = self.hold_back_padded_tail(batch, rows, &mut carry);
+        }
         Some(rows)
+    }
+
+    /// A packed batch that closes before it is full runs whole compiled batches when it can:
+    /// while its last execution would be padded, its newest requests go back to start the
+    /// next batch, as long as a whole largest compiled batch stays. The oldest request (whose
+    /// `max_delay` or deadline closed the batch) always stays, so no request waits longer
+    /// than it would have; the ones held back wait at most their own `max_delay`.
+    fn hold_back_padded_tail(
+        &self,
+        batch: &mut Vec<Job>,
+        mut rows: usize,
+        carry: &mut VecDeque<Job>,
+    ) -> usize {
+        while self.engine.packed_pad_rows(rows) > 0 {
+            let Some(newest) = batch.last().map(|job| job.rows) else {
+                break;
+            };
+            if rows - newest < self.engine.largest_batch() {
+                break;
+            }
+            if let Some(job) = batch.pop() {
+                rows -= job.rows;
+                carry.push_front(job);
+            }
+        }
+        rows
     }
 
     /// Takes a request off the queue: `None` when it expired (completed with
@@ -234,7 +277,8 @@ impl Worker {
                 })
                 .collect();
             catch_unwind(AssertUnwindSafe(|| {
-                self.engine.forward_into(&inputs, &mut outputs)
+                self.engine
+                    .forward_into_batch(&inputs, &mut outputs, self.pack)
             }))
         };
         let finished = Instant::now();
@@ -246,47 +290,16 @@ impl Worker {
             })
             .collect();
         let requests = batch.len();
-        let ok = matches!(result, Ok(Ok(())));
-        // Record first: a caller that sees its result also sees it counted.
-        self.recorder.batch(rows, &times, ok);
-
-        match result {
-            Ok(Ok(())) => {
-                let mut start = 0;
-                for job in batch.drain(..) {
-                    let outputs = self
-                        .layout
-                        .outputs
-                        .iter()
-                        .zip(&staging.outputs)
-                        .map(|(layout, buffer)| OwnedTensor {
-                            name: Some(layout.name.clone()),
-                            dtype: layout.dtype.unwrap_or(DType::UInt8),
-                            shape: [&[job.rows][..], &layout.row_shape].concat(),
-                            data: buffer
-                                [start * layout.row_bytes..(start + job.rows) * layout.row_bytes]
-                                .to_vec(),
-                        })
-                        .collect();
-                    start += job.rows;
-                    job.slot.complete(Ok(Response {
-                        outputs,
-                        batch_rows: rows,
-                        batch_requests: requests,
-                        queue_wait: started.saturating_duration_since(job.submitted),
-                    }));
-                }
-            }
-            Ok(Err(error)) => {
-                let source = Arc::new(error);
-                for job in batch.drain(..) {
-                    job.slot.complete(Err(RequestError::Engine {
-                        batch_rows: rows,
-                        batch_requests: requests,
-                        source: Arc::clone(&source),
-                    }));
-                }
-            }
+        // The rows that failed (empty when none did), and the error they share.
+        let (failed_rows, error) = match result {
+            Ok(Ok(())) => (Vec::new(), None),
+            Ok(Err(BatchFailure {
+                error,
+                rows: failed,
+            })) => (
+                failed.unwrap_or_else(|| std::iter::once(0..rows).collect()),
+                Some(Arc::new(error)),
+            ),
             Err(panic) => {
                 let message = panic
                     .downcast_ref::<&str>()
@@ -294,12 +307,65 @@ impl Worker {
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "(no message)".to_owned());
                 log::error!("the engine panicked running a batch of {rows} rows: {message}");
+                // Record first: a caller that sees its result also sees it counted.
+                self.recorder.batch(rows, &times, requests);
                 for job in batch.drain(..) {
                     job.slot.complete(Err(RequestError::EnginePanicked {
                         message: message.clone(),
                     }));
                 }
+                return;
             }
+        };
+        // A request fails when any of its rows is in a failed chunk.
+        let fails = |rows: Range<usize>| {
+            error.is_some()
+                && failed_rows
+                    .iter()
+                    .any(|f| f.start < rows.end && rows.start < f.end)
+        };
+        let failed = batch
+            .iter()
+            .scan(0, |start, job| {
+                let rows = *start..*start + job.rows;
+                *start = rows.end;
+                Some(rows)
+            })
+            .filter(|rows| fails(rows.clone()))
+            .count();
+        // Record first: a caller that sees its result also sees it counted.
+        self.recorder.batch(rows, &times, failed);
+
+        let mut start = 0;
+        for job in batch.drain(..) {
+            let first = start;
+            start += job.rows;
+            if let (true, Some(source)) = (fails(first..start), &error) {
+                job.slot.complete(Err(RequestError::Engine {
+                    batch_rows: rows,
+                    batch_requests: requests,
+                    source: Arc::clone(source),
+                }));
+                continue;
+            }
+            let outputs = self
+                .layout
+                .outputs
+                .iter()
+                .zip(&staging.outputs)
+                .map(|(layout, buffer)| OwnedTensor {
+                    name: Some(layout.name.clone()),
+                    dtype: layout.dtype.unwrap_or(DType::UInt8),
+                    shape: [&[job.rows][..], &layout.row_shape].concat(),
+                    data: buffer[first * layout.row_bytes..start * layout.row_bytes].to_vec(),
+                })
+                .collect();
+            job.slot.complete(Ok(Response {
+                outputs,
+                batch_rows: rows,
+                batch_requests: requests,
+                queue_wait: started.saturating_duration_since(job.submitted),
+            }));
         }
     }
 }

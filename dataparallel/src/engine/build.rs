@@ -60,6 +60,12 @@ impl DataParallel {
         if neffs.is_empty() {
             return Err(Error::config("no NEFF given"));
         }
+        if config.pack && config.split_size.is_some() {
+            return Err(Error::config(
+                "pack and split_size both set: packing cuts calls into compiled batches itself; \
+                 unset one of them",
+            ));
+        }
         if config.split_size == Some(0) {
             return Err(Error::config(
                 "split_size must be at least 1 (or unset to split evenly over the cores)",
@@ -174,7 +180,9 @@ impl DataParallel {
             dynamic: AtomicBool::new(dynamic),
             split_size: config.split_size_value(),
             attach: config.attach,
-            next_slot: config.spread_small_calls.then(|| AtomicUsize::new(0)),
+            pack: config.pack,
+            spread: config.spread_small_calls,
+            next_slot: AtomicUsize::new(0),
         };
         for w in 0..num_workers {
             let first_core = topology.first_core(w);

@@ -6,6 +6,7 @@
 //! [`DataParallel::output_shapes`].
 
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,6 +26,33 @@ use crate::worker::{self, Station};
 /// far longer, so on hardware this only catches trivial models. (rayon's sequential
 /// threshold, measured per core instead of guessed.)
 const INLINE_PIECE_NS: u64 = 5_000;
+
+/// What [`DataParallel::run`] did with a call that passed validation.
+struct Ran<'a> {
+    /// The split the call ran with (its cores placed).
+    split: Split<'a>,
+    /// Whether it ran with dynamic batching.
+    dynamic: bool,
+    /// The failure of the lowest failed chunk.
+    failure: Option<Failure>,
+}
+
+impl Ran<'_> {
+    fn result(self) -> Result<()> {
+        self.failure.map_or(Ok(()), |failure| Err(failure.error))
+    }
+}
+
+/// Why a batch of the request batcher failed, from [`DataParallel::forward_into_batch`].
+#[derive(Debug)]
+pub(crate) struct BatchFailure {
+    /// The call's error: the lowest failed chunk's, or the one that stopped it before any
+    /// device work.
+    pub(crate) error: Error,
+    /// The rows (on dim 0) of the chunks that failed; every other row's outputs are
+    /// complete. `None`: every row failed.
+    pub(crate) rows: Option<Vec<Range<usize>>>,
+}
 
 impl DataParallel {
     /// Cores in service (not quarantined).
@@ -59,31 +87,44 @@ impl DataParallel {
             .map_or(slot % self.replicas.len(), |(index, _)| index)
     }
 
-    fn split(&self, rows: usize) -> Result<Split> {
+    /// How `rows` rows are cut over the cores in service: packed into whole compiled batches
+    /// when `pack` is asked for and dynamic batching is on, else the reference's split (or
+    /// the user's split size).
+    fn split(&self, rows: usize, pack: bool, dynamic: bool) -> Result<Split<'_>> {
+        let cores = self.healthy_cores();
+        let split = if pack && dynamic {
+            Split::packed(rows, cores, &self.buckets)
+        } else {
+            Split::new(rows, cores, self.split_size)
+        };
         // With no core in service there is nothing to split over.
-        Split::new(rows, self.healthy_cores(), self.split_size).ok_or(Error::AllCoresQuarantined {
+        split.ok_or(Error::AllCoresQuarantined {
             cores: self.replicas.len(),
         })
     }
 
-    fn check_inputs(&self, inputs: &[Input<'_>]) -> Result<(InputPlan, Split, bool)> {
+    fn check_inputs(
+        &self,
+        inputs: &[Input<'_>],
+        pack: bool,
+    ) -> Result<(InputPlan, Split<'_>, bool)> {
         let dynamic = self.dynamic_batching();
         let plan = validate::inputs(&self.spec, inputs, self.dim, dynamic)?;
-        let split = self.split(plan.rows)?;
+        let split = self.split(plan.rows, pack, dynamic)?;
         if !dynamic {
             split.check_exact(plan.batch)?;
         }
         Ok((plan, split, dynamic))
     }
 
-    /// Where a call's chunks run: with small calls spread, a call with fewer chunks than
-    /// cores starts where the previous such call ended; otherwise the reference's mapping,
-    /// with its warning when cores are left idle.
-    fn place(&self, split: Split) -> Split {
+    /// Where a call's chunks run: a packed call, or with small calls spread a call with fewer
+    /// chunks than cores, starts where the previous such call ended; otherwise the
+    /// reference's mapping, with its warning when cores are left idle.
+    fn place<'a>(&self, split: Split<'a>) -> Split<'a> {
         let chunks = split.num_chunks();
-        if let Some(next) = self.next_slot.as_ref().filter(|_| chunks < split.cores()) {
-            // Small calls were asked for: no warning.
-            return split.starting_at(next.fetch_add(chunks, Ordering::Relaxed));
+        if split.is_packed() || (self.spread && chunks < split.cores()) {
+            // Asked for: no warning.
+            return split.starting_at(self.next_slot.fetch_add(chunks, Ordering::Relaxed));
         }
         if split.underused() {
             log::warn!(
@@ -100,7 +141,8 @@ impl DataParallel {
     ///
     /// Chunk `i` is shown on the `i`-th core in service, the reference's mapping. With
     /// [`Config::spread_small_calls`](crate::Config::spread_small_calls) a call with fewer
-    /// chunks than cores starts on another core;
+    /// chunks than cores starts on another core, and with [`Config::pack`](crate::Config::pack)
+    /// every call does (its chunks are the whole compiled batches shown here);
     /// [`forward_into_report`](Self::forward_into_report) shows where it ran.
     ///
     /// # Errors
@@ -110,7 +152,7 @@ impl DataParallel {
     /// service.
     pub fn plan(&self, rows: usize) -> Result<Vec<ChunkPlan>> {
         let dynamic = self.dynamic_batching();
-        let split = self.split(rows)?;
+        let split = self.split(rows, self.pack, dynamic)?;
         if !dynamic {
             split.check_exact(self.smallest_batch())?;
         }
@@ -118,7 +160,7 @@ impl DataParallel {
     }
 
     /// Each chunk of `split` with its core, pieces and pad rows.
-    fn chunk_plans(&self, split: &Split, dynamic: bool) -> Vec<ChunkPlan> {
+    fn chunk_plans(&self, split: &Split<'_>, dynamic: bool) -> Vec<ChunkPlan> {
         let slot_map = self.slot_map();
         split
             .iter()
@@ -150,6 +192,16 @@ impl DataParallel {
             .collect()
     }
 
+    /// Pad rows of a packed call of `rows` rows (what its last piece pads).
+    pub(crate) fn packed_pad_rows(&self, rows: usize) -> usize {
+        self.buckets.cost(rows).pad_rows
+    }
+
+    /// The largest compiled batch.
+    pub(crate) fn largest_batch(&self) -> usize {
+        self.buckets.sizes().last().copied().unwrap_or(1)
+    }
+
     fn smallest_batch(&self) -> NonZeroUsize {
         NonZeroUsize::new(self.buckets.sizes()[0]).unwrap_or(NonZeroUsize::MIN)
     }
@@ -160,7 +212,7 @@ impl DataParallel {
     ///
     /// As [`forward_into`](Self::forward_into) for invalid inputs.
     pub fn output_shapes(&self, inputs: &[Input<'_>]) -> Result<Vec<Vec<usize>>> {
-        let (plan, split, dynamic) = self.check_inputs(inputs)?;
+        let (plan, split, dynamic) = self.check_inputs(inputs, self.pack)?;
         Ok(self
             .spec
             .outputs
@@ -236,7 +288,7 @@ impl DataParallel {
     /// [`Error::Input`], [`Error::Output`], [`Error::DynamicBatchingIneligible`] and
     /// [`Error::Plan`] before any device call; [`Error::Chunk`] when a core fails.
     pub fn forward_into(&self, inputs: &[Input<'_>], outputs: &mut [Output<'_>]) -> Result<()> {
-        self.run(inputs, outputs, None).map(drop)
+        self.run(inputs, outputs, None, self.pack)?.result()
     }
 
     /// [`forward_into`](Self::forward_into), also reporting each chunk's core, rows, pieces,
@@ -251,38 +303,80 @@ impl DataParallel {
         outputs: &mut [Output<'_>],
     ) -> Result<ForwardReport> {
         let started = Instant::now();
-        let dynamic = self.dynamic_batching();
-        let rows = validate::inputs(&self.spec, inputs, self.dim, dynamic)?.rows;
-        let chunks = self.split(rows)?.num_chunks();
-        let timings: Vec<ChunkTiming> = (0..chunks).map(|_| ChunkTiming::new()).collect();
+        let mut records = Vec::new();
+        let ran = self.run(inputs, outputs, Some(&mut records), self.pack)?;
         // The split the call ran with: with spread small calls its cores move call by call.
-        let split = self.run(inputs, outputs, Some(&timings))?;
+        let (split, dynamic) = (ran.split, ran.dynamic);
+        ran.result()?;
         Ok(ForwardReport {
-            rows,
+            rows: split.rows(),
             chunks: self
                 .chunk_plans(&split, dynamic)
                 .into_iter()
-                .zip(&timings)
-                .map(|(plan, timing)| (plan, Duration::from_nanos(timing.elapsed_ns())))
+                .zip(&records)
+                .map(|(plan, record)| (plan, Duration::from_nanos(record.elapsed_ns())))
                 .collect(),
             wall: started.elapsed(),
         })
     }
 
+    /// Runs a batch for the request batcher: packed into whole compiled batches when `pack`
+    /// (and dynamic batching is on), and when chunks fail, says which rows they held, so
+    /// that only the requests with rows there fail.
+    pub(crate) fn forward_into_batch(
+        &self,
+        inputs: &[Input<'_>],
+        outputs: &mut [Output<'_>],
+        pack: bool,
+    ) -> std::result::Result<(), BatchFailure> {
+        let mut records = Vec::new();
+        let ran = self
+            .run(inputs, outputs, Some(&mut records), pack)
+            .map_err(|error| BatchFailure { error, rows: None })?;
+        let Some(failure) = ran.failure else {
+            return Ok(());
+        };
+        let rows: Vec<Range<usize>> = ran
+            .split
+            .iter()
+            .filter(|chunk| records.get(chunk.index).is_some_and(ChunkTiming::failed))
+            .map(|chunk| chunk.start..chunk.start + chunk.rows)
+            .collect();
+        Err(BatchFailure {
+            error: failure.error,
+            // Every failure names a chunk, so this is never empty; if it were, every row
+            // fails rather than a failed row passing as done.
+            rows: (!rows.is_empty()).then_some(rows),
+        })
+    }
+
+    /// Validates, splits (packed when `pack`), places and runs one call. `Err` before any
+    /// device work; otherwise the split it ran with and the failure of its lowest failed
+    /// chunk, if any. With `records`, it is filled with one record per chunk.
     fn run(
         &self,
         inputs: &[Input<'_>],
         outputs: &mut [Output<'_>],
-        timings: Option<&[ChunkTiming]>,
-    ) -> Result<Split> {
-        let (plan, split, dynamic) = self.check_inputs(inputs)?;
+        records: Option<&mut Vec<ChunkTiming>>,
+        pack: bool,
+    ) -> Result<Ran<'_>> {
+        let (plan, split, dynamic) = self.check_inputs(inputs, pack)?;
         let output_matching = validate::outputs(&self.spec, outputs, self.dim, |o| {
             validate::output_rows(o, self.dim, dynamic, plan.rows, split.num_chunks())
         })?;
         let split = self.place(split);
         if split.num_chunks() == 0 {
-            return Ok(split);
+            return Ok(Ran {
+                split,
+                dynamic,
+                failure: None,
+            });
         }
+        let records = records.map(|records| {
+            records.clear();
+            records.extend((0..split.num_chunks()).map(|_| ChunkTiming::new()));
+            &records[..]
+        });
         let call = Call {
             spec: &self.spec,
             inputs,
@@ -295,13 +389,14 @@ impl DataParallel {
             attach: self.attach,
             overlap_transfers: self.overlap_transfers,
             completion: Completion::new(),
-            timings,
+            timings: records,
         };
         self.dispatch(&call, &split);
-        match call.completion.take_failure() {
-            Some(failure) => Err(failure.error),
-            None => Ok(split),
-        }
+        Ok(Ran {
+            split,
+            dynamic,
+            failure: call.completion.take_failure(),
+        })
     }
 
     /// Sends every piece of every chunk to its core and waits for all of them.
@@ -310,7 +405,7 @@ impl DataParallel {
     /// be woken: it serves the last chunk itself (every chunk when pieces are tiny), on a
     /// free station of that chunk's core. When pieces overlap their transfers it runs only
     /// the last piece and leaves the rest to the core's workers, which overlap them.
-    fn dispatch(&self, call: &Call<'_>, split: &Split) {
+    fn dispatch(&self, call: &Call<'_>, split: &Split<'_>) {
         // From the first send on, the call must outlive every job sent: wait even if we
         // unwind. A job is counted just before it is held for sending (nothing from there
         // to its send can unwind), and jobs the caller runs itself are never counted, so
@@ -408,7 +503,7 @@ impl DataParallel {
         let queue = &self.queues[self.queue_of[job.replica]];
         call.completion.before_handoff();
         if let Err(job) = queue.push(job, call.overlap_transfers) {
-            call.completion.fail(Failure {
+            call.fail(Failure {
                 chunk: job.chunk,
                 error: Error::WorkersGone {
                     core: self.replicas[job.replica].core,

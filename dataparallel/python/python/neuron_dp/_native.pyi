@@ -30,6 +30,9 @@ class DataParallel:
         num_workers: worker threads in total (default: two per core).
         spread_small_calls: start calls with fewer chunks than cores on the next core, so
             many concurrent small calls share out the cores.
+        pack: run each call as whole compiled batches (ceil(rows / compiled batch)
+            executions, only the last one padded, on the next cores in turn) instead of one
+            padded chunk per core; not with split_size.
         allow_copy: copy non-contiguous inputs (and convert lists) instead of refusing them.
         pin_cpus: pin worker threads to CPUs.
 
@@ -49,6 +52,7 @@ class DataParallel:
         split_size: Optional[int] = None,
         num_workers: Optional[int] = None,
         spread_small_calls: bool = False,
+        pack: bool = False,
         allow_copy: bool = False,
         pin_cpus: bool = False,
     ) -> None: ...
@@ -134,6 +138,8 @@ class Batcher:
             raises QueueFullError.
         timeout_ms: a request still queued after this long expires (DeadlineExceededError).
         allow_copy: accept non-contiguous inputs and lists.
+        pack: run each batch as whole compiled batches, only the last one padded (default);
+            False runs it with the model's own split (one padded chunk per core).
     """
 
     def __init__(
@@ -145,6 +151,7 @@ class Batcher:
         max_queue: Optional[int] = None,
         timeout_ms: Optional[int] = None,
         allow_copy: bool = False,
+        pack: bool = True,
     ) -> None: ...
     def infer(self, *inputs: ArrayLike, **named_inputs: ArrayLike) -> Any:
         """Submits one request and blocks (GIL released) until its outputs are ready.
