@@ -19,6 +19,7 @@
 //! | `client` | the HTTP generator: dispatcher thread, connection pool, answers |
 //! | `server` | the server child process: start, address, readiness, metrics, stop |
 //! | `metrics` | batches, rows and pad rows from `GET /metrics`; mean batch rows, pad ratio |
+//! | `cpu` | a process's CPU time, for the CPU each side spent per request |
 //! | `in_process` | the same load on the batcher in this process |
 //! | `report` | the tables and the JSON results |
 //!
@@ -35,6 +36,8 @@
 mod body;
 #[path = "http_load/client.rs"]
 mod client;
+#[path = "http_load/cpu.rs"]
+mod cpu;
 #[path = "http_load/in_process.rs"]
 mod in_process;
 #[path = "http_load/metrics.rs"]
@@ -313,6 +316,8 @@ fn main() -> BoxResult {
             "max ms",
             "mean batch rows",
             "pad ratio",
+            "server CPU µs/req",
+            "client CPU µs/req",
         ],
     );
     let mut best: Vec<(String, String, Option<f64>, Vec<f64>)> = Vec::new();
@@ -379,6 +384,8 @@ fn main() -> BoxResult {
                 if failures_in_a_row[t] >= FAILURES_TO_STOP {
                     continue;
                 }
+                let own_before = cpu::cpu_time(None);
+                let server_before = cpu::cpu_time(Some(server.pid()));
                 let (outcome, batching) = match transport {
                     Transport::InProcess => {
                         in_process::run(&engine, batcher.clone(), bodies, plan)?
@@ -390,6 +397,20 @@ fn main() -> BoxResult {
                         let after = Batching::from_metrics(&server.metrics(&tokio)?)?;
                         (outcome, after.since(&before))
                     }
+                };
+                let own = spent(own_before, cpu::cpu_time(None), &outcome);
+                let server_cpu = spent(server_before, cpu::cpu_time(Some(server.pid())), &outcome);
+                // In process, this process is the server side (batcher, engine, mock) and its
+                // own client; over HTTP, the server process and this one (the generator).
+                let cpu = match transport {
+                    Transport::InProcess => Cpu {
+                        server_us: own,
+                        client_us: None,
+                    },
+                    Transport::Http(_) => Cpu {
+                        server_us: server_cpu,
+                        client_us: own,
+                    },
                 };
                 tried[t].push(rate);
                 if outcome.sustained() {
@@ -413,6 +434,7 @@ fn main() -> BoxResult {
                     plan,
                     &outcome,
                     &batching,
+                    cpu,
                 );
             }
         }
@@ -434,7 +456,11 @@ fn main() -> BoxResult {
          when over 1 % were unserved or failed. req/s done = completed / (first scheduled \
          time to last completion). HTTP: {} keep-alive connections, one request at a time \
          each; mean batch rows and pad ratio (pad rows / executed rows) from the server's \
-         GET /metrics before and after the run. Generator and server share this machine's CPUs.",
+         GET /metrics before and after the run. CPU µs/req = CPU time (user + system, all \
+         threads) over the run per completed request: server = the server process over HTTP, \
+         this whole process in process (batcher, engine, mock, submitter and collector); \
+         client = this process, the generator, over HTTP (its own engine is idle then). \
+         Generator and server share this machine's CPUs.",
         client::RESPONSE_TIMEOUT,
         args.connections
     ));
@@ -497,6 +523,19 @@ fn warm(engine: &DataParallel) -> BoxResult {
     Ok(())
 }
 
+/// CPU µs per completed request, server side and client side, of one run.
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    server_us: Option<f64>,
+    client_us: Option<f64>,
+}
+
+/// CPU µs per completed request between two readings of a process's CPU time.
+fn spent(before: Option<Duration>, after: Option<Duration>, outcome: &Outcome) -> Option<f64> {
+    let spent = after?.checked_sub(before?)?;
+    Some(spent.as_secs_f64() * 1e6 / outcome.completed().max(1) as f64)
+}
+
 /// One run's row and JSON record.
 fn row(
     report: &mut Report,
@@ -505,7 +544,9 @@ fn row(
     plan: Plan,
     outcome: &Outcome,
     batching: &Batching,
+    cpu: Cpu,
 ) {
+    let us = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}"));
     let p50 = outcome.quantile(0.5);
     let p99 = outcome.quantile(0.99);
     let max = outcome.quantile(1.0);
@@ -537,6 +578,8 @@ fn row(
             batching
                 .pad_ratio()
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.3}")),
+            us(cpu.server_us),
+            us(cpu.client_us),
         ],
         json!({
             "scenario": "http_serving",
@@ -561,6 +604,8 @@ fn row(
             "pad_rows": batching.pad_rows,
             "mean_batch_rows": batching.mean_batch_rows(),
             "pad_ratio": batching.pad_ratio(),
+            "server_cpu_us_per_request": cpu.server_us,
+            "client_cpu_us_per_request": cpu.client_us,
         }),
     );
 }

@@ -1,12 +1,16 @@
 //! The HTTP load bench's arithmetic and checks, without a server or a clock: the open-loop
 //! schedule and its bounds, percentiles with unserved requests infinitely late, the
-//! `GET /metrics` parsing, and the check of the answers (`benches/http_load/`).
+//! `GET /metrics` and `/proc/<pid>/stat` parsing, and the check of the answers
+//! (`benches/http_load/`).
 
 // The bench's own modules, compiled here as they are there; the bench uses the items these
 // tests leave alone.
 #[allow(dead_code)]
 #[path = "../benches/http_load/body.rs"]
 mod body;
+#[allow(dead_code)]
+#[path = "../benches/http_load/cpu.rs"]
+mod cpu;
 #[allow(dead_code)]
 #[path = "../benches/http_load/metrics.rs"]
 mod metrics;
@@ -226,4 +230,14 @@ fn binary_requests_split_at_their_header_length_and_answers_are_checked_by_bytes
     bodies.check_native(5, &native).unwrap();
     assert!(bodies.check_native(6, &native).is_err());
     assert!(bodies.check_native(5, &native[4..]).is_err());
+}
+
+#[test]
+fn cpu_ticks_are_utime_plus_stime_whatever_the_command_name() {
+    let stat = "4242 (a) b (c) R 1 2 3 0 -1 4194304 124 0 0 0 700 55 0 0 20 0 1 0 5696159";
+    assert_eq!(cpu::parse_ticks(stat), Some(755));
+    assert_eq!(cpu::parse_ticks("4242 (x) R 1 2"), None);
+    assert_eq!(cpu::parse_ticks("no parenthesis"), None);
+    // This process has a stat file and has run.
+    assert!(cpu::cpu_time(None).is_some());
 }

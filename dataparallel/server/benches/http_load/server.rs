@@ -135,6 +135,11 @@ impl ServerProcess {
         }
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Where to send requests.
     pub(crate) fn target(&self) -> &Target {
         &self.target
