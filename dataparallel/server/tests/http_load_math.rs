@@ -100,6 +100,11 @@ fn unserved_and_failed_requests_are_infinitely_late() {
     slow.extend([12.0; 5]);
     assert_eq!(outcome(&slow, 0, 0).quantile(0.99), 12.0);
     assert!(!outcome(&slow, 0, 0).sustained());
+    // Turned away is a kind of unserved.
+    let mut refused = outcome(&fast, 0, 0);
+    refused.turn_away();
+    assert_eq!((refused.unserved, refused.turned_away), (1, 1));
+    assert_eq!(refused.quantile(1.0), f64::INFINITY);
     // The first error is kept.
     let mut failed = Outcome::new(2);
     failed.error(|| "first".to_owned());

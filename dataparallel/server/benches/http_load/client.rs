@@ -281,7 +281,7 @@ pub(crate) fn run(
                             let mut last = lock(&last);
                             *last = Some(last.map_or(at, |l| l.max(at)));
                         }
-                        Answer::TurnedAway => outcome.unserved += 1,
+                        Answer::TurnedAway => outcome.turn_away(),
                         Answer::Error(message) => outcome.error(|| message),
                     }
                 }

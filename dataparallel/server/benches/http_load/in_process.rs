@@ -95,6 +95,7 @@ pub(crate) fn run(
         .join()
         .map_err(|_| "the collector thread panicked".to_owned())?;
     outcome.unserved += rejected;
+    outcome.turned_away += rejected;
     if let Some(message) = refused {
         outcome.error(|| message);
         outcome.errors += refused_count - 1;

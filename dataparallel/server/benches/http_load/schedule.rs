@@ -90,6 +90,8 @@ pub(crate) struct Outcome {
     pub(crate) latencies_ms: Vec<f64>,
     /// Turned away (queue full) or never sent.
     pub(crate) unserved: usize,
+    /// Of the unserved, those turned away (503, or a refused `try_submit`).
+    pub(crate) turned_away: usize,
     /// Answered wrongly or not at all.
     pub(crate) errors: usize,
     /// The first error, for the report.
@@ -106,6 +108,12 @@ impl Outcome {
             latencies_ms: Vec::with_capacity(scheduled),
             ..Outcome::default()
         }
+    }
+
+    /// Records a request turned away.
+    pub(crate) fn turn_away(&mut self) {
+        self.unserved += 1;
+        self.turned_away += 1;
     }
 
     /// Records a failed request.
