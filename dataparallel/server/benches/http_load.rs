@@ -314,6 +314,7 @@ fn main() -> BoxResult {
             "p50 ms",
             "p99 ms",
             "max ms",
+            "send lag p99 ms",
             "mean batch rows",
             "pad ratio",
             "server CPU µs/req",
@@ -454,7 +455,9 @@ fn main() -> BoxResult {
          or not sent within 0.5 s after the schedule ended; errors = a wrong status, body or \
          value, or no answer within {:?}. Both count as infinitely late, so p99 is \"inf\" \
          when over 1 % were unserved or failed. req/s done = completed / (first scheduled \
-         time to last completion). HTTP: {} keep-alive connections, one request at a time \
+         time to last completion). Send lag = due time to the request's submission (in process) \
+         or to its sending on a free connection (HTTP): the generator's own share of the \
+         latency. HTTP: {} keep-alive connections, one request at a time \
          each; mean batch rows and pad ratio (pad rows / executed rows) from the server's \
          GET /metrics before and after the run. CPU µs/req = CPU time (user + system, all \
          threads) over the run per completed request: server = the server process over HTTP, \
@@ -554,6 +557,8 @@ fn row(
     let ms = |v: f64| {
         if v.is_finite() {
             format!("{v:.2}")
+        } else if v.is_nan() {
+            "-".to_owned()
         } else {
             "inf".to_owned()
         }
@@ -572,6 +577,7 @@ fn row(
             ms(p50),
             ms(p99),
             ms(max),
+            ms(outcome.send_lag(0.99)),
             batching
                 .mean_batch_rows()
                 .map_or_else(|| "-".to_owned(), |r| format!("{r:.1}")),
@@ -600,6 +606,8 @@ fn row(
             "p50_ms": finite(p50),
             "p99_ms": finite(p99),
             "max_ms": finite(max),
+            "send_lag_p50_ms": finite(outcome.send_lag(0.5)),
+            "send_lag_p99_ms": finite(outcome.send_lag(0.99)),
             "batches": batching.batches,
             "rows": batching.rows,
             "pad_rows": batching.pad_rows,

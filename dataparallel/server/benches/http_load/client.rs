@@ -268,9 +268,12 @@ pub(crate) fn run(
                     }
                 },
             };
+            let due = start + plan.due(i);
+            lock(&outcome)
+                .send_lags_ms
+                .push(due.elapsed().as_secs_f64() * 1e3);
             let (target, bodies, idle_tx) = (target.clone(), Arc::clone(bodies), idle_tx.clone());
             let (outcome, last) = (Arc::clone(&outcome), Arc::clone(&last));
-            let due = start + plan.due(i);
             tokio::spawn(async move {
                 let (answer, sender) = exchange(sender, &target, &bodies, i).await;
                 {

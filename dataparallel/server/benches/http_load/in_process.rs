@@ -68,6 +68,7 @@ pub(crate) fn run(
         })
         .map_err(|e| format!("cannot start the collector thread: {e}"))?;
     let mut rejected = 0usize;
+    let mut lags_ms = Vec::with_capacity(plan.total());
     let mut refused: Option<String> = None;
     let mut refused_count = 0usize;
     for i in 0..plan.total() {
@@ -76,6 +77,7 @@ pub(crate) fn run(
         if due > now {
             std::thread::sleep(due - now);
         }
+        lags_ms.push(due.elapsed().as_secs_f64() * 1e3);
         let request = Request::new(vec![OwnedTensor::f32([1, FEATURES], &rows[i % VARIANTS])]);
         match batcher.try_submit(request) {
             Ok(ticket) => {
@@ -94,6 +96,7 @@ pub(crate) fn run(
     let mut outcome = collector
         .join()
         .map_err(|_| "the collector thread panicked".to_owned())?;
+    outcome.send_lags_ms = lags_ms;
     outcome.unserved += rejected;
     outcome.turned_away += rejected;
     if let Some(message) = refused {

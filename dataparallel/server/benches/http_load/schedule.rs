@@ -88,6 +88,10 @@ pub(crate) struct Outcome {
     pub(crate) scheduled: usize,
     /// Per request answered correctly: ms from its due time to its whole response.
     pub(crate) latencies_ms: Vec<f64>,
+    /// Per request sent: ms from its due time until the generator sent it (a connection
+    /// free, the dispatcher and the async thread awake); the part of the latency that is the
+    /// generator's.
+    pub(crate) send_lags_ms: Vec<f64>,
     /// Turned away (queue full) or never sent.
     pub(crate) unserved: usize,
     /// Of the unserved, those turned away (503, or a refused `try_submit`).
@@ -106,6 +110,7 @@ impl Outcome {
         Outcome {
             scheduled,
             latencies_ms: Vec::with_capacity(scheduled),
+            send_lags_ms: Vec::with_capacity(scheduled),
             ..Outcome::default()
         }
     }
@@ -143,6 +148,11 @@ impl Outcome {
             self.unserved + self.errors,
         ));
         percentile(&mut all, q)
+    }
+
+    /// The `q` quantile (0..=1) of the send lags in ms (NaN when nothing was sent).
+    pub(crate) fn send_lag(&self, q: f64) -> f64 {
+        percentile(&mut self.send_lags_ms.clone(), q)
     }
 
     /// Whether the run is sustained: p99 under [`P99_LIMIT_MS`].
