@@ -68,7 +68,8 @@ use server::ServerProcess;
 /// A server and batcher setting to measure: a row of each table per transport. Both sides
 /// start from the same base (`BASE_SERVER_FLAGS`, [`base_engine`], [`base_batcher`]);
 /// a setting adds its server flags and the same options in process. Adding a row to the
-/// comparison is adding one line to [`SETTINGS`].
+/// comparison is adding one line to [`SETTINGS`], e.g.
+/// `setting("packing", &["--packing"], |c| c, |b| b.packing(true))`.
 struct Setting {
     name: &'static str,
     /// Added to `neuron-dp-server serve`'s flags.
@@ -79,15 +80,27 @@ struct Setting {
     batcher: fn(BatcherConfig) -> BatcherConfig,
 }
 
-const SETTINGS: &[Setting] = &[Setting {
-    name: "default",
-    server_flags: &[],
-    engine: |c| c,
-    batcher: |b| b,
-}];
+/// A setting: its name, the server flags it adds, and the same options on the in-process
+/// engine's and batcher's configurations.
+const fn setting(
+    name: &'static str,
+    server_flags: &'static [&'static str],
+    engine: fn(Config) -> Config,
+    batcher: fn(BatcherConfig) -> BatcherConfig,
+) -> Setting {
+    Setting {
+        name,
+        server_flags,
+        engine,
+        batcher,
+    }
+}
 
-/// The server's batcher flags every setting starts from (its defaults, spelled out so the
-/// in-process side below provably matches them).
+/// The settings measured, one line each.
+const SETTINGS: &[Setting] = &[setting("default", &[], |c| c, |b| b)];
+
+/// The server's batcher flags every setting starts from (its defaults, spelled out so that
+/// the in-process side below can be seen to match them).
 const BASE_SERVER_FLAGS: &[&str] = &["--max-delay-us", "1000", "--queue-capacity", "1024"];
 
 /// The in-process engine configuration every setting starts from: what `neuron-dp-server
