@@ -19,6 +19,7 @@
 //! | `miri` | [`miri`] | the `plan`, `layout`, `queue`, `call` and `topology` tests and the C ABI's view construction under Miri (nightly) |
 //! | `tsan` | [`tsan`] | the engine's queue and call tests and its concurrency, stress and health tests under ThreadSanitizer (nightly) |
 //! | `bench [--quick] [--json PATH]` | [`bench`](mod@bench) | the engine's benchmark suite against the release mock |
+//! | `bench --only http` | [`http_bench`] | the HTTP server's open-loop load test beside the in-process batcher |
 //!
 //! Errors are messages printed after `error:` with exit status 1; clap's usage errors exit 2.
 
@@ -29,6 +30,7 @@ mod ci;
 mod demo;
 mod fuzz;
 mod header;
+mod http_bench;
 mod miri;
 mod mock_build;
 mod mock_neff;
@@ -132,8 +134,8 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         json: Option<PathBuf>,
         /// Only these scenarios (comma-separated: mock, scaling, overhead, copies,
-        /// concurrent, overlap, serving, and python for the Python front-end's benchmarks),
-        /// for profiling one at a time.
+        /// concurrent, overlap, serving; python for the Python front-end's benchmarks; http
+        /// for the HTTP server's load test), for profiling one at a time.
         #[arg(long, value_name = "LIST")]
         only: Option<String>,
     },
