@@ -30,10 +30,11 @@ KNOWN_KINDS = {
 # dataparallel/server/src/main.rs; test_fallback_flags_match_the_binary checks it when it is.
 FALLBACK_FLAGS = {
     "--model-name", "--model", "--host", "--port", "--device-ids", "--num-workers", "--max-batch-rows",
-    "--max-delay-us", "--queue-capacity", "--max-reading", "--timeout-ms", "--help", "-h",
+    "--max-delay-us", "--queue-capacity", "--unpacked", "--max-reading", "--timeout-ms", "--help",
+    "-h",
 }
 # Options that take no value.
-SWITCHES = {"--help", "-h"}
+SWITCHES = {"--unpacked", "--help", "-h"}
 # Options that may be given more than once (each value kept, in order).
 REPEATABLE = {"--model"}
 

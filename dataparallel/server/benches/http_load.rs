@@ -69,7 +69,7 @@ use server::ServerProcess;
 /// start from the same base (`BASE_SERVER_FLAGS`, [`base_engine`], [`base_batcher`]);
 /// a setting adds its server flags and the same options in process. Adding a row to the
 /// comparison is adding one line to [`SETTINGS`], e.g.
-/// `setting("packing", &["--packing"], |c| c, |b| b.packing(true))`.
+/// `setting("split", &["--unpacked"], |c| c, |b| b.pack(false))`.
 struct Setting {
     name: &'static str,
     /// Added to `neuron-dp-server serve`'s flags.
@@ -97,7 +97,10 @@ const fn setting(
 }
 
 /// The settings measured, one line each.
-const SETTINGS: &[Setting] = &[setting("default", &[], |c| c, |b| b)];
+const SETTINGS: &[Setting] = &[
+    setting("packed (default)", &[], |c| c, |b| b),
+    setting("split", &["--unpacked"], |c| c, |b| b.pack(false)),
+];
 
 /// The server's batcher flags every setting starts from (its defaults, spelled out so that
 /// the in-process side below can be seen to match them).

@@ -76,6 +76,10 @@ struct ServeArgs {
     /// Requests each model's queue holds; more are answered 503 at once.
     #[arg(long, value_name = "N", default_value = "1024")]
     queue_capacity: NonZeroUsize,
+    /// Run each batch with the engine's split (one chunk per core, each padded to the
+    /// compiled batch) instead of packing it into whole compiled batches.
+    #[arg(long)]
+    unpacked: bool,
     /// Inference requests whose bodies may be read and parsed at once, over every model; one
     /// more is answered 503 at once (bounds the memory of requests not yet queued).
     #[arg(long, value_name = "N", default_value_t = neuron_dp_server::DEFAULT_MAX_READING)]
@@ -201,7 +205,8 @@ fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let mut batcher = BatcherConfig::default()
         .max_delay(Duration::from_micros(args.max_delay_us))
-        .queue_capacity(args.queue_capacity.get());
+        .queue_capacity(args.queue_capacity.get())
+        .pack(!args.unpacked);
     if let Some(rows) = args.max_batch_rows {
         batcher = batcher.max_batch_rows(rows.get());
     }
