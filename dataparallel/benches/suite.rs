@@ -12,7 +12,7 @@
 //! | 3. bytes moved and heap allocations per forward | `copies` |
 //! | 4. concurrent callers | `concurrent` |
 //! | 5. transfer overlap, 1 vs 2 workers per core | `overlap` |
-//! | 6. serving: open-loop single-row requests, batcher vs one forward per request | `serving` |
+//! | 6. serving: open-loop single-row requests, the batcher packed and split vs one forward per request | `serving` |
 //!
 //! Arguments (after `--`): `--quick` (a reduced set), `--only overhead,copies` (the mock ceiling and these scenarios, for
 //! profiling), `--json PATH` (where to write the
@@ -34,6 +34,8 @@ mod common;
 mod concurrent;
 #[path = "suite/copies.rs"]
 mod copies;
+#[path = "suite/machine.rs"]
+mod machine;
 #[path = "suite/mock.rs"]
 mod mock;
 #[path = "suite/overhead.rs"]

@@ -20,6 +20,7 @@
 //! | `server` | the server child process: start, address, readiness, metrics, stop |
 //! | `metrics` | batches, rows and pad rows from `GET /metrics`; mean batch rows, pad ratio |
 //! | `cpu` | a process's CPU time, for the CPU each side spent per request |
+//! | `machine` | the machine record of the results (`dataparallel/benches/suite/machine.rs`, shared with the engine suite) |
 //! | `in_process` | the same load on the batcher in this process |
 //! | `report` | the tables and the JSON results |
 //!
@@ -40,6 +41,9 @@ mod client;
 mod cpu;
 #[path = "http_load/in_process.rs"]
 mod in_process;
+/// The machine record, shared with the engine suite.
+#[path = "../../benches/suite/machine.rs"]
+mod machine;
 #[path = "http_load/metrics.rs"]
 mod metrics;
 #[path = "http_load/report.rs"]
