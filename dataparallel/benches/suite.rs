@@ -48,6 +48,8 @@ mod report;
 mod scaling;
 #[path = "suite/serving.rs"]
 mod serving;
+#[path = "suite/tables.rs"]
+mod tables;
 
 use std::path::PathBuf;
 use std::time::Instant;

@@ -10,14 +10,7 @@ use serde_json::{Value, json};
 use crate::BoxResult;
 use crate::common::Ctx;
 use crate::machine::{self, loadavg};
-
-/// One scenario's table.
-struct Section {
-    title: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
-    notes: Vec<String>,
-}
+use crate::tables::Tables;
 
 /// A performance target and whether this run met it.
 struct Target {
@@ -32,9 +25,8 @@ struct Target {
 /// Everything a run found.
 pub(crate) struct Report {
     machine: Value,
-    sections: Vec<Section>,
+    tables: Tables,
     targets: Vec<Target>,
-    results: Vec<Value>,
     elapsed: Duration,
 }
 
@@ -63,38 +55,25 @@ impl Report {
         }
         Report {
             machine,
-            sections: Vec::new(),
+            tables: Tables::new("suite"),
             targets: Vec::new(),
-            results: Vec::new(),
             elapsed: Duration::ZERO,
         }
     }
 
     /// Starts a table.
     pub(crate) fn section(&mut self, title: &str, columns: &[&str]) {
-        eprintln!("suite: {title}");
-        self.sections.push(Section {
-            title: title.to_owned(),
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            rows: Vec::new(),
-            notes: Vec::new(),
-        });
+        self.tables.section(title, columns);
     }
 
     /// Adds a row to the current table and its JSON record.
     pub(crate) fn row(&mut self, cells: Vec<String>, record: Value) {
-        if let Some(section) = self.sections.last_mut() {
-            eprintln!("suite:   {}", cells.join("  "));
-            section.rows.push(cells);
-        }
-        self.results.push(record);
+        self.tables.row(cells, record);
     }
 
     /// A line of explanation under the current table.
     pub(crate) fn note(&mut self, note: impl Into<String>) {
-        if let Some(section) = self.sections.last_mut() {
-            section.notes.push(note.into());
-        }
+        self.tables.note(note);
     }
 
     /// Records a target.
@@ -133,21 +112,7 @@ impl Report {
             self.machine["mode"].as_str().unwrap_or("?"),
             self.elapsed.as_secs_f64()
         );
-        for section in &self.sections {
-            let _ = writeln!(out, "\n### {}\n", section.title);
-            let _ = writeln!(out, "| {} |", section.columns.join(" | "));
-            let _ = writeln!(
-                out,
-                "|{}",
-                section.columns.iter().map(|_| "---|").collect::<String>()
-            );
-            for row in &section.rows {
-                let _ = writeln!(out, "| {} |", row.join(" | "));
-            }
-            for note in &section.notes {
-                let _ = writeln!(out, "\n{note}");
-            }
-        }
+        self.tables.markdown(&mut out);
         let _ = writeln!(out, "\n### Targets\n");
         let _ = writeln!(
             out,
@@ -184,7 +149,7 @@ impl Report {
             .collect();
         let doc = json!({
             "machine": self.machine,
-            "results": self.results,
+            "results": self.tables.results(),
             "targets": targets,
         });
         std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")?;

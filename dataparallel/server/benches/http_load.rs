@@ -21,8 +21,9 @@
 //! | `metrics` | batches, rows and pad rows from `GET /metrics`; mean batch rows, pad ratio |
 //! | `cpu` | a process's CPU time, for the CPU each side spent per request |
 //! | `machine` | the machine record of the results (`dataparallel/benches/suite/machine.rs`, shared with the engine suite) |
+//! | `tables` | the tables and their JSON records (`dataparallel/benches/suite/tables.rs`, shared with the engine suite) |
 //! | `in_process` | the same load on the batcher in this process |
-//! | `report` | the tables and the JSON results |
+//! | `report` | the run's Markdown page (machine line and tables) and its JSON file |
 //!
 //! Arguments (after `--`): `--quick` (3 rates of 0.5 s), `--json PATH` (default
 //! `target/bench/http.json`), `--rates 1000,2000` (requests/s), `--seconds S` (per run),
@@ -52,6 +53,9 @@ mod report;
 mod schedule;
 #[path = "http_load/server.rs"]
 mod server;
+/// The result tables, shared with the engine suite.
+#[path = "../../benches/suite/tables.rs"]
+mod tables;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -8,22 +8,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::machine::{self, loadavg};
-
-/// One table.
-#[derive(Debug)]
-struct Section {
-    title: String,
-    columns: Vec<String>,
-    rows: Vec<Vec<String>>,
-    notes: Vec<String>,
-}
+use crate::tables::Tables;
 
 /// Everything a run found.
 #[derive(Debug)]
 pub(crate) struct Report {
     machine: Value,
-    sections: Vec<Section>,
-    results: Vec<Value>,
+    tables: Tables,
 }
 
 impl Report {
@@ -35,36 +26,23 @@ impl Report {
         }
         Report {
             machine,
-            sections: Vec::new(),
-            results: Vec::new(),
+            tables: Tables::new("http_load"),
         }
     }
 
     /// Starts a table.
     pub(crate) fn section(&mut self, title: &str, columns: &[&str]) {
-        eprintln!("http_load: {title}");
-        self.sections.push(Section {
-            title: title.to_owned(),
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            rows: Vec::new(),
-            notes: Vec::new(),
-        });
+        self.tables.section(title, columns);
     }
 
     /// Adds a row to the current table and its JSON record.
     pub(crate) fn row(&mut self, cells: Vec<String>, record: Value) {
-        if let Some(section) = self.sections.last_mut() {
-            eprintln!("http_load:   {}", cells.join("  "));
-            section.rows.push(cells);
-        }
-        self.results.push(record);
+        self.tables.row(cells, record);
     }
 
     /// A line of explanation under the current table.
     pub(crate) fn note(&mut self, note: impl Into<String>) {
-        if let Some(section) = self.sections.last_mut() {
-            section.notes.push(note.into());
-        }
+        self.tables.note(note);
     }
 
     /// Every table as Markdown, after a line on the machine and the run.
@@ -80,21 +58,7 @@ impl Report {
             self.machine["date_utc"].as_str().unwrap_or("?"),
             elapsed.as_secs_f64()
         );
-        for section in &self.sections {
-            let _ = writeln!(out, "\n### {}\n", section.title);
-            let _ = writeln!(out, "| {} |", section.columns.join(" | "));
-            let _ = writeln!(
-                out,
-                "|{}",
-                section.columns.iter().map(|_| "---|").collect::<String>()
-            );
-            for row in &section.rows {
-                let _ = writeln!(out, "| {} |", row.join(" | "));
-            }
-            for note in &section.notes {
-                let _ = writeln!(out, "\n{note}");
-            }
-        }
+        self.tables.markdown(&mut out);
         out
     }
 
@@ -110,7 +74,7 @@ impl Report {
         }
         self.machine["load_at_end"] = Value::from(loadavg());
         self.machine["elapsed_s"] = Value::from(elapsed.as_secs_f64());
-        let doc = json!({"machine": self.machine, "results": self.results});
+        let doc = json!({"machine": self.machine, "results": self.tables.results()});
         let text = serde_json::to_string_pretty(&doc)
             .map_err(|e| format!("cannot encode the results: {e}"))?;
         std::fs::write(path, text + "\n")
