@@ -656,9 +656,10 @@ fn batches_run_as_whole_compiled_batches_unless_told_not_to() {
 
 #[test]
 fn a_packed_batch_holds_back_the_requests_that_would_be_padded() {
-    // Compiled batch 4, batches of up to 8 rows. Five one-row requests: the first one's deadline closes
-    // the batch; packed, its fifth row would run alone, padded by 3, so it is held back to
-    // start the next batch, which three later requests fill to a whole compiled batch.
+    // Compiled batch 4, batches of up to 8 rows. Five one-row requests: the first one's
+    // deadline closes the batch; packed, its fifth row would run alone, padded by 3, so it is
+    // held back to start the next batch, which three later requests fill to a whole
+    // compiled batch.
     let engine = affine_engine(4, 0, "nc:20");
     let batcher = Batcher::new(
         Arc::clone(&engine),
@@ -667,32 +668,25 @@ fn a_packed_batch_holds_back_the_requests_that_would_be_padded() {
             .max_delay(Duration::from_secs(3600)),
     )
     .expect("batcher");
-    let closes = |(request, x): (Request, Vec<f32>)| (request.timeout(Duration::from_secs(2)), x);
-    let first: Vec<_> = (0..5)
-        .map(|tag| {
-            let (request, x) = if tag == 0 {
-                closes(tagged(tag, 1))
+    // One-row requests `tags`; request `closer`'s deadline (2 s) closes its batch.
+    let submit = |tags: std::ops::Range<usize>, closer: usize| -> Vec<(Ticket, Vec<f32>)> {
+        tags.map(|tag| {
+            let (request, x) = tagged(tag, 1);
+            let request = if tag == closer {
+                request.timeout(Duration::from_secs(2))
             } else {
-                tagged(tag, 1)
+                request
             };
             (batcher.submit(request).expect("submit"), x)
         })
-        .collect();
-    let mut first = first.into_iter();
+        .collect()
+    };
+    let mut first = submit(0..5, 0).into_iter();
     for (tag, (ticket, x)) in first.by_ref().take(4).enumerate() {
         check_affine(&format!("request {tag}"), ticket, &x);
     }
     assert_eq!(batcher.stats().batches, 1);
-    let later: Vec<_> = (5..8)
-        .map(|tag| {
-            let (request, x) = if tag == 7 {
-                closes(tagged(tag, 1))
-            } else {
-                tagged(tag, 1)
-            };
-            (batcher.submit(request).expect("submit"), x)
-        })
-        .collect();
+    let later = submit(5..8, 7);
     for (tag, (ticket, x)) in first.chain(later).enumerate() {
         check_affine(&format!("request {}", tag + 4), ticket, &x);
     }
