@@ -187,13 +187,12 @@ impl Worker {
         mut rows: usize,
         carry: &mut VecDeque<Job>,
     ) -> usize {
-        while self.engine.packed_pad_rows(rows) > 0 {
-            let Some(newest) = batch.last().map(|job| job.rows) else {
-                break;
-            };
-            if rows - newest < self.engine.largest_batch() {
-                break;
-            }
+        let largest = self.engine.largest_batch();
+        while self.engine.packed_pad_rows(rows) > 0
+            && batch
+                .last()
+                .is_some_and(|newest| rows - newest.rows >= largest)
+        {
             if let Some(job) = batch.pop() {
                 rows -= job.rows;
                 carry.push_front(job);
@@ -317,12 +316,11 @@ impl Worker {
                 return;
             }
         };
-        // A request fails when any of its rows is in a failed chunk.
+        // A request fails when any of its rows is in a failed chunk (none without an error).
         let fails = |rows: Range<usize>| {
-            error.is_some()
-                && failed_rows
-                    .iter()
-                    .any(|f| f.start < rows.end && rows.start < f.end)
+            failed_rows
+                .iter()
+                .any(|f| f.start < rows.end && rows.start < f.end)
         };
         let failed = batch
             .iter()
