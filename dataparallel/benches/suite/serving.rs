@@ -31,10 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use dataparallel::batcher::{
-    Batcher, BatcherConfig, DEFAULT_BATCHES_IN_FLIGHT, DEFAULT_MAX_DELAY, OwnedTensor, Request,
-    Ticket,
-};
+use dataparallel::batcher::{Batcher, BatcherConfig, OwnedTensor, Request, Ticket};
 use dataparallel::{Config, DataParallel, Input, Output};
 use serde_json::json;
 
@@ -52,6 +49,17 @@ const POOL: usize = 64;
 const P99_LIMIT_MS: f64 = 10.0;
 /// How long after the last scheduled request unstarted ones are given up as unserved.
 const GRACE: Duration = Duration::from_millis(500);
+
+/// How a mode serves the requests.
+enum Serve {
+    /// Through a batcher with this configuration over one engine on the k cores.
+    Batcher(BatcherConfig),
+    /// One forward per request from a pool of callers on one engine, small calls spread or
+    /// not.
+    Forward { spread: bool },
+    /// One forward per request over k one-core engines, round robin.
+    Engines,
+}
 
 /// One mode at one rate.
 struct Outcome {
@@ -124,67 +132,47 @@ pub(crate) fn run(ctx: &mut Ctx, report: &mut Report) -> BoxResult {
     );
     let seconds = ctx.pick(1.5, 0.5, 0.05);
     let neff = affine_neff(BATCH, FEATURES, EXEC_US)?;
-    // (mode, pack, batches in flight, max delay) of the batcher modes.
-    let batcher_modes = [
-        (
-            "batcher, packed",
-            true,
-            DEFAULT_BATCHES_IN_FLIGHT,
-            DEFAULT_MAX_DELAY,
-        ),
+    let modes = [
+        ("batcher, packed", Serve::Batcher(BatcherConfig::default())),
         (
             "batcher, split",
-            false,
-            DEFAULT_BATCHES_IN_FLIGHT,
-            DEFAULT_MAX_DELAY,
+            Serve::Batcher(BatcherConfig::default().pack(false)),
         ),
         (
             "batcher, packed, max delay 1.25 ms",
-            true,
-            DEFAULT_BATCHES_IN_FLIGHT,
-            Duration::from_micros(1250),
+            Serve::Batcher(BatcherConfig::default().max_delay(Duration::from_micros(1250))),
         ),
         (
             "batcher, packed, max delay 1.5 ms",
-            true,
-            DEFAULT_BATCHES_IN_FLIGHT,
-            Duration::from_micros(1500),
+            Serve::Batcher(BatcherConfig::default().max_delay(Duration::from_micros(1500))),
         ),
         (
             "batcher, packed, 1 batch in flight",
-            true,
-            1,
-            DEFAULT_MAX_DELAY,
+            Serve::Batcher(BatcherConfig::default().batches_in_flight(1)),
         ),
+        ("forward/request", Serve::Forward { spread: false }),
+        ("forward/request, spread", Serve::Forward { spread: true }),
+        ("forward/request, 8 engines", Serve::Engines),
     ];
-    let modes = batcher_modes.iter().map(|m| m.0).chain([
-        "forward/request",
-        "forward/request, spread",
-        "forward/request, 8 engines",
-    ]);
     let mut best: Vec<(&str, Option<f64>)> = Vec::new();
-    for mode in modes {
+    for (mode, serve) in &modes {
+        let mode = *mode;
         let mut sustained = None;
         for &rate in &rates {
             let total = ((rate * seconds).round() as usize).max(1);
-            let batcher_mode = batcher_modes.iter().find(|m| m.0 == mode);
-            let outcome = match (mode, batcher_mode) {
-                (_, Some(&(_, pack, in_flight, max_delay))) => {
+            let outcome = match serve {
+                Serve::Batcher(config) => {
                     let dp = Arc::new(engine(ctx, &neff, k, Config::default())?);
                     warm(&dp)?;
-                    let config = BatcherConfig::default()
-                        .pack(pack)
-                        .batches_in_flight(in_flight)
-                        .max_delay(max_delay);
-                    batcher_run(dp, rate, total, config)?
+                    batcher_run(dp, rate, total, config.clone())?
                 }
-                ("forward/request" | "forward/request, spread", None) => {
-                    let config = Config::default().spread_small_calls(mode.ends_with("spread"));
+                Serve::Forward { spread } => {
+                    let config = Config::default().spread_small_calls(*spread);
                     let dp = engine(ctx, &neff, k, config)?;
                     warm(&dp)?;
                     pool_run(&[dp], rate, total)?
                 }
-                _ => {
+                Serve::Engines => {
                     let engines = (0..k)
                         .map(|c| -> BoxResult<DataParallel> {
                             let dp = DataParallel::new(
